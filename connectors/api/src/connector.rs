@@ -1,0 +1,174 @@
+//! The connector and task traits, as Kafka Connect's `Connector`/`Task` made async and batch-first.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{ConfigDef, ConfigErrors, ConfigMap};
+use crate::error::ConnectError;
+use crate::record::{JsonMap, RecordMetadata, SinkRecord, SourceRecord, TopicPartition};
+
+/// Source or sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectorType {
+    /// Reads an external system, writes Kafka.
+    Source,
+    /// Reads Kafka, writes an external system.
+    Sink,
+}
+
+impl ConnectorType {
+    /// `"source"` or `"sink"`, as in Kafka Connect's REST bodies.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectorType::Source => "source",
+            ConnectorType::Sink => "sink",
+        }
+    }
+}
+
+/// What a running connector may ask of the runtime.
+pub trait ConnectorContext: Send + Sync {
+    /// The task configs should be regenerated (e.g. the set of tables changed).
+    fn request_task_reconfiguration(&self);
+    /// The connector failed outside of a call; it goes FAILED with this error.
+    fn raise_error(&self, error: ConnectError);
+}
+
+/// The part shared by source and sink connectors.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// Connector version.
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").to_string()
+    }
+
+    /// Documented keys of this connector (the common connector keys are added by the runtime).
+    fn config_def(&self) -> ConfigDef;
+
+    /// Pure validation: no I/O. The default parses against [`Connector::config_def`].
+    fn validate(&self, config: &ConfigMap) -> Result<(), ConfigErrors> {
+        self.config_def().parse(config).map(|_| ())
+    }
+
+    /// Starts the connector with its full config.
+    async fn start(&mut self, config: &ConfigMap, context: Arc<dyn ConnectorContext>) -> Result<(), ConnectError>;
+
+    /// Splits the work into at most `max_tasks` task configs.
+    fn task_configs(&self, max_tasks: usize) -> Result<Vec<ConfigMap>, ConnectError>;
+
+    /// Stops the connector.
+    async fn stop(&mut self) -> Result<(), ConnectError>;
+}
+
+/// A source connector: creates [`SourceTask`]s.
+pub trait SourceConnector: Connector {
+    /// A new, unstarted task.
+    fn create_task(&self) -> Box<dyn SourceTask>;
+
+    /// Whether tasks can define transaction boundaries that make exactly-once delivery possible.
+    fn exactly_once_support(&self) -> bool {
+        false
+    }
+}
+
+/// A sink connector: creates [`SinkTask`]s.
+pub trait SinkConnector: Connector {
+    /// A new, unstarted task.
+    fn create_task(&self) -> Box<dyn SinkTask>;
+}
+
+/// Read access to the committed source offsets.
+pub trait OffsetStorageReader: Send + Sync {
+    /// The last committed offset of a source partition.
+    fn offset(&self, partition: &JsonMap) -> Option<JsonMap>;
+}
+
+/// What a source task gets from the runtime at start.
+#[derive(Clone)]
+pub struct SourceTaskContext {
+    /// Connector name.
+    pub connector: String,
+    /// Task number.
+    pub task: u32,
+    /// Committed offsets, to resume from.
+    pub offsets: Arc<dyn OffsetStorageReader>,
+}
+
+/// What a sink task gets from the runtime at start.
+#[derive(Debug, Clone)]
+pub struct SinkTaskContext {
+    /// Connector name.
+    pub connector: String,
+    /// Task number.
+    pub task: u32,
+}
+
+/// A source task: polls an external system and returns records for Kafka.
+///
+/// Delivery: the runtime writes a record's `source_offset` to the offset store only after the broker
+/// acknowledged that record and every record before it, so a restart resumes at or before the first
+/// record not yet in Kafka (at-least-once).
+#[async_trait]
+pub trait SourceTask: Send {
+    /// Starts the task with its config.
+    async fn start(&mut self, config: &ConfigMap, context: SourceTaskContext) -> Result<(), ConnectError>;
+
+    /// Returns the next batch; empty means nothing right now. Should return within about a second
+    /// when idle, so the runtime can commit offsets and shut down promptly.
+    async fn poll(&mut self) -> Result<Vec<SourceRecord>, ConnectError>;
+
+    /// Called for each record once the broker acknowledged it (`None` when it was filtered out).
+    fn commit_record(&mut self, _record: &SourceRecord, _metadata: Option<&RecordMetadata>) {}
+
+    /// Called after offsets were written to the offset store.
+    async fn commit(&mut self) -> Result<(), ConnectError> {
+        Ok(())
+    }
+
+    /// Stops the task and releases its resources.
+    async fn stop(&mut self) -> Result<(), ConnectError>;
+}
+
+/// Kafka offsets: the next offset to read, per topic-partition (as Kafka's committed offsets).
+pub type Offsets = BTreeMap<TopicPartition, i64>;
+
+/// A sink task: receives records from Kafka and writes them to an external system.
+///
+/// Delivery: the runtime commits to Kafka only the offsets [`SinkTask::pre_commit`] returns, so a
+/// sink that returns only what it made durable is at-least-once; one that stores offsets with its
+/// data and returns them from [`SinkTask::open`] is exactly-once.
+#[async_trait]
+pub trait SinkTask: Send {
+    /// Starts the task with its config.
+    async fn start(&mut self, config: &ConfigMap, context: SinkTaskContext) -> Result<(), ConnectError>;
+
+    /// Partitions newly assigned. A sink that keeps its own offsets returns where to resume.
+    async fn open(&mut self, _partitions: &[TopicPartition]) -> Result<Offsets, ConnectError> {
+        Ok(Offsets::new())
+    }
+
+    /// Writes (or buffers) a batch, in Kafka order per partition.
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<(), ConnectError>;
+
+    /// Makes everything passed to `put` so far durable.
+    async fn flush(&mut self, _offsets: &Offsets) -> Result<(), ConnectError> {
+        Ok(())
+    }
+
+    /// Given the offsets consumed so far, returns the offsets that are safe to commit. The default
+    /// flushes and returns them all.
+    async fn pre_commit(&mut self, offsets: &Offsets) -> Result<Offsets, ConnectError> {
+        self.flush(offsets).await?;
+        Ok(offsets.clone())
+    }
+
+    /// Partitions revoked: drop any buffered state for them.
+    async fn close(&mut self, _partitions: &[TopicPartition]) -> Result<(), ConnectError> {
+        Ok(())
+    }
+
+    /// Stops the task.
+    async fn stop(&mut self) -> Result<(), ConnectError>;
+}

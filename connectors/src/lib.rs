@@ -1,0 +1,19 @@
+//! sluice's connectors: one folder per external system, each behind a cargo feature.
+//!
+//! [`plugins`] is the explicit registry the binary hands to the runtime: one line per connector.
+
+use sluice_api::PluginInfo;
+
+pub mod sinks;
+pub mod sources;
+
+/// Every connector compiled into this build.
+pub fn plugins() -> Vec<PluginInfo> {
+    #[allow(unused_mut)]
+    let mut plugins = Vec::new();
+    #[cfg(feature = "file")]
+    plugins.push(sources::file::PLUGIN);
+    #[cfg(feature = "file")]
+    plugins.push(sinks::file::PLUGIN);
+    plugins
+}

@@ -1,0 +1,4 @@
+//! Sink connectors.
+
+#[cfg(feature = "file")]
+pub mod file;

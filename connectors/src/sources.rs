@@ -1,0 +1,4 @@
+//! Source connectors.
+
+#[cfg(feature = "file")]
+pub mod file;
