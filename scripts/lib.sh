@@ -15,6 +15,7 @@ SLUICE_SERVICES_DIR="${SLUICE_SERVICES_DIR:-$SLUICE_REPO/.local/services}"
 # make it absolute so pid/cmdline checks and the env file do not depend on the cwd
 case "$SLUICE_SERVICES_DIR" in /*) ;; *) SLUICE_SERVICES_DIR="$PWD/$SLUICE_SERVICES_DIR" ;; esac
 SLUICE_SERVICES_ENV="${SLUICE_SERVICES_ENV:-$(dirname "$SLUICE_SERVICES_DIR")/services.env}"
+# shellcheck disable=SC2034 # used by the scripts that source this file
 SLUICE_PYTHON="$SLUICE_VENV/bin/python"
 
 log()  { printf '[services] %s\n' "$*" >&2; }

@@ -1,1 +1,4 @@
-//! stub
+//! The sluice runtime: worker, task loops, herders, stores and converters. It never names a
+//! concrete connector: the binary hands it the plugin registry.
+
+pub mod converters;
