@@ -16,6 +16,8 @@
 #  - opensearch/elasticsearch are API emulators (osmem-server, noida-db), not real clusters.
 #  - s3 (SeaweedFS) and elasticsearch (noida-db) data dirs are wiped on each fresh start;
 #    the MariaDB datadir is kept between starts (initialised once).
+#  - MariaDB also runs with binlog_row_metadata=FULL (column names in TABLE_MAP events) so
+#    python-mysql-replication can name columns; real servers often run MINIMAL.
 #  - SLUICE_SERVICE_TIMEOUT (default 60 s) bounds each readiness wait.
 set -euo pipefail
 
@@ -63,7 +65,8 @@ from importlib.metadata import version, PackageNotFoundError
 for spec in sys.argv[1:]:
     name, _, want = spec.partition("==")
     try:
-        if want and version(name) != want:
+        have = version(name)
+        if want and have != want:
             print(spec)
     except PackageNotFoundError:
         print(spec)
@@ -221,6 +224,7 @@ svc_launch() {
             args=(--no-defaults --datadir="$data" --user="$(id -un)" --port="$port" --bind-address=127.0.0.1
                 --socket="$sock" --pid-file="$dir/mariadbd.pid"
                 --log-bin="$data/binlog" --binlog-format=ROW --binlog-row-image=FULL --server-id=1
+                --binlog-row-metadata=FULL
                 --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci) ;;
         redis)
             args=(--port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$dir") ;;

@@ -1,1 +1,170 @@
-fn main() {}
+//! `sluice`: the command line. Wiring only: the runtime, connectors and REST API live in their crates.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use sluice_api::ConfigMap;
+use sluice_runtime::config::{parse_properties, WorkerConfig};
+use sluice_runtime::herder::{Herder, StandaloneHerder};
+use sluice_runtime::storage::{FileOffsetStore, MemoryOffsetStore, MemoryStatusStore, OffsetStore};
+use sluice_runtime::worker::Worker;
+
+const USAGE: &str = "\
+sluice — a Kafka Connect-compatible connector and CDC platform
+
+USAGE:
+    sluice standalone <worker.properties> [<connector.properties|connector.json>...]
+    sluice distributed <worker.properties>
+    sluice --version
+
+Worker and connector keys are Kafka Connect's (see README.md). Logs go to stderr; set RUST_LOG to
+change the level (default: info).";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        Some("--version" | "-V" | "version") => {
+            println!("sluice {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("--help" | "-h" | "help") | None => {
+            println!("{USAGE}");
+            if args.is_empty() { 2 } else { 0 }
+        }
+        Some("standalone") if args.len() >= 2 => run(standalone(args[1].clone(), args[2..].to_vec())),
+        Some("distributed") if args.len() == 2 => {
+            eprintln!("error: distributed mode is not available in this build yet; use `sluice standalone`");
+            2
+        }
+        Some(other) => {
+            eprintln!("error: unexpected arguments starting at '{other}'\n\n{USAGE}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(fut: impl std::future::Future<Output = Result<()>>) -> i32 {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,librdkafka=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Reads a `.properties` or `.json` file into a config map. JSON may be `{"name":..,"config":{..}}`
+/// or a flat map.
+fn read_config_file(path: &str) -> Result<ConfigMap> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    if Path::new(path).extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+        let doc: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{path} is not valid JSON"))?;
+        let (name, config) = match doc.get("config") {
+            Some(c) => (doc.get("name").and_then(|n| n.as_str()).map(String::from), c.clone()),
+            None => (None, doc),
+        };
+        let obj = config.as_object().ok_or_else(|| anyhow!("{path}: \"config\" must be an object"))?;
+        let mut map = ConfigMap::new();
+        for (k, v) in obj {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(_) | serde_json::Value::Bool(_) => v.to_string(),
+                other => bail!("{path}: value of {k} must be a string, not {other}"),
+            };
+            map.insert(k.clone(), v);
+        }
+        if let Some(n) = name {
+            map.entry("name".into()).or_insert(n);
+        }
+        Ok(map)
+    } else {
+        parse_properties(&text).map_err(|e| anyhow!("{path}: {e}"))
+    }
+}
+
+fn listener_addr(listener: &str) -> Result<SocketAddr> {
+    let hostport = listener
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow!("listener {listener} must start with http:// (https is not supported yet)"))?;
+    let hostport = if hostport.starts_with(':') { format!("0.0.0.0{hostport}") } else { hostport.to_string() };
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("listener {listener}: bad host or port"))?
+        .next()
+        .ok_or_else(|| anyhow!("listener {listener}: host does not resolve"))
+}
+
+async fn standalone(worker_file: String, connector_files: Vec<String>) -> Result<()> {
+    let worker_props = read_config_file(&worker_file)?;
+    let worker_config = WorkerConfig::parse(&worker_props).map_err(|e| {
+        let lines: Vec<String> = e.0.iter().map(|e| format!("  {}: {}", e.key, e.message)).collect();
+        anyhow!("invalid worker config {worker_file}:\n{}", lines.join("\n"))
+    })?;
+    let connectors: Vec<ConfigMap> = connector_files.iter().map(|f| read_config_file(f)).collect::<Result<_>>()?;
+
+    let offsets: Arc<dyn OffsetStore> = match worker_config.offset_file() {
+        Some(path) => Arc::new(FileOffsetStore::open(&path)?),
+        None => {
+            tracing::warn!("offset.storage.file.filename is not set: source offsets are kept in memory only");
+            Arc::new(MemoryOffsetStore::default())
+        }
+    };
+    let listener = worker_config.listeners().first().cloned().unwrap_or_else(|| "http://0.0.0.0:8083".into());
+    let addr = listener_addr(&listener)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let rest_shutdown = shutdown.clone();
+
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {listener}"))?;
+    let bound = listener.local_addr()?;
+    let worker_id = worker_config.worker_id(bound.port());
+    let worker = Arc::new(Worker::new(worker_config, worker_id.clone(), offsets, Arc::new(MemoryStatusStore::default()))?);
+    let herder = StandaloneHerder::new(worker, sluice_connectors::plugins());
+    herder.fetch_cluster_id().await;
+    let server = tokio::spawn(sluice_rest::serve(herder.clone(), listener, async move { rest_shutdown.cancelled().await }));
+    tracing::info!(%bound, worker_id, "REST API listening");
+
+    for config in connectors {
+        let name = config.get("name").cloned().ok_or_else(|| anyhow!("a connector config has no \"name\""))?;
+        herder.put_connector_config(&name, config, true).await.map_err(|e| anyhow!("connector {name}: {e}"))?;
+    }
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: stopping tasks, flushing and committing");
+    herder.stop().await;
+    shutdown.cancel();
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+

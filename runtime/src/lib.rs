@@ -2,3 +2,7 @@
 //! concrete connector: the binary hands it the plugin registry.
 
 pub mod converters;
+pub mod config;
+pub mod storage;
+pub mod worker;
+pub mod herder;

@@ -149,8 +149,9 @@ pub trait SinkTask: Send {
         Ok(Offsets::new())
     }
 
-    /// Writes (or buffers) a batch, in Kafka order per partition.
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<(), ConnectError>;
+    /// Writes (or buffers) a batch, in Kafka order per partition. On a retriable error the runtime
+    /// backs off and passes the same batch again.
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError>;
 
     /// Makes everything passed to `put` so far durable.
     async fn flush(&mut self, _offsets: &Offsets) -> Result<(), ConnectError> {

@@ -98,8 +98,8 @@ impl SinkTask for FileSinkTask {
         Ok(())
     }
 
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<(), ConnectError> {
-        for record in &records {
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError> {
+        for record in records {
             let _ = writeln!(self.buffer, "{}", record.value);
         }
         if self.buffer.len() >= WRITE_THRESHOLD {

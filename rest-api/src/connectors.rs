@@ -1,0 +1,146 @@
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use sluice_api::ConfigMap;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::error::{json, respond, ApiError};
+use crate::SharedHerder;
+
+/// Largest accepted request body.
+const MAX_BODY: u64 = 1 << 20;
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    name: Option<String>,
+    config: Option<BTreeMap<String, Json>>,
+}
+
+pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let with = warp::any().map(move || herder.clone());
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let list = warp::path!("connectors").and(warp::get()).and(raw_query).and(with.clone()).and_then(list);
+    let create = warp::path!("connectors")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::json())
+        .and(with.clone())
+        .and_then(create);
+    let info = warp::path!("connectors" / String).and(warp::get()).and(with.clone()).and_then(info);
+    let delete = warp::path!("connectors" / String).and(warp::delete()).and(with.clone()).and_then(delete);
+    let config = warp::path!("connectors" / String / "config").and(warp::get()).and(with.clone()).and_then(config);
+    let put_config = warp::path!("connectors" / String / "config")
+        .and(warp::put())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::json())
+        .and(with.clone())
+        .and_then(put_config);
+    let status = warp::path!("connectors" / String / "status").and(warp::get()).and(with.clone()).and_then(status);
+    let tasks = warp::path!("connectors" / String / "tasks").and(warp::get()).and(with).and_then(tasks);
+    list.or(create)
+        .unify()
+        .or(info)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(config)
+        .unify()
+        .or(put_config)
+        .unify()
+        .or(status)
+        .unify()
+        .or(tasks)
+        .unify()
+}
+
+/// Config values may arrive as JSON strings, numbers or booleans; Kafka Connect stores strings.
+fn flatten_config(config: BTreeMap<String, Json>) -> Result<ConfigMap, ApiError> {
+    config
+        .into_iter()
+        .map(|(k, v)| match v {
+            Json::String(s) => Ok((k, s)),
+            Json::Number(n) => Ok((k, n.to_string())),
+            Json::Bool(b) => Ok((k, b.to_string())),
+            Json::Null => Err(ApiError::new(400, format!("Config value of {k} must not be null"))),
+            other => Err(ApiError::new(400, format!("Config value of {k} must be a string, not {other}"))),
+        })
+        .collect()
+}
+
+async fn list(query: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    let expand: Vec<&str> =
+        query.split('&').filter_map(|kv| kv.strip_prefix("expand=")).collect();
+    let names = herder.connectors().await;
+    if expand.is_empty() {
+        return respond(Ok(json(StatusCode::OK, &names)));
+    }
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let mut entry = serde_json::Map::new();
+        if expand.contains(&"status") {
+            if let Ok(s) = herder.connector_status(&name).await {
+                entry.insert("status".into(), json!(s));
+            }
+        }
+        if expand.contains(&"info") {
+            if let Ok(i) = herder.connector_info(&name).await {
+                entry.insert("info".into(), json!(i));
+            }
+        }
+        out.insert(name, Json::Object(entry));
+    }
+    respond(Ok(json(StatusCode::OK, &out)))
+}
+
+async fn create(body: CreateRequest, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(async {
+        let name = body.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::new(400, "Connector name must be provided"))?;
+        let config = flatten_config(body.config.ok_or_else(|| ApiError::new(400, "Connector config must be provided"))?)?;
+        let (_, info) = herder.put_connector_config(&name, config, false).await?;
+        let mut reply = json(StatusCode::CREATED, &info);
+        if let Ok(loc) = format!("/connectors/{name}").parse() {
+            reply.headers_mut().insert("location", loc);
+        }
+        Ok(reply)
+    }
+    .await)
+}
+
+async fn info(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(herder.connector_info(&name).await.map(|i| json(StatusCode::OK, &i)).map_err(ApiError::from))
+}
+
+async fn delete(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(
+        herder
+            .delete_connector(&name)
+            .await
+            .map(|_| StatusCode::NO_CONTENT.into_response())
+            .map_err(ApiError::from),
+    )
+}
+
+async fn config(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(herder.connector_config(&name).await.map(|c| json(StatusCode::OK, &c)).map_err(ApiError::from))
+}
+
+async fn put_config(name: String, body: BTreeMap<String, Json>, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(async {
+        let config = flatten_config(body)?;
+        let (created, info) = herder.put_connector_config(&name, config, true).await?;
+        Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, &info))
+    }
+    .await)
+}
+
+async fn status(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(herder.connector_status(&name).await.map(|s| json(StatusCode::OK, &s)).map_err(ApiError::from))
+}
+
+async fn tasks(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(herder.task_configs(&name).await.map(|t| json(StatusCode::OK, &t)).map_err(ApiError::from))
+}

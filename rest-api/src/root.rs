@@ -1,0 +1,37 @@
+use std::convert::Infallible;
+
+use serde_json::json;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::error::{json, respond};
+use crate::SharedHerder;
+
+pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let with = warp::any().map(move || herder.clone());
+    let root = warp::path::end().and(warp::get()).and(with.clone()).and_then(server_info);
+    let health = warp::path!("health").and(warp::get()).map(|| json(StatusCode::OK, &json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."})));
+    let plugins = warp::path!("connector-plugins").and(warp::get()).and(with).and_then(plugins);
+    root.or(health).unify().or(plugins).unify()
+}
+
+async fn server_info(herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(Ok(json(
+        StatusCode::OK,
+        &json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "commit": option_env!("SLUICE_GIT_COMMIT").unwrap_or("unknown"),
+            "kafka_cluster_id": herder.kafka_cluster_id(),
+        }),
+    )))
+}
+
+async fn plugins(herder: SharedHerder) -> Result<Response, Infallible> {
+    let list: Vec<_> = herder
+        .plugins()
+        .iter()
+        .map(|p| json!({"class": p.class, "type": p.connector_type.name(), "version": p.version}))
+        .collect();
+    respond(Ok(json(StatusCode::OK, &list)))
+}

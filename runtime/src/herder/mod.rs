@@ -1,0 +1,207 @@
+//! Herders: the only way into the cluster. The REST API calls the [`Herder`] trait; the standalone
+//! herder runs everything on this worker, the distributed one (later) on the group.
+
+mod standalone;
+
+use async_trait::async_trait;
+use sluice_api::{ConfigErrors, ConfigMap, ConnectorType, PluginInfo};
+
+pub use standalone::StandaloneHerder;
+
+/// What a herder call can fail with; each maps to Kafka Connect's REST status.
+#[derive(Debug, thiserror::Error)]
+pub enum HerderError {
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the connector exists.
+    #[error("Connector {0} already exists")]
+    AlreadyExists(String),
+    /// 400: invalid config.
+    #[error(transparent)]
+    InvalidConfig(#[from] ConfigErrors),
+    /// 400: any other bad request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 409: conflicting operation.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl HerderError {
+    /// The HTTP status Kafka Connect answers with.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            HerderError::NotFound(_) => 404,
+            HerderError::AlreadyExists(_) | HerderError::Conflict(_) => 409,
+            HerderError::InvalidConfig(_) | HerderError::BadRequest(_) => 400,
+            HerderError::Internal(_) => 500,
+        }
+    }
+
+    pub(crate) fn connector_not_found(name: &str) -> HerderError {
+        HerderError::NotFound(format!("Connector {name} not found"))
+    }
+}
+
+/// `GET /connectors/{c}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectorInfo {
+    /// Name.
+    pub name: String,
+    /// Config (secrets masked).
+    pub config: ConfigMap,
+    /// Task ids.
+    pub tasks: Vec<TaskRef>,
+    /// `source` or `sink`.
+    #[serde(rename = "type")]
+    pub connector_type: &'static str,
+}
+
+/// `{"connector","task"}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskRef {
+    /// Connector.
+    pub connector: String,
+    /// Task number.
+    pub task: u32,
+}
+
+/// One state in a status body.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StateInfo {
+    /// State name.
+    pub state: &'static str,
+    /// Worker id.
+    pub worker_id: String,
+    /// Trace, omitted when empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+/// A task's state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskStateInfo {
+    /// Task number.
+    pub id: u32,
+    /// State.
+    pub state: &'static str,
+    /// Worker id.
+    pub worker_id: String,
+    /// Trace, omitted when empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
+}
+
+/// `GET /connectors/{c}/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConnectorStateInfo {
+    /// Name.
+    pub name: String,
+    /// Connector state.
+    pub connector: StateInfo,
+    /// Task states.
+    pub tasks: Vec<TaskStateInfo>,
+    /// `source` or `sink`.
+    #[serde(rename = "type")]
+    pub connector_type: &'static str,
+}
+
+/// `GET /connectors/{c}/tasks` entry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskInfo {
+    /// Id.
+    pub id: TaskRef,
+    /// Config (secrets masked).
+    pub config: ConfigMap,
+}
+
+/// The operations the REST API needs.
+#[async_trait]
+pub trait Herder: Send + Sync {
+    /// Connector names, sorted.
+    async fn connectors(&self) -> Vec<String>;
+    /// Connector info.
+    async fn connector_info(&self, name: &str) -> Result<ConnectorInfo, HerderError>;
+    /// Connector config (secrets masked).
+    async fn connector_config(&self, name: &str) -> Result<ConfigMap, HerderError>;
+    /// Connector and task states.
+    async fn connector_status(&self, name: &str) -> Result<ConnectorStateInfo, HerderError>;
+    /// Task configs.
+    async fn task_configs(&self, name: &str) -> Result<Vec<TaskInfo>, HerderError>;
+    /// Creates or replaces a connector. Returns whether it was created, and its info.
+    async fn put_connector_config(
+        &self,
+        name: &str,
+        config: ConfigMap,
+        allow_replace: bool,
+    ) -> Result<(bool, ConnectorInfo), HerderError>;
+    /// Deletes a connector.
+    async fn delete_connector(&self, name: &str) -> Result<(), HerderError>;
+    /// Installed plugins.
+    fn plugins(&self) -> Vec<PluginInfo>;
+    /// The Kafka cluster id, when known.
+    fn kafka_cluster_id(&self) -> Option<String>;
+}
+
+/// Finds a plugin by class name or alias.
+pub fn find_plugin<'a>(plugins: &'a [PluginInfo], class: &str) -> Option<&'a PluginInfo> {
+    plugins.iter().find(|p| p.matches(class.trim()))
+}
+
+/// Full validation of a connector config: the common keys, then the connector's own (pure, no I/O).
+pub fn validate_connector_config(plugins: &[PluginInfo], config: &ConfigMap) -> Result<(PluginInfo, ConnectorType), ConfigErrors> {
+    let class = config.get("connector.class").cloned().unwrap_or_default();
+    let plugin = match find_plugin(plugins, &class) {
+        Some(p) => *p,
+        None if class.is_empty() => {
+            return Err(ConfigErrors::one(
+                "connector.class",
+                "Missing required configuration \"connector.class\" which has no default value.",
+            ))
+        }
+        None => {
+            let known: Vec<&str> = plugins.iter().map(|p| p.class).collect();
+            return Err(ConfigErrors::one(
+                "connector.class",
+                format!("Invalid value {class} for configuration connector.class: Class {class} could not be found. Known connectors: {}", known.join(", ")),
+            ));
+        }
+    };
+    let common = match plugin.connector_type {
+        ConnectorType::Source => crate::config::source_connector_def(),
+        ConnectorType::Sink => crate::config::sink_connector_def(),
+    };
+    let mut errors = ConfigErrors::default();
+    if let Err(e) = common.parse(config) {
+        errors.extend(e);
+    }
+    if plugin.connector_type == ConnectorType::Sink {
+        let topics = config.get("topics").is_some_and(|t| !t.trim().is_empty());
+        let regex = config.get("topics.regex").is_some_and(|t| !t.trim().is_empty());
+        if topics == regex {
+            errors.0.push(sluice_api::ConfigError::new(
+                "topics",
+                if topics {
+                    "topics and topics.regex are mutually exclusive options, but both are set."
+                } else {
+                    "Must configure one of topics or topics.regex"
+                },
+            ));
+        }
+    }
+    let instance = (plugin.create)();
+    let resolved = crate::config::resolve_secrets(config);
+    match resolved {
+        Ok(resolved) => {
+            if let Err(e) = instance.as_connector().validate(&resolved) {
+                errors.extend(e);
+            }
+        }
+        Err(e) => errors.extend(e),
+    }
+    errors.into_result().map(|_| (plugin, plugin.connector_type))
+}

@@ -1,0 +1,30 @@
+//! Backing stores for source offsets and statuses. Each is a trait with file/memory implementations
+//! here; the Kafka-topic implementations come with distributed mode.
+
+mod offsets;
+mod status;
+
+pub use offsets::{offset_key, ConnectorOffsetReader, FileOffsetStore, MemoryOffsetStore, OffsetStore};
+pub use status::{ConnectorState, MemoryStatusStore, Status, StatusStore};
+
+/// A store could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Filesystem failure.
+    #[error("offset file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The stored data is not what we wrote.
+    #[error("offset file {path} is corrupt: {message}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}

@@ -1,0 +1,275 @@
+//! The worker: runs the connector tasks it is given, one tokio task each, with converters between
+//! Kafka bytes and records, and stops them cleanly.
+
+mod kafka;
+mod sink;
+mod source;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use sluice_api::{ConfigErrors, ConfigMap, ConnectError, SinkTask, SourceTask};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{resolve_secrets, ErrorTolerance, WorkerConfig};
+use crate::converters::{create_converter, Converter};
+use crate::storage::{ConnectorState, OffsetStore, Status, StatusStore};
+
+pub use kafka::KafkaClients;
+
+/// Identifies a task: connector name and task number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// Connector name.
+    pub connector: String,
+    /// Task number.
+    pub task: u32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.connector, self.task)
+    }
+}
+
+/// Errors starting tasks.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The connector config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// A Kafka client could not be created.
+    #[error("cannot create Kafka client for {task}: {source}")]
+    Kafka {
+        /// The task.
+        task: TaskId,
+        /// The cause.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+}
+
+struct RunningTask {
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// Runs tasks. Shared by the herders.
+pub struct Worker {
+    config: WorkerConfig,
+    worker_id: String,
+    clients: KafkaClients,
+    offsets: Arc<dyn OffsetStore>,
+    statuses: Arc<dyn StatusStore>,
+    tasks: Mutex<BTreeMap<TaskId, RunningTask>>,
+}
+
+/// Per-connector settings the task loops need, resolved from the connector config.
+pub(crate) struct TaskSettings {
+    pub id: TaskId,
+    pub task_config: ConfigMap,
+    pub key_converter: Box<dyn Converter>,
+    pub value_converter: Box<dyn Converter>,
+    pub tolerance: ErrorTolerance,
+    pub log_errors: bool,
+    pub retry_delay_max: Duration,
+    pub flush_interval: Duration,
+    pub buffer_max_bytes: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Worker {
+    /// A worker with the given stores.
+    pub fn new(
+        config: WorkerConfig,
+        worker_id: String,
+        offsets: Arc<dyn OffsetStore>,
+        statuses: Arc<dyn StatusStore>,
+    ) -> Result<Worker, rdkafka::error::KafkaError> {
+        let clients = KafkaClients::new(&config)?;
+        Ok(Worker { config, worker_id, clients, offsets, statuses, tasks: Mutex::new(BTreeMap::new()) })
+    }
+
+    /// This worker's id (`host:port`).
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+    /// The worker config.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+    /// The status store.
+    pub fn statuses(&self) -> &Arc<dyn StatusStore> {
+        &self.statuses
+    }
+    /// The offset store.
+    pub fn offsets(&self) -> &Arc<dyn OffsetStore> {
+        &self.offsets
+    }
+    /// The worker's admin client.
+    pub fn admin(&self) -> &Arc<AdminClient<DefaultClientContext>> {
+        &self.clients.admin
+    }
+
+    /// Records a status for a task.
+    pub fn set_task_status(&self, id: &TaskId, state: ConnectorState, trace: Option<String>) {
+        self.statuses.put_task(
+            &id.connector,
+            id.task,
+            Status { state, trace, worker_id: self.worker_id.clone(), generation: 0 },
+        );
+    }
+
+    fn converter(&self, connector_config: &ConfigMap, which: &str, is_key: bool) -> Result<Box<dyn Converter>, ConfigErrors> {
+        let prefix = format!("{which}.");
+        let (class, props) = match connector_config.get(which).filter(|c| !c.trim().is_empty()) {
+            Some(class) => (class.clone(), strip_prefix(connector_config, &prefix)),
+            None => (self.config.parsed().string(which), self.config.parsed().originals_with_prefix(&prefix)),
+        };
+        create_converter(which, &class, &props, is_key)
+    }
+
+    fn settings(&self, id: &TaskId, connector_config: &ConfigMap, task_config: ConfigMap) -> Result<TaskSettings, ConfigErrors> {
+        let connector_config = resolve_secrets(connector_config)?;
+        let task_config = resolve_secrets(&task_config)?;
+        let parsed = crate::config::common_connector_def().parse(&connector_config)?;
+        Ok(TaskSettings {
+            id: id.clone(),
+            task_config,
+            key_converter: self.converter(&connector_config, "key.converter", true)?,
+            value_converter: self.converter(&connector_config, "value.converter", false)?,
+            tolerance: ErrorTolerance::parse(&parsed.string("errors.tolerance")),
+            log_errors: parsed.boolean("errors.log.enable"),
+            retry_delay_max: Duration::from_millis(parsed.long("errors.retry.delay.max.ms").max(1) as u64),
+            flush_interval: self.config.offset_flush_interval(),
+            buffer_max_bytes: self.config.task_buffer_max_bytes(),
+            shutdown_timeout: self.config.shutdown_timeout(),
+        })
+    }
+
+    /// Starts a source task.
+    pub fn start_source_task(
+        &self,
+        id: TaskId,
+        connector_config: &ConfigMap,
+        task_config: ConfigMap,
+        task: Box<dyn SourceTask>,
+    ) -> Result<(), WorkerError> {
+        let settings = self.settings(&id, connector_config, task_config)?;
+        let producer = self
+            .clients
+            .producer(&id, connector_config)
+            .map_err(|source| WorkerError::Kafka { task: id.clone(), source })?;
+        let topic_creation = source::TopicCreation::from_config(connector_config);
+        let runner = source::SourceRunner::new(
+            settings,
+            task,
+            producer,
+            self.clients.admin.clone(),
+            topic_creation,
+            self.offsets.clone(),
+        );
+        self.spawn(id, move |cancel, report| runner.run(cancel, report));
+        Ok(())
+    }
+
+    /// Starts a sink task.
+    pub fn start_sink_task(
+        &self,
+        id: TaskId,
+        connector_config: &ConfigMap,
+        task_config: ConfigMap,
+        task: Box<dyn SinkTask>,
+    ) -> Result<(), WorkerError> {
+        let settings = self.settings(&id, connector_config, task_config)?;
+        let parsed = crate::config::sink_connector_def().parse(&resolve_secrets(connector_config)?)?;
+        let subscription = sink::Subscription::from_config(&parsed)?;
+        let (consumer, events) = self
+            .clients
+            .sink_consumer(&id, connector_config)
+            .map_err(|source| WorkerError::Kafka { task: id.clone(), source })?;
+        let runner = sink::SinkRunner::new(settings, task, consumer, events, subscription);
+        self.spawn(id, move |cancel, report| runner.run(cancel, report));
+        Ok(())
+    }
+
+    fn spawn<F, Fut>(&self, id: TaskId, run: F)
+    where
+        F: FnOnce(CancellationToken, StatusReporter) -> Fut,
+        Fut: std::future::Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        let cancel = CancellationToken::new();
+        let reporter = StatusReporter { id: id.clone(), worker_id: self.worker_id.clone(), statuses: self.statuses.clone() };
+        self.set_task_status(&id, ConnectorState::Unassigned, None);
+        let fut = run(cancel.clone(), reporter.clone());
+        let task_id = id.clone();
+        let handle = tokio::spawn(async move {
+            match fut.await {
+                Ok(()) => tracing::info!(task = %task_id, "task stopped"),
+                Err(e) => {
+                    tracing::error!(task = %task_id, error = %e, "task failed");
+                    reporter.report(ConnectorState::Failed, Some(e.trace()));
+                }
+            }
+        });
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.insert(id, RunningTask { cancel, handle });
+        }
+    }
+
+    /// Stops the given tasks, waiting up to `task.shutdown.graceful.timeout.ms` for them to flush
+    /// and commit.
+    pub async fn stop_tasks(&self, ids: &[TaskId]) {
+        let running: Vec<(TaskId, RunningTask)> = match self.tasks.lock() {
+            Ok(mut tasks) => ids.iter().filter_map(|id| tasks.remove(id).map(|t| (id.clone(), t))).collect(),
+            Err(_) => Vec::new(),
+        };
+        for (_, t) in &running {
+            t.cancel.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + self.config.shutdown_timeout();
+        for (id, t) in running {
+            let abort = t.handle.abort_handle();
+            if tokio::time::timeout_at(deadline, t.handle).await.is_err() {
+                tracing::warn!(task = %id, "task did not stop within task.shutdown.graceful.timeout.ms; aborted");
+                abort.abort();
+            }
+        }
+    }
+
+    /// Ids of the running tasks of a connector.
+    pub fn tasks_of(&self, connector: &str) -> Vec<TaskId> {
+        self.tasks.lock().map(|t| t.keys().filter(|id| id.connector == connector).cloned().collect()).unwrap_or_default()
+    }
+
+    /// Ids of every running task.
+    pub fn all_tasks(&self) -> Vec<TaskId> {
+        self.tasks.lock().map(|t| t.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+fn strip_prefix(config: &ConfigMap, prefix: &str) -> ConfigMap {
+    config.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|r| (r.to_string(), v.clone()))).collect()
+}
+
+/// Lets a task loop publish its own status.
+#[derive(Clone)]
+pub(crate) struct StatusReporter {
+    id: TaskId,
+    worker_id: String,
+    statuses: Arc<dyn StatusStore>,
+}
+
+impl StatusReporter {
+    pub(crate) fn report(&self, state: ConnectorState, trace: Option<String>) {
+        self.statuses.put_task(
+            &self.id.connector,
+            self.id.task,
+            Status { state, trace, worker_id: self.worker_id.clone(), generation: 0 },
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! The sink task loop: consume → convert → `put` → (every `offset.flush.interval.ms`) `pre_commit`
+//! → commit exactly the offsets the sink reported durable.
+//!
+//! Delivery (at-least-once, or exactly-once for sinks that keep offsets with their data): a Kafka
+//! offset is committed only after the sink said the data before it is durable. On revocation, the
+//! consumer context commits the durable offsets of the revoked partitions before they move.
+//! Memory: librdkafka's prefetch queue is capped (`queued.max.messages.kbytes`) and a batch holds at
+//! most `task.buffer.max.bytes`; a slow `put` stops consumption, it never grows a buffer.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use sluice_api::{
+    ConfigErrors, ConnectError, ErrorKind, Header, Offsets, ParsedConfig, SinkRecord, SinkTask, SinkTaskContext,
+    TimestampType, TopicPartition, Value,
+};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::kafka::{RebalanceEvent, SinkConsumerContext, SinkEvents};
+use super::{StatusReporter, TaskSettings};
+use crate::config::ErrorTolerance;
+use crate::storage::ConnectorState;
+
+/// Most records in one `put`.
+const MAX_BATCH_RECORDS: usize = 10_000;
+/// How long to wait for more records to fill a batch.
+const FILL_WAIT: Duration = Duration::from_millis(50);
+
+/// What a sink consumes: `topics` or `topics.regex`.
+pub(crate) enum Subscription {
+    Topics(Vec<String>),
+    Regex(String),
+}
+
+impl Subscription {
+    pub(crate) fn from_config(parsed: &ParsedConfig) -> Result<Subscription, ConfigErrors> {
+        let topics = parsed.list("topics");
+        let regex = parsed.string("topics.regex");
+        match (topics.is_empty(), regex.is_empty()) {
+            (false, true) => Ok(Subscription::Topics(topics)),
+            (true, false) => {
+                Ok(Subscription::Regex(if regex.starts_with('^') { regex } else { format!("^{regex}") }))
+            }
+            (true, true) => Err(ConfigErrors::one(
+                "topics",
+                "Must configure one of topics or topics.regex",
+            )),
+            (false, false) => Err(ConfigErrors::one(
+                "topics",
+                "topics and topics.regex are mutually exclusive options, but both are set.",
+            )),
+        }
+    }
+}
+
+pub(crate) struct SinkRunner {
+    s: TaskSettings,
+    task: Box<dyn SinkTask>,
+    consumer: StreamConsumer<SinkConsumerContext>,
+    events: SinkEvents,
+    subscription: Subscription,
+    assigned: HashSet<TopicPartition>,
+    consumed: Offsets,
+    committed: Offsets,
+}
+
+impl SinkRunner {
+    pub(crate) fn new(
+        s: TaskSettings,
+        task: Box<dyn SinkTask>,
+        consumer: StreamConsumer<SinkConsumerContext>,
+        events: SinkEvents,
+        subscription: Subscription,
+    ) -> SinkRunner {
+        SinkRunner {
+            s,
+            task,
+            consumer,
+            events,
+            subscription,
+            assigned: HashSet::new(),
+            consumed: Offsets::new(),
+            committed: Offsets::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self, cancel: CancellationToken, report: StatusReporter) -> Result<(), ConnectError> {
+        let id = self.s.id.clone();
+        let config = self.s.task_config.clone();
+        self.task.start(&config, SinkTaskContext { connector: id.connector.clone(), task: id.task }).await?;
+        let topics: Vec<&str> = match &self.subscription {
+            Subscription::Topics(t) => t.iter().map(String::as_str).collect(),
+            Subscription::Regex(r) => vec![r.as_str()],
+        };
+        self.consumer
+            .subscribe(&topics)
+            .map_err(|e| ConnectError::fatal_from(format!("task {id} could not subscribe to {topics:?}"), e))?;
+        report.report(ConnectorState::Running, None);
+        tracing::info!(task = %id, ?topics, "sink task running");
+        let result = self.main_loop(&cancel).await;
+        let committed = if result.is_ok() { self.commit().await } else { Ok(()) };
+        let assigned: Vec<TopicPartition> = self.assigned.drain().collect();
+        let closed = self.task.close(&assigned).await;
+        let stopped = self.task.stop().await;
+        self.consumer.unsubscribe();
+        report.report(ConnectorState::Unassigned, None);
+        result.and(committed).and(closed).and(stopped)
+    }
+
+    async fn main_loop(&mut self, cancel: &CancellationToken) -> Result<(), ConnectError> {
+        let mut last_commit = Instant::now();
+        loop {
+            let until_commit = self.s.flush_interval.saturating_sub(last_commit.elapsed());
+            let first = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ok(()),
+                m = self.consumer.recv() => Some(m),
+                _ = tokio::time::sleep(until_commit) => None,
+            };
+            let mut batch = Vec::new();
+            let mut bytes = 0usize;
+            if let Some(first) = first {
+                let msg = first.map_err(|e| ConnectError::retriable_from(format!("task {} consume failed", self.s.id), e));
+                match msg {
+                    Ok(m) => self.collect(&m, &mut batch, &mut bytes)?,
+                    Err(e) => tracing::warn!(task = %self.s.id, error = %e, "consumer error"),
+                }
+                let fill_deadline = Instant::now() + FILL_WAIT;
+                while batch.len() < MAX_BATCH_RECORDS && bytes < self.s.buffer_max_bytes {
+                    let next = match self.consumer.recv().now_or_never() {
+                        Some(m) => m,
+                        None if Instant::now() < fill_deadline && batch.len() < 64 => {
+                            match tokio::time::timeout_at(fill_deadline, self.consumer.recv()).await {
+                                Ok(m) => m,
+                                Err(_) => break,
+                            }
+                        }
+                        None => break,
+                    };
+                    match next {
+                        Ok(m) => self.collect(&m, &mut batch, &mut bytes)?,
+                        Err(e) => {
+                            tracing::warn!(task = %self.s.id, error = %e, "consumer error");
+                            break;
+                        }
+                    }
+                }
+            }
+            self.handle_rebalances().await?;
+            batch.retain(|r: &SinkRecord| self.assigned.contains(&r.topic_partition()));
+            if !batch.is_empty() {
+                self.put(&batch, cancel).await?;
+                for r in &batch {
+                    self.consumed.insert(r.topic_partition(), r.kafka_offset + 1);
+                }
+            }
+            if last_commit.elapsed() >= self.s.flush_interval {
+                match self.commit().await {
+                    Err(e) if e.kind() == ErrorKind::Retriable => {
+                        tracing::warn!(task = %self.s.id, error = %e, "offset commit failed; will retry")
+                    }
+                    other => other?,
+                }
+                last_commit = Instant::now();
+            }
+        }
+    }
+
+    fn collect(&self, m: &BorrowedMessage<'_>, batch: &mut Vec<SinkRecord>, bytes: &mut usize) -> Result<(), ConnectError> {
+        *bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64;
+        match self.convert(m) {
+            Ok(r) => batch.push(r),
+            Err(e) => {
+                let msg = format!(
+                    "task {} could not convert the record at {}-{} offset {}: {e}",
+                    self.s.id,
+                    m.topic(),
+                    m.partition(),
+                    m.offset()
+                );
+                if self.s.tolerance == ErrorTolerance::All {
+                    if self.s.log_errors {
+                        tracing::warn!(task = %self.s.id, error = %msg, "skipping record (errors.tolerance=all)");
+                    }
+                } else {
+                    return Err(ConnectError::fatal(msg));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn convert(&self, m: &BorrowedMessage<'_>) -> Result<SinkRecord, String> {
+        let topic = m.topic();
+        let (key_schema, key) =
+            self.s.key_converter.to_connect(topic, m.key()).map_err(|e| format!("key converter: {e}"))?;
+        let (value_schema, value) =
+            self.s.value_converter.to_connect(topic, m.payload()).map_err(|e| format!("value converter: {e}"))?;
+        let (timestamp, timestamp_type) = match m.timestamp() {
+            rdkafka::Timestamp::NotAvailable => (None, TimestampType::NoTimestampType),
+            rdkafka::Timestamp::CreateTime(t) => (Some(t), TimestampType::CreateTime),
+            rdkafka::Timestamp::LogAppendTime(t) => (Some(t), TimestampType::LogAppendTime),
+        };
+        let headers = m
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| Header {
+                        key: h.key.to_string(),
+                        schema: None,
+                        value: match h.value {
+                            None => Value::Null,
+                            Some(b) => match std::str::from_utf8(b) {
+                                Ok(s) => Value::String(s.to_string()),
+                                Err(_) => Value::Bytes(b.to_vec()),
+                            },
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(SinkRecord {
+            topic: topic.to_string(),
+            kafka_partition: m.partition(),
+            kafka_offset: m.offset(),
+            timestamp,
+            timestamp_type,
+            key_schema,
+            key,
+            value_schema,
+            value,
+            headers,
+        })
+    }
+
+    async fn handle_rebalances(&mut self) -> Result<(), ConnectError> {
+        while let Ok(event) = self.events.events.try_recv() {
+            match event {
+                RebalanceEvent::Revoked(parts) => {
+                    tracing::info!(task = %self.s.id, ?parts, "partitions revoked");
+                    for tp in &parts {
+                        self.assigned.remove(tp);
+                        self.consumed.remove(tp);
+                        self.committed.remove(tp);
+                    }
+                    self.task.close(&parts).await?;
+                }
+                RebalanceEvent::Assigned(parts) => {
+                    tracing::info!(task = %self.s.id, ?parts, "partitions assigned");
+                    self.assigned.extend(parts.iter().cloned());
+                    let resume = self.task.open(&parts).await?;
+                    for (tp, offset) in resume {
+                        if let Err(e) = self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(10)) {
+                            return Err(ConnectError::retriable_from(format!("task {} could not seek {tp} to {offset}", self.s.id), e));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn put(&mut self, batch: &[SinkRecord], cancel: &CancellationToken) -> Result<(), ConnectError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.task.put(batch).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::Retriable => {
+                    tracing::warn!(task = %self.s.id, error = %e, backoff_ms = backoff.as_millis() as u64, "put failed, retrying the same batch");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return Err(ConnectError::retriable(format!("task {} stopped while retrying put", self.s.id))),
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.s.retry_delay_max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Asks the sink what is durable and commits exactly that.
+    async fn commit(&mut self) -> Result<(), ConnectError> {
+        if self.consumed.is_empty() {
+            return Ok(());
+        }
+        let safe = self.task.pre_commit(&self.consumed).await?;
+        let mut tpl = TopicPartitionList::new();
+        for (tp, offset) in &safe {
+            if self.assigned.contains(tp) && self.committed.get(tp) != Some(offset) {
+                tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
+                    .map_err(|e| ConnectError::fatal_from("bad offset", e))?;
+            }
+        }
+        if let Ok(mut durable) = self.events.durable.lock() {
+            durable.extend(safe.iter().filter(|(tp, _)| self.assigned.contains(tp)).map(|(tp, o)| (tp.clone(), *o)));
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        let consumer = &self.consumer;
+        tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync))
+            .map_err(|e| ConnectError::retriable_from(format!("task {} could not commit offsets", self.s.id), e))?;
+        for (tp, offset) in safe {
+            if self.assigned.contains(&tp) {
+                self.committed.insert(tp, offset);
+            }
+        }
+        tracing::debug!(task = %self.s.id, partitions = tpl.count(), "consumer offsets committed");
+        Ok(())
+    }
+}
