@@ -77,7 +77,9 @@ impl KafkaClients {
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
             // librdkafka's prefetch queue is the consumer's buffer: bound it (KiB).
-            .set("queued.max.messages.kbytes", "16384");
+            .set("queued.max.messages.kbytes", "16384")
+            // A subscribed topic that does not exist yet is picked up within seconds, not minutes.
+            .set("topic.metadata.refresh.interval.ms", "5000");
         apply(&mut c, &self.consumer_overrides);
         apply(&mut c, &prefixed(connector_config, "consumer.override."));
         let (tx, rx) = mpsc::unbounded_channel();

@@ -1,0 +1,186 @@
+//! Shared helpers for the workspace tests: find the local services, run `sluice` processes, talk
+//! to the REST API and Kafka.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Endpoints of the local services, from the env file `scripts/services.sh start` writes.
+pub struct Services {
+    pub vars: HashMap<String, String>,
+}
+
+impl Services {
+    /// Reads `$SLUICE_ENV_FILE` or `<repo>/.local/services.env`; environment variables win.
+    pub fn load() -> Services {
+        let path = std::env::var("SLUICE_ENV_FILE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join(".local/services.env"));
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut vars: HashMap<String, String> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        for (k, v) in std::env::vars() {
+            if vars.contains_key(&k) || k == "KAFKA_BOOTSTRAP" {
+                vars.insert(k, v);
+            }
+        }
+        Services { vars }
+    }
+
+    /// The broker, or a panic that says how to start it.
+    pub fn kafka(&self) -> String {
+        self.vars.get("KAFKA_BOOTSTRAP").cloned().unwrap_or_else(|| {
+            panic!(
+                "KAFKA_BOOTSTRAP is not set and no Kafka entry was found in the services env file. \
+                 Start the local services first: `bash scripts/services.sh start` (or run the whole \
+                 suite with `bash scripts/test.sh`)."
+            )
+        })
+    }
+}
+
+/// A unique suffix for topic and connector names.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Polls `check` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A running `sluice` process.
+pub struct Sluice {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Sluice {
+    /// Starts `sluice standalone <worker> <connectors...>` with logs in `log`.
+    pub fn standalone(worker: &Path, connectors: &[&Path], port: u16, log: PathBuf) -> Sluice {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("standalone").arg(worker).args(connectors);
+        cmd.env("RUST_LOG", "info,librdkafka=warn").stdout(Stdio::null()).stderr(log_file);
+        let child = cmd.spawn().expect("spawn sluice");
+        let s = Sluice { child, port, log };
+        wait_until(Duration::from_secs(30), "the REST API", || s.get("/").is_some());
+        s
+    }
+
+    /// `GET path` on the REST API: `(status, body)`.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http(self.port, "GET", path, None)
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill9();
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client for the REST API (no extra dependencies).
+pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let (head, rest) = text.split_once("\r\n\r\n")?;
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    Some((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Worker properties for a standalone test worker.
+pub fn worker_properties(dir: &Path, kafka: &str, port: u16, extra: &str) -> PathBuf {
+    let path = dir.join("worker.properties");
+    let text = format!(
+        "bootstrap.servers={kafka}\n\
+         listeners=http://127.0.0.1:{port}\n\
+         offset.storage.file.filename={}\n\
+         offset.flush.interval.ms=500\n\
+         key.converter=org.apache.kafka.connect.storage.StringConverter\n\
+         value.converter=org.apache.kafka.connect.storage.StringConverter\n\
+         # tansu holds a group join for about session.timeout.ms/2: keep it short in tests\n\
+         consumer.session.timeout.ms=6000\n\
+         consumer.heartbeat.interval.ms=1000\n\
+         {extra}\n",
+        dir.join("offsets.json").display()
+    );
+    std::fs::write(&path, text).expect("write worker.properties");
+    path
+}
+
+/// Lines of a file (empty when missing).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(String::from).collect()).unwrap_or_default()
+}
