@@ -88,14 +88,17 @@ fn kill_9_mid_stream_loses_nothing() {
     let feed = input.clone();
     let feeder = std::thread::spawn(move || {
         let mut f = std::fs::OpenOptions::new().append(true).open(feeder_path).expect("open input");
-        for chunk in feed.chunks(100) {
+        // About 20 s of input: longer than a group join, so the sink is streaming when it dies.
+        for chunk in feed.chunks(50) {
             writeln!(f, "{}", chunk.join("\n")).expect("append");
-            std::thread::sleep(Duration::from_millis(60));
+            std::thread::sleep(Duration::from_millis(100));
         }
     });
     wait_until(Duration::from_secs(90), "a third of the lines in the sink", || read_lines(&out).len() >= total / 3);
     sluice.kill9();
     let at_kill = read_lines(&out).len();
+    let fed_at_kill = read_lines(&in_path).len();
+    assert!(at_kill < total && fed_at_kill < total, "the crash must hit mid-stream ({at_kill} written, {fed_at_kill} fed)");
     let mut sluice = Sluice::standalone(&worker, &[&src, &sink], port, dir.path().join("sluice-restarted.log"));
     feeder.join().expect("feeder");
     wait_until(Duration::from_secs(120), "every line after the restart", || {
@@ -112,5 +115,5 @@ fn kill_9_mid_stream_loses_nothing() {
     let expected: Vec<&String> = input.iter().collect();
     assert_eq!(first_occurrences, expected, "every line arrives, and first occurrences keep the input order");
     let duplicates = lines.len() - total;
-    eprintln!("kill -9 at {at_kill} lines written: {total} distinct lines delivered, {duplicates} duplicates (at-least-once)");
+    eprintln!("kill -9 at {at_kill} lines written, {fed_at_kill} fed: {total} distinct lines delivered, {duplicates} duplicates (at-least-once)");
 }
