@@ -31,7 +31,11 @@ fn main() {
         }
         Some("--help" | "-h" | "help") | None => {
             println!("{USAGE}");
-            if args.is_empty() { 2 } else { 0 }
+            if args.is_empty() {
+                2
+            } else {
+                0
+            }
         }
         Some("standalone") if args.len() >= 2 => run(standalone(args[1].clone(), args[2..].to_vec())),
         Some("distributed") if args.len() == 2 => {
@@ -75,7 +79,8 @@ fn run(fut: impl std::future::Future<Output = Result<()>>) -> i32 {
 fn read_config_file(path: &str) -> Result<ConfigMap> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
     if Path::new(path).extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
-        let doc: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{path} is not valid JSON"))?;
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{path} is not valid JSON"))?;
         let (name, config) = match doc.get("config") {
             Some(c) => (doc.get("name").and_then(|n| n.as_str()).map(String::from), c.clone()),
             None => (None, doc),
@@ -112,7 +117,10 @@ fn listener_addr(listener: &str) -> Result<SocketAddr> {
 }
 
 async fn standalone(worker_file: String, connector_files: Vec<String>) -> Result<()> {
-    let worker_props = read_config_file(&worker_file)?;
+    let worker_props = sluice_runtime::config::resolve_secrets(&read_config_file(&worker_file)?).map_err(|e| {
+        let lines: Vec<String> = e.0.iter().map(|e| format!("  {}: {}", e.key, e.message)).collect();
+        anyhow!("cannot resolve references in {worker_file}:\n{}", lines.join("\n"))
+    })?;
     let worker_config = WorkerConfig::parse(&worker_props).map_err(|e| {
         let lines: Vec<String> = e.0.iter().map(|e| format!("  {}: {}", e.key, e.message)).collect();
         anyhow!("invalid worker config {worker_file}:\n{}", lines.join("\n"))
@@ -134,10 +142,12 @@ async fn standalone(worker_file: String, connector_files: Vec<String>) -> Result
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {listener}"))?;
     let bound = listener.local_addr()?;
     let worker_id = worker_config.worker_id(bound.port());
-    let worker = Arc::new(Worker::new(worker_config, worker_id.clone(), offsets, Arc::new(MemoryStatusStore::default()))?);
+    let worker =
+        Arc::new(Worker::new(worker_config, worker_id.clone(), offsets, Arc::new(MemoryStatusStore::default()))?);
     let herder = StandaloneHerder::new(worker, sluice_connectors::plugins());
     herder.fetch_cluster_id().await;
-    let server = tokio::spawn(sluice_rest::serve(herder.clone(), listener, async move { rest_shutdown.cancelled().await }));
+    let server =
+        tokio::spawn(sluice_rest::serve(herder.clone(), listener, async move { rest_shutdown.cancelled().await }));
     tracing::info!(%bound, worker_id, "REST API listening");
 
     for config in connectors {
@@ -168,4 +178,3 @@ async fn wait_for_signal() {
         }
     }
 }
-

@@ -98,7 +98,10 @@ fn kill_9_mid_stream_loses_nothing() {
     sluice.kill9();
     let at_kill = read_lines(&out).len();
     let fed_at_kill = read_lines(&in_path).len();
-    assert!(at_kill < total && fed_at_kill < total, "the crash must hit mid-stream ({at_kill} written, {fed_at_kill} fed)");
+    assert!(
+        at_kill < total && fed_at_kill < total,
+        "the crash must hit mid-stream ({at_kill} written, {fed_at_kill} fed)"
+    );
     let mut sluice = Sluice::standalone(&worker, &[&src, &sink], port, dir.path().join("sluice-restarted.log"));
     feeder.join().expect("feeder");
     wait_until(Duration::from_secs(120), "every line after the restart", || {

@@ -1,1 +1,396 @@
-fn main() {}
+//! `sluice-bench`: connector throughput, latency and peak memory, next to the raw broker limits
+//! measured in the same run on the same broker.
+//!
+//! `cargo run --release -p sluice-bench -- file [--records N] [--bytes B] [--rate R]`
+//!
+//! Phases: raw rdkafka produce (same producer settings as sluice's source tasks) and raw consume;
+//! file-source → Kafka bulk throughput; Kafka → file-sink bulk throughput; file-source → Kafka
+//! latency at a fixed rate (line written → record readable by a consumer). The broker address comes
+//! from KAFKA_BOOTSTRAP or the services env file.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::StreamExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+struct Args {
+    records: usize,
+    bytes: usize,
+    rate: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args { records: 200_000, bytes: 200, rate: 5_000 };
+    let mut it = std::env::args().skip(1);
+    match it.next().as_deref() {
+        Some("file") => {}
+        _ => bail!("usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]"),
+    }
+    while let Some(flag) = it.next() {
+        let v: usize = it.next().ok_or_else(|| anyhow!("{flag} needs a value"))?.parse()?;
+        match flag.as_str() {
+            "--records" => args.records = v,
+            "--bytes" => args.bytes = v.max(16),
+            "--rate" => args.rate = v.max(1),
+            _ => bail!("unknown flag {flag}"),
+        }
+    }
+    Ok(args)
+}
+
+fn kafka_bootstrap() -> Result<String> {
+    if let Ok(k) = std::env::var("KAFKA_BOOTSTRAP") {
+        return Ok(k);
+    }
+    let env_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/services.env");
+    let text = std::fs::read_to_string(&env_file)
+        .with_context(|| format!("no KAFKA_BOOTSTRAP and no {}: run scripts/services.sh start", env_file.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("KAFKA_BOOTSTRAP="))
+        .map(String::from)
+        .ok_or_else(|| anyhow!("KAFKA_BOOTSTRAP missing from {}", env_file.display()))
+}
+
+fn now_micros() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0)
+}
+
+fn line(i: usize, bytes: usize) -> String {
+    let head = format!("{i:010} {:016} ", now_micros());
+    format!("{head}{}", "x".repeat(bytes.saturating_sub(head.len())))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", now_micros() % 1_000_000_000)
+}
+
+fn producer(bootstrap: &str) -> Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()?)
+}
+
+fn consumer(bootstrap: &str, topic: &str) -> Result<StreamConsumer> {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("bench"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    c.assign(&tpl)?;
+    Ok(c)
+}
+
+struct Rate {
+    records: usize,
+    seconds: f64,
+    bytes: usize,
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:>9.0} rec/s {:>7.1} MB/s ({} records in {:.2} s)",
+            self.records as f64 / self.seconds,
+            self.bytes as f64 / self.seconds / 1e6,
+            self.records,
+            self.seconds
+        )
+    }
+}
+
+async fn raw_produce(bootstrap: &str, topic: &str, n: usize, bytes: usize) -> Result<Rate> {
+    let p = producer(bootstrap)?;
+    let payloads: Vec<String> = (0..n).map(|i| line(i, bytes)).collect();
+    let start = Instant::now();
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for payload in &payloads {
+        loop {
+            match p.send_result(FutureRecord::<(), str>::to(topic).payload(payload)) {
+                Ok(f) => {
+                    acks.push(f);
+                    break;
+                }
+                Err((_, _)) => {
+                    if let Some(r) = acks.next().await {
+                        r?.map_err(|(e, _)| e)?;
+                    }
+                }
+            }
+        }
+    }
+    while let Some(r) = acks.next().await {
+        r?.map_err(|(e, _)| e)?;
+    }
+    Ok(Rate { records: n, seconds: start.elapsed().as_secs_f64(), bytes: n * bytes })
+}
+
+async fn raw_consume(bootstrap: &str, topic: &str, n: usize, bytes: usize) -> Result<Rate> {
+    let c = consumer(bootstrap, topic)?;
+    let mut stream = c.stream();
+    let mut start = None;
+    let mut count = 0;
+    while count < n {
+        let m = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await?
+            .ok_or_else(|| anyhow!("stream ended"))??;
+        let _ = m.payload();
+        start.get_or_insert_with(Instant::now);
+        count += 1;
+    }
+    Ok(Rate { records: n, seconds: start.map_or(0.0, |s| s.elapsed().as_secs_f64()), bytes: n * bytes })
+}
+
+struct SluiceProc {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl SluiceProc {
+    fn start(dir: &Path, bootstrap: &str, connectors: &[(&str, String)]) -> Result<SluiceProc> {
+        let bin = std::env::current_exe()?.with_file_name("sluice");
+        if !bin.exists() {
+            bail!("{} not found: build it with `cargo build --release --bin sluice`", bin.display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        std::fs::write(
+            dir.join("worker.properties"),
+            format!(
+                "bootstrap.servers={bootstrap}\nlisteners=http://127.0.0.1:{port}\noffset.storage.file.filename={}\n\
+                 offset.flush.interval.ms=1000\nkey.converter=string\nvalue.converter=string\n\
+                 consumer.session.timeout.ms=6000\nconsumer.heartbeat.interval.ms=1000\n",
+                dir.join("offsets.json").display()
+            ),
+        )?;
+        let mut files = Vec::new();
+        for (name, body) in connectors {
+            let f = dir.join(format!("{name}.properties"));
+            std::fs::write(&f, body)?;
+            files.push(f);
+        }
+        let log = std::fs::File::create(dir.join("sluice.log"))?;
+        let child = Command::new(bin)
+            .arg("standalone")
+            .arg(dir.join("worker.properties"))
+            .args(&files)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(SluiceProc { child, dir: dir.to_path_buf() })
+    }
+
+    /// Peak resident memory (VmHWM) in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    fn stop(mut self) -> Result<()> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("sluice exited with {status}; see {}/sluice.log", self.dir.display());
+        }
+        Ok(())
+    }
+}
+
+fn high_watermark(bootstrap: &str, topic: &str) -> i64 {
+    let c: Result<rdkafka::consumer::BaseConsumer, _> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "bench-wm").create();
+    c.ok().and_then(|c| c.fetch_watermarks(topic, 0, Duration::from_secs(5)).ok()).map_or(0, |(_, hi)| hi)
+}
+
+fn count_lines(path: &Path) -> usize {
+    std::fs::read(path).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = parse_args()?;
+    let bootstrap = kafka_bootstrap()?;
+    let dir = std::env::temp_dir().join(unique("sluice-bench"));
+    std::fs::create_dir_all(&dir)?;
+    let (n, b) = (args.records, args.bytes);
+    println!("sluice-bench file: {n} records of {b} bytes, broker {bootstrap} (single partition)\n");
+
+    // Raw limits.
+    let raw_topic = unique("bench-raw");
+    let produced = raw_produce(&bootstrap, &raw_topic, n, b).await?;
+    println!("raw rdkafka produce (idempotent, acks=all)  {produced}");
+    let consumed = raw_consume(&bootstrap, &raw_topic, n, b).await?;
+    println!("raw rdkafka consume                         {consumed}");
+
+    // file-source -> Kafka, bulk.
+    let src_topic = unique("bench-src");
+    let input = dir.join("input.txt");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&input)?);
+        for i in 0..n {
+            writeln!(f, "{}", line(i, b - 1))?;
+        }
+    }
+    let source = SluiceProc::start(
+        &dir,
+        &bootstrap,
+        &[(
+            "src",
+            format!(
+                "name=bench-src\nconnector.class=file-source\nfile={}\ntopic={src_topic}\nbatch.size=5000\n",
+                input.display()
+            ),
+        )],
+    )?;
+    let start = Instant::now();
+    while (high_watermark(&bootstrap, &src_topic) as usize) < n {
+        if start.elapsed() > Duration::from_secs(600) {
+            bail!("file source did not finish");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rate = Rate { records: n, seconds: start.elapsed().as_secs_f64(), bytes: n * b };
+    let rss = source.peak_rss_mib();
+    source.stop()?;
+    println!("sluice file-source -> Kafka                 {rate}  peak RSS {rss:.1} MiB");
+
+    // Kafka -> file-sink, bulk (reads the raw topic; timed from the first line written, so the
+    // consumer-group join is excluded and reported apart).
+    let out = dir.join("out.txt");
+    let sink_dir = dir.join("sink");
+    std::fs::create_dir_all(&sink_dir)?;
+    let launched = Instant::now();
+    let sink = SluiceProc::start(
+        &sink_dir,
+        &bootstrap,
+        &[(
+            "sink",
+            format!(
+                "name={}\nconnector.class=file-sink\nfile={}\ntopics={raw_topic}\n",
+                unique("bench-sink"),
+                out.display()
+            ),
+        )],
+    )?;
+    let mut first = None;
+    loop {
+        let lines = count_lines(&out);
+        if lines > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        if lines >= n {
+            break;
+        }
+        if launched.elapsed() > Duration::from_secs(600) {
+            bail!("file sink did not finish ({lines} lines)");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let join = first.map_or(0.0, |f| (f - launched).as_secs_f64());
+    let rate = Rate { records: n, seconds: first.map_or(0.0, |f| f.elapsed().as_secs_f64()), bytes: n * b };
+    let rss = sink.peak_rss_mib();
+    sink.stop()?;
+    println!("sluice Kafka -> file-sink                   {rate}  peak RSS {rss:.1} MiB (start + group join {join:.1} s, excluded)");
+
+    // Latency: lines appended at a fixed rate; a consumer compares each record's embedded write
+    // time with the time it can read it.
+    let lat_topic = unique("bench-lat");
+    let lat_input = dir.join("latency.txt");
+    std::fs::write(&lat_input, "")?;
+    let lat_dir = dir.join("lat");
+    std::fs::create_dir_all(&lat_dir)?;
+    let source = SluiceProc::start(
+        &lat_dir,
+        &bootstrap,
+        &[(
+            "src",
+            format!("name=bench-lat\nconnector.class=file-source\nfile={}\ntopic={lat_topic}\n", lat_input.display()),
+        )],
+    )?;
+    let total = args.rate * 5;
+    let writer_path = lat_input.clone();
+    let (rate_per_s, bytes) = (args.rate, b);
+    let writer = tokio::task::spawn_blocking(move || -> Result<()> {
+        let mut f = std::fs::OpenOptions::new().append(true).open(writer_path)?;
+        let tick = Duration::from_millis(10);
+        let per_tick = (rate_per_s / 100).max(1);
+        let start = Instant::now();
+        let mut i = 0;
+        while i < total {
+            let mut chunk = String::new();
+            for _ in 0..per_tick.min(total - i) {
+                chunk.push_str(&line(i, bytes - 1));
+                chunk.push('\n');
+                i += 1;
+            }
+            f.write_all(chunk.as_bytes())?;
+            let next = tick * (i / per_tick) as u32;
+            if let Some(wait) = next.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        Ok(())
+    });
+    // Wait for the topic to exist, then read it.
+    let wait_start = Instant::now();
+    while high_watermark(&bootstrap, &lat_topic) == 0 && wait_start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let c = consumer(&bootstrap, &lat_topic)?;
+    let mut stream = c.stream();
+    let mut latencies = Vec::with_capacity(total);
+    let mut seen: HashMap<u64, ()> = HashMap::new();
+    while latencies.len() < total {
+        let m = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await?
+            .ok_or_else(|| anyhow!("stream ended"))??;
+        let received = now_micros();
+        let payload = m.payload().ok_or_else(|| anyhow!("empty record"))?;
+        let text = std::str::from_utf8(payload)?;
+        let mut parts = text.split(' ');
+        let idx: u64 = parts.next().unwrap_or("0").parse()?;
+        let written: u128 = parts.next().unwrap_or("0").parse()?;
+        if seen.insert(idx, ()).is_none() {
+            latencies.push((received.saturating_sub(written)) as f64 / 1000.0);
+        }
+    }
+    writer.await??;
+    let rss = source.peak_rss_mib();
+    source.stop()?;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "sluice file-source -> Kafka latency at {} lines/s: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms  peak RSS {rss:.1} MiB",
+        args.rate,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -8,6 +8,7 @@ pub mod sinks;
 pub mod sources;
 
 /// Every connector compiled into this build.
+#[allow(clippy::vec_init_then_push)]
 pub fn plugins() -> Vec<PluginInfo> {
     #[allow(unused_mut)]
     let mut plugins = Vec::new();

@@ -72,8 +72,7 @@ fn flatten_config(config: BTreeMap<String, Json>) -> Result<ConfigMap, ApiError>
 }
 
 async fn list(query: String, herder: SharedHerder) -> Result<Response, Infallible> {
-    let expand: Vec<&str> =
-        query.split('&').filter_map(|kv| kv.strip_prefix("expand=")).collect();
+    let expand: Vec<&str> = query.split('&').filter_map(|kv| kv.strip_prefix("expand=")).collect();
     let names = herder.connectors().await;
     if expand.is_empty() {
         return respond(Ok(json(StatusCode::OK, &names)));
@@ -97,17 +96,23 @@ async fn list(query: String, herder: SharedHerder) -> Result<Response, Infallibl
 }
 
 async fn create(body: CreateRequest, herder: SharedHerder) -> Result<Response, Infallible> {
-    respond(async {
-        let name = body.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| ApiError::new(400, "Connector name must be provided"))?;
-        let config = flatten_config(body.config.ok_or_else(|| ApiError::new(400, "Connector config must be provided"))?)?;
-        let (_, info) = herder.put_connector_config(&name, config, false).await?;
-        let mut reply = json(StatusCode::CREATED, &info);
-        if let Ok(loc) = format!("/connectors/{name}").parse() {
-            reply.headers_mut().insert("location", loc);
+    respond(
+        async {
+            let name = body
+                .name
+                .filter(|n| !n.trim().is_empty())
+                .ok_or_else(|| ApiError::new(400, "Connector name must be provided"))?;
+            let config =
+                flatten_config(body.config.ok_or_else(|| ApiError::new(400, "Connector config must be provided"))?)?;
+            let (_, info) = herder.put_connector_config(&name, config, false).await?;
+            let mut reply = json(StatusCode::CREATED, &info);
+            if let Ok(loc) = format!("/connectors/{name}").parse() {
+                reply.headers_mut().insert("location", loc);
+            }
+            Ok(reply)
         }
-        Ok(reply)
-    }
-    .await)
+        .await,
+    )
 }
 
 async fn info(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
@@ -116,11 +121,7 @@ async fn info(name: String, herder: SharedHerder) -> Result<Response, Infallible
 
 async fn delete(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
     respond(
-        herder
-            .delete_connector(&name)
-            .await
-            .map(|_| StatusCode::NO_CONTENT.into_response())
-            .map_err(ApiError::from),
+        herder.delete_connector(&name).await.map(|_| StatusCode::NO_CONTENT.into_response()).map_err(ApiError::from),
     )
 }
 
@@ -129,12 +130,14 @@ async fn config(name: String, herder: SharedHerder) -> Result<Response, Infallib
 }
 
 async fn put_config(name: String, body: BTreeMap<String, Json>, herder: SharedHerder) -> Result<Response, Infallible> {
-    respond(async {
-        let config = flatten_config(body)?;
-        let (created, info) = herder.put_connector_config(&name, config, true).await?;
-        Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, &info))
-    }
-    .await)
+    respond(
+        async {
+            let config = flatten_config(body)?;
+            let (created, info) = herder.put_connector_config(&name, config, true).await?;
+            Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, &info))
+        }
+        .await,
+    )
 }
 
 async fn status(name: String, herder: SharedHerder) -> Result<Response, Infallible> {

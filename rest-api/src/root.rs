@@ -11,7 +11,12 @@ use crate::SharedHerder;
 pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let with = warp::any().map(move || herder.clone());
     let root = warp::path::end().and(warp::get()).and(with.clone()).and_then(server_info);
-    let health = warp::path!("health").and(warp::get()).map(|| json(StatusCode::OK, &json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."})));
+    let health = warp::path!("health").and(warp::get()).map(|| {
+        json(
+            StatusCode::OK,
+            &json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}),
+        )
+    });
     let plugins = warp::path!("connector-plugins").and(warp::get()).and(with).and_then(plugins);
     root.or(health).unify().or(plugins).unify()
 }

@@ -1,8 +1,8 @@
 //! The sluice runtime: worker, task loops, herders, stores and converters. It never names a
 //! concrete connector: the binary hands it the plugin registry.
 
-pub mod converters;
 pub mod config;
+pub mod converters;
+pub mod herder;
 pub mod storage;
 pub mod worker;
-pub mod herder;

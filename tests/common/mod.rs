@@ -143,7 +143,8 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split(' ').nth(1)?.parse().ok()?;
     let (head, rest) = text.split_once("\r\n\r\n")?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_string() };
     Some((status, body))
 }
 

@@ -89,9 +89,22 @@ pub fn source_connector_def() -> ConfigDef {
 /// Keys of every sink connector.
 pub fn sink_connector_def() -> ConfigDef {
     common_connector_def()
-        .define(ConfigKey::new("topics", ConfigType::List).default("").importance(Importance::High).doc("Topics to consume"))
-        .define(ConfigKey::new("topics.regex", ConfigType::String).default("").doc("Regular expression of the topics to consume"))
-        .define(ConfigKey::new("errors.deadletterqueue.topic.name", ConfigType::String).default("").doc("Dead-letter topic"))
+        .define(
+            ConfigKey::new("topics", ConfigType::List)
+                .default("")
+                .importance(Importance::High)
+                .doc("Topics to consume"),
+        )
+        .define(
+            ConfigKey::new("topics.regex", ConfigType::String)
+                .default("")
+                .doc("Regular expression of the topics to consume"),
+        )
+        .define(
+            ConfigKey::new("errors.deadletterqueue.topic.name", ConfigType::String)
+                .default("")
+                .doc("Dead-letter topic"),
+        )
         .define(
             ConfigKey::new("errors.deadletterqueue.topic.replication.factor", ConfigType::Int)
                 .default("3")

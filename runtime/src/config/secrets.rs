@@ -37,7 +37,8 @@ fn resolve_value(value: &str) -> Result<String, String> {
                 let (path, key) = path_key
                     .rsplit_once(':')
                     .ok_or_else(|| format!("${{file:..}} needs a path and a key: ${{{reference}}}"))?;
-                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read secrets file {path}: {e}"))?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| format!("cannot read secrets file {path}: {e}"))?;
                 let props = parse_properties(&text).map_err(|e| format!("secrets file {path}: {e}"))?;
                 let v = props.get(key).ok_or_else(|| format!("key {key} not found in secrets file {path}"))?;
                 out.push_str(v);
@@ -61,7 +62,11 @@ pub fn mask_secrets(config: &ConfigMap) -> ConfigMap {
     config
         .iter()
         .map(|(k, v)| {
-            let shown = if is_secret_key(k) && !v.starts_with("${") && !v.is_empty() { "[hidden]".to_string() } else { v.clone() };
+            let shown = if is_secret_key(k) && !v.starts_with("${") && !v.is_empty() {
+                "[hidden]".to_string()
+            } else {
+                v.clone()
+            };
             (k.clone(), shown)
         })
         .collect()
@@ -88,7 +93,8 @@ mod tests {
         assert_eq!(resolved["a"], std::env::var("PATH").expect("PATH"));
         assert_eq!(resolved["b"], "pre-s3cr3t-post");
         assert_eq!(resolved["c"], "${vault:x}");
-        let missing: ConfigMap = [("x".to_string(), "${env:SLUICE_SURELY_UNSET_VAR}".to_string())].into_iter().collect();
+        let missing: ConfigMap =
+            [("x".to_string(), "${env:SLUICE_SURELY_UNSET_VAR}".to_string())].into_iter().collect();
         let err = resolve_secrets(&missing).expect_err("unset");
         assert_eq!(err.0[0].key, "x");
     }

@@ -39,15 +39,35 @@ impl WorkerConfig {
                 "File holding source offsets in standalone mode (written atomically: temp file + rename)",
             ))
             .define(key("listeners", List, "http://0.0.0.0:8083", "REST listeners, e.g. http://127.0.0.1:8083"))
-            .define(key("rest.advertised.host.name", String, "", "Host name other workers and clients use for this worker"))
+            .define(key(
+                "rest.advertised.host.name",
+                String,
+                "",
+                "Host name other workers and clients use for this worker",
+            ))
             .define(key("rest.advertised.port", Int, "0", "Port other workers and clients use for this worker"))
             .define(key("key.converter", Class, "org.apache.kafka.connect.json.JsonConverter", "Default key converter"))
-            .define(key("value.converter", Class, "org.apache.kafka.connect.json.JsonConverter", "Default value converter"))
+            .define(key(
+                "value.converter",
+                Class,
+                "org.apache.kafka.connect.json.JsonConverter",
+                "Default value converter",
+            ))
             .define(
-                key("offset.flush.interval.ms", Long, "60000", "How often source offsets and sink consumer offsets are committed")
-                    .validator(Validator::at_least(1)),
+                key(
+                    "offset.flush.interval.ms",
+                    Long,
+                    "60000",
+                    "How often source offsets and sink consumer offsets are committed",
+                )
+                .validator(Validator::at_least(1)),
             )
-            .define(key("offset.flush.timeout.ms", Long, "5000", "How long an offset flush may wait for outstanding records"))
+            .define(key(
+                "offset.flush.timeout.ms",
+                Long,
+                "5000",
+                "How long an offset flush may wait for outstanding records",
+            ))
             .define(key(
                 "task.shutdown.graceful.timeout.ms",
                 Long,
@@ -55,8 +75,13 @@ impl WorkerConfig {
                 "How long tasks get to stop, flush and commit on shutdown",
             ))
             .define(
-                key("exactly.once.source.support", String, "disabled", "Exactly-once source support (distributed mode)")
-                    .validator(Validator::OneOf(vec!["disabled", "preparing", "enabled"])),
+                key(
+                    "exactly.once.source.support",
+                    String,
+                    "disabled",
+                    "Exactly-once source support (distributed mode)",
+                )
+                .validator(Validator::OneOf(vec!["disabled", "preparing", "enabled"])),
             )
             .define(key("session.timeout.ms", Int, "10000", "Group session timeout"))
             .define(key("heartbeat.interval.ms", Int, "3000", "Group heartbeat interval"))
@@ -81,9 +106,10 @@ impl WorkerConfig {
     pub fn parse(config: &ConfigMap) -> Result<WorkerConfig, ConfigErrors> {
         let def = Self::def();
         for unknown in def.unknown_keys(config) {
-            let passthrough = ["producer.", "consumer.", "admin.", "key.converter.", "value.converter.", "header.converter."]
-                .iter()
-                .any(|p| unknown.starts_with(p));
+            let passthrough =
+                ["producer.", "consumer.", "admin.", "key.converter.", "value.converter.", "header.converter."]
+                    .iter()
+                    .any(|p| unknown.starts_with(p));
             if !passthrough {
                 tracing::warn!(key = unknown, "unknown worker config key, ignored");
             }

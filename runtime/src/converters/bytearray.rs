@@ -7,12 +7,7 @@ use super::{optional_bytes_schema, Converter, DataError};
 pub struct ByteArrayConverter;
 
 impl Converter for ByteArrayConverter {
-    fn from_connect(
-        &self,
-        _topic: &str,
-        schema: Option<&SchemaRef>,
-        value: &Value,
-    ) -> Result<Option<Vec<u8>>, DataError> {
+    fn to_bytes(&self, _topic: &str, schema: Option<&SchemaRef>, value: &Value) -> Result<Option<Vec<u8>>, DataError> {
         if let Some(s) = schema {
             if s.schema_type != SchemaType::Bytes {
                 return Err(DataError::new(format!("Invalid schema type for ByteArrayConverter: {}", s.schema_type)));

@@ -569,12 +569,7 @@ fn infer(json: &Json) -> Value {
 }
 
 impl Converter for JsonConverter {
-    fn from_connect(
-        &self,
-        _topic: &str,
-        schema: Option<&SchemaRef>,
-        value: &Value,
-    ) -> Result<Option<Vec<u8>>, DataError> {
+    fn to_bytes(&self, _topic: &str, schema: Option<&SchemaRef>, value: &Value) -> Result<Option<Vec<u8>>, DataError> {
         if schema.is_none() && value.is_null() {
             return Ok(None);
         }

@@ -27,12 +27,7 @@ impl DataError {
 /// Converts record keys or values to and from bytes, as Kafka Connect's `Converter`.
 pub trait Converter: Send + Sync {
     /// Connect data to bytes; `None` is a Kafka null (e.g. a tombstone).
-    fn from_connect(
-        &self,
-        topic: &str,
-        schema: Option<&SchemaRef>,
-        value: &Value,
-    ) -> Result<Option<Vec<u8>>, DataError>;
+    fn to_bytes(&self, topic: &str, schema: Option<&SchemaRef>, value: &Value) -> Result<Option<Vec<u8>>, DataError>;
     /// Bytes to Connect data.
     fn to_connect(&self, topic: &str, data: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), DataError>;
 }

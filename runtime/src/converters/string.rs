@@ -19,12 +19,7 @@ impl StringConverter {
 }
 
 impl Converter for StringConverter {
-    fn from_connect(
-        &self,
-        _topic: &str,
-        _schema: Option<&SchemaRef>,
-        value: &Value,
-    ) -> Result<Option<Vec<u8>>, DataError> {
+    fn to_bytes(&self, _topic: &str, _schema: Option<&SchemaRef>, value: &Value) -> Result<Option<Vec<u8>>, DataError> {
         Ok(match value {
             Value::Null => None,
             Value::String(s) => Some(s.as_bytes().to_vec()),

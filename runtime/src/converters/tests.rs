@@ -15,7 +15,7 @@ fn json(props: &[(&str, &str)]) -> JsonConverter {
 
 fn to_json(c: &JsonConverter, schema: Schema, value: Value) -> String {
     let schema: SchemaRef = Arc::new(schema);
-    let bytes = c.from_connect("t", Some(&schema), &value).expect("converts").expect("not null");
+    let bytes = c.to_bytes("t", Some(&schema), &value).expect("converts").expect("not null");
     String::from_utf8(bytes).expect("utf8")
 }
 
@@ -144,7 +144,7 @@ fn schema_metadata_defaults_and_nulls() {
     let keep_null = json(&[("replace.null.with.default", "false")]);
     assert!(to_json(&keep_null, schema, Value::Null).ends_with(r#""payload":null}"#));
     let required = Arc::new(Schema::string());
-    let err = c.from_connect("t", Some(&required), &Value::Null).expect_err("required null");
+    let err = c.to_bytes("t", Some(&required), &Value::Null).expect_err("required null");
     assert!(err.0.contains("null value for field that is required"), "{err}");
 }
 
@@ -152,12 +152,12 @@ fn schema_metadata_defaults_and_nulls() {
 fn schemaless_and_null_handling() {
     let c = json(&[("schemas.enable", "false")]);
     let value = Value::Map(vec![("a".into(), Value::Int64(1)), ("b".into(), Value::Array(vec![Value::Boolean(true)]))]);
-    let out = c.from_connect("t", None, &value).expect("ok").expect("bytes");
+    let out = c.to_bytes("t", None, &value).expect("ok").expect("bytes");
     assert_eq!(out, br#"{"a":1,"b":[true]}"#);
     assert_eq!(c.to_connect("t", Some(&out)).expect("reads"), (None, value));
-    assert_eq!(c.from_connect("t", None, &Value::Null).expect("ok"), None, "null stays a Kafka null (tombstone)");
+    assert_eq!(c.to_bytes("t", None, &Value::Null).expect("ok"), None, "null stays a Kafka null (tombstone)");
     let with_schemas = json(&[]);
-    let out = with_schemas.from_connect("t", None, &Value::Boolean(true)).expect("ok").expect("bytes");
+    let out = with_schemas.to_bytes("t", None, &Value::Boolean(true)).expect("ok").expect("bytes");
     assert_eq!(out, br#"{"schema":null,"payload":true}"#);
     assert_eq!(with_schemas.to_connect("t", None).expect("null"), (None, Value::Null));
 }
@@ -175,13 +175,13 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     let err = c.to_connect("t", Some(br#"{"schema":{"type":"nope"},"payload":1}"#)).expect_err("bad type");
     assert_eq!(err.0, "Unknown schema type: nope");
     let int32 = Arc::new(Schema::int32());
-    assert!(c.from_connect("t", Some(&int32), &"x".into()).is_err());
+    assert!(c.to_bytes("t", Some(&int32), &"x".into()).is_err());
 }
 
 #[test]
 fn strings_escape_like_jackson() {
     let c = json(&[("schemas.enable", "false")]);
-    let out = c.from_connect("t", None, &Value::String("a\"b\\c\n\u{1}é/".into())).expect("ok").expect("bytes");
+    let out = c.to_bytes("t", None, &Value::String("a\"b\\c\n\u{1}é/".into())).expect("ok").expect("bytes");
     assert_eq!(String::from_utf8(out).expect("utf8"), "\"a\\\"b\\\\c\\n\\u0001é/\"");
 }
 
@@ -208,15 +208,15 @@ fn floats_print_like_java() {
 #[test]
 fn string_and_bytearray_converters() {
     let s = StringConverter;
-    assert_eq!(s.from_connect("t", None, &"héllo".into()).expect("ok"), Some("héllo".as_bytes().to_vec()));
-    assert_eq!(s.from_connect("t", None, &Value::Int32(5)).expect("ok"), Some(b"5".to_vec()));
-    assert_eq!(s.from_connect("t", None, &Value::Null).expect("ok"), None);
+    assert_eq!(s.to_bytes("t", None, &"héllo".into()).expect("ok"), Some("héllo".as_bytes().to_vec()));
+    assert_eq!(s.to_bytes("t", None, &Value::Int32(5)).expect("ok"), Some(b"5".to_vec()));
+    assert_eq!(s.to_bytes("t", None, &Value::Null).expect("ok"), None);
     let (schema, v) = s.to_connect("t", Some(b"abc")).expect("ok");
     assert_eq!((schema.as_deref(), v), (Some(&Schema::string().optional()), Value::from("abc")));
     let b = ByteArrayConverter;
-    assert_eq!(b.from_connect("t", None, &Value::Bytes(vec![0, 255])).expect("ok"), Some(vec![0, 255]));
+    assert_eq!(b.to_bytes("t", None, &Value::Bytes(vec![0, 255])).expect("ok"), Some(vec![0, 255]));
     let string_schema = Arc::new(Schema::string());
-    assert!(b.from_connect("t", Some(&string_schema), &"x".into()).is_err());
+    assert!(b.to_bytes("t", Some(&string_schema), &"x".into()).is_err());
     assert_eq!(b.to_connect("t", Some(&[1, 2])).expect("ok").1, Value::Bytes(vec![1, 2]));
 }
 

@@ -153,7 +153,10 @@ pub fn find_plugin<'a>(plugins: &'a [PluginInfo], class: &str) -> Option<&'a Plu
 }
 
 /// Full validation of a connector config: the common keys, then the connector's own (pure, no I/O).
-pub fn validate_connector_config(plugins: &[PluginInfo], config: &ConfigMap) -> Result<(PluginInfo, ConnectorType), ConfigErrors> {
+pub fn validate_connector_config(
+    plugins: &[PluginInfo],
+    config: &ConfigMap,
+) -> Result<(PluginInfo, ConnectorType), ConfigErrors> {
     let class = config.get("connector.class").cloned().unwrap_or_default();
     let plugin = match find_plugin(plugins, &class) {
         Some(p) => *p,

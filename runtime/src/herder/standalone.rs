@@ -102,7 +102,11 @@ impl StandaloneHerder {
             Err(e) => return fail(&e, ConnectError::from(e.clone()).trace()),
         };
         let max_tasks = resolved.get("tasks.max").and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1).max(1);
-        let context = Arc::new(Context { name: name.to_string(), reconfigure: self.reconfigure.clone(), worker: self.worker.clone() });
+        let context = Arc::new(Context {
+            name: name.to_string(),
+            reconfigure: self.reconfigure.clone(),
+            worker: self.worker.clone(),
+        });
         let mut instance = (entry.plugin.create)();
         let started = match &mut instance {
             ConnectorInstance::Source(c) => c.start(&resolved, context).await,
@@ -125,12 +129,20 @@ impl StandaloneHerder {
         for (i, tc) in task_configs.iter().enumerate() {
             let id = TaskId { connector: name.to_string(), task: i as u32 };
             let started = match instance {
-                ConnectorInstance::Source(c) => self.worker.start_source_task(id.clone(), config, tc.clone(), c.create_task()),
-                ConnectorInstance::Sink(c) => self.worker.start_sink_task(id.clone(), config, tc.clone(), c.create_task()),
+                ConnectorInstance::Source(c) => {
+                    self.worker.start_source_task(id.clone(), config, tc.clone(), c.create_task())
+                }
+                ConnectorInstance::Sink(c) => {
+                    self.worker.start_sink_task(id.clone(), config, tc.clone(), c.create_task())
+                }
             };
             if let Err(e) = started {
                 tracing::error!(task = %id, error = %e, "task failed to start");
-                self.worker.set_task_status(&id, ConnectorState::Failed, Some(ConnectError::fatal(e.to_string()).trace()));
+                self.worker.set_task_status(
+                    &id,
+                    ConnectorState::Failed,
+                    Some(ConnectError::fatal(e.to_string()).trace()),
+                );
             }
         }
     }
@@ -182,7 +194,9 @@ impl StandaloneHerder {
         ConnectorInfo {
             name: name.to_string(),
             config: mask_secrets(&entry.config),
-            tasks: (0..entry.task_configs.len() as u32).map(|task| TaskRef { connector: name.to_string(), task }).collect(),
+            tasks: (0..entry.task_configs.len() as u32)
+                .map(|task| TaskRef { connector: name.to_string(), task })
+                .collect(),
             connector_type: entry.plugin.connector_type.name(),
         }
     }
@@ -232,7 +246,10 @@ impl Herder for StandaloneHerder {
             .task_configs
             .iter()
             .enumerate()
-            .map(|(i, c)| TaskInfo { id: TaskRef { connector: name.to_string(), task: i as u32 }, config: mask_secrets(c) })
+            .map(|(i, c)| TaskInfo {
+                id: TaskRef { connector: name.to_string(), task: i as u32 },
+                config: mask_secrets(c),
+            })
             .collect())
     }
 
@@ -293,4 +310,3 @@ impl std::fmt::Debug for StandaloneHerder {
         f.debug_struct("StandaloneHerder").field("worker", &self.worker.worker_id()).finish()
     }
 }
-

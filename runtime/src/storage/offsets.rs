@@ -95,9 +95,10 @@ impl FileOffsetStore {
             Ok(bytes) => {
                 let doc: Json = serde_json::from_slice(&bytes)
                     .map_err(|e| StoreError::Corrupt { path: shown.clone(), message: e.to_string() })?;
-                let list = doc["offsets"]
-                    .as_array()
-                    .ok_or_else(|| StoreError::Corrupt { path: shown.clone(), message: "no \"offsets\" array".into() })?;
+                let list = doc["offsets"].as_array().ok_or_else(|| StoreError::Corrupt {
+                    path: shown.clone(),
+                    message: "no \"offsets\" array".into(),
+                })?;
                 for item in list {
                     let corrupt = |m: &str| StoreError::Corrupt { path: shown.clone(), message: m.to_string() };
                     let connector = item["key"][0].as_str().ok_or_else(|| corrupt("key without connector"))?;
@@ -148,15 +149,13 @@ impl OffsetStore for FileOffsetStore {
                 message: "poisoned lock".into(),
             })?;
             apply(&mut e, connector, offsets);
-            let list: Vec<Json> =
-                e.values().map(|(c, p, o)| json!({"key": [c, p], "value": o})).collect();
+            let list: Vec<Json> = e.values().map(|(c, p, o)| json!({"key": [c, p], "value": o})).collect();
             serde_json::to_vec(&json!({"version": 1, "offsets": list})).unwrap_or_default()
         };
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || Self::write_file(&path, doc)).await.map_err(|e| StoreError::Io {
-            path: self.path.display().to_string(),
-            source: std::io::Error::other(e),
-        })?
+        tokio::task::spawn_blocking(move || Self::write_file(&path, doc))
+            .await
+            .map_err(|e| StoreError::Io { path: self.path.display().to_string(), source: std::io::Error::other(e) })?
     }
 }
 
@@ -186,7 +185,13 @@ mod tests {
         let p1 = map(json!({"filename": "/a"}));
         let p2 = map(json!({"filename": "/b"}));
         store.set("c1", vec![(p1.clone(), Some(map(json!({"position": 10}))))]).await.expect("set");
-        store.set("c1", vec![(p1.clone(), Some(map(json!({"position": 20})))), (p2.clone(), Some(map(json!({"position": 1}))))]).await.expect("set");
+        store
+            .set(
+                "c1",
+                vec![(p1.clone(), Some(map(json!({"position": 20})))), (p2.clone(), Some(map(json!({"position": 1}))))],
+            )
+            .await
+            .expect("set");
         store.set("c2", vec![(p1.clone(), Some(map(json!({"position": 99}))))]).await.expect("set");
         assert_eq!(store.get("c1", &p1), Some(map(json!({"position": 20}))));
         assert_eq!(store.get("c2", &p1), Some(map(json!({"position": 99}))));

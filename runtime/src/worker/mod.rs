@@ -124,7 +124,12 @@ impl Worker {
         );
     }
 
-    fn converter(&self, connector_config: &ConfigMap, which: &str, is_key: bool) -> Result<Box<dyn Converter>, ConfigErrors> {
+    fn converter(
+        &self,
+        connector_config: &ConfigMap,
+        which: &str,
+        is_key: bool,
+    ) -> Result<Box<dyn Converter>, ConfigErrors> {
         let prefix = format!("{which}.");
         let (class, props) = match connector_config.get(which).filter(|c| !c.trim().is_empty()) {
             Some(class) => (class.clone(), strip_prefix(connector_config, &prefix)),
@@ -133,7 +138,12 @@ impl Worker {
         create_converter(which, &class, &props, is_key)
     }
 
-    fn settings(&self, id: &TaskId, connector_config: &ConfigMap, task_config: ConfigMap) -> Result<TaskSettings, ConfigErrors> {
+    fn settings(
+        &self,
+        id: &TaskId,
+        connector_config: &ConfigMap,
+        task_config: ConfigMap,
+    ) -> Result<TaskSettings, ConfigErrors> {
         let connector_config = resolve_secrets(connector_config)?;
         let task_config = resolve_secrets(&task_config)?;
         let parsed = crate::config::common_connector_def().parse(&connector_config)?;
@@ -203,7 +213,8 @@ impl Worker {
         Fut: std::future::Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
         let cancel = CancellationToken::new();
-        let reporter = StatusReporter { id: id.clone(), worker_id: self.worker_id.clone(), statuses: self.statuses.clone() };
+        let reporter =
+            StatusReporter { id: id.clone(), worker_id: self.worker_id.clone(), statuses: self.statuses.clone() };
         self.set_task_status(&id, ConnectorState::Unassigned, None);
         let fut = run(cancel.clone(), reporter.clone());
         let task_id = id.clone();
@@ -243,7 +254,10 @@ impl Worker {
 
     /// Ids of the running tasks of a connector.
     pub fn tasks_of(&self, connector: &str) -> Vec<TaskId> {
-        self.tasks.lock().map(|t| t.keys().filter(|id| id.connector == connector).cloned().collect()).unwrap_or_default()
+        self.tasks
+            .lock()
+            .map(|t| t.keys().filter(|id| id.connector == connector).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Ids of every running task.

@@ -43,13 +43,8 @@ impl Subscription {
         let regex = parsed.string("topics.regex");
         match (topics.is_empty(), regex.is_empty()) {
             (false, true) => Ok(Subscription::Topics(topics)),
-            (true, false) => {
-                Ok(Subscription::Regex(if regex.starts_with('^') { regex } else { format!("^{regex}") }))
-            }
-            (true, true) => Err(ConfigErrors::one(
-                "topics",
-                "Must configure one of topics or topics.regex",
-            )),
+            (true, false) => Ok(Subscription::Regex(if regex.starts_with('^') { regex } else { format!("^{regex}") })),
+            (true, true) => Err(ConfigErrors::one("topics", "Must configure one of topics or topics.regex")),
             (false, false) => Err(ConfigErrors::one(
                 "topics",
                 "topics and topics.regex are mutually exclusive options, but both are set.",
@@ -125,7 +120,8 @@ impl SinkRunner {
             let mut batch = Vec::new();
             let mut bytes = 0usize;
             if let Some(first) = first {
-                let msg = first.map_err(|e| ConnectError::retriable_from(format!("task {} consume failed", self.s.id), e));
+                let msg =
+                    first.map_err(|e| ConnectError::retriable_from(format!("task {} consume failed", self.s.id), e));
                 match msg {
                     Ok(m) => self.collect(&m, &mut batch, &mut bytes)?,
                     Err(e) => tracing::warn!(task = %self.s.id, error = %e, "consumer error"),
@@ -171,7 +167,12 @@ impl SinkRunner {
         }
     }
 
-    fn collect(&self, m: &BorrowedMessage<'_>, batch: &mut Vec<SinkRecord>, bytes: &mut usize) -> Result<(), ConnectError> {
+    fn collect(
+        &self,
+        m: &BorrowedMessage<'_>,
+        batch: &mut Vec<SinkRecord>,
+        bytes: &mut usize,
+    ) -> Result<(), ConnectError> {
         *bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64;
         match self.convert(m) {
             Ok(r) => batch.push(r),
@@ -255,8 +256,13 @@ impl SinkRunner {
                     self.assigned.extend(parts.iter().cloned());
                     let resume = self.task.open(&parts).await?;
                     for (tp, offset) in resume {
-                        if let Err(e) = self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(10)) {
-                            return Err(ConnectError::retriable_from(format!("task {} could not seek {tp} to {offset}", self.s.id), e));
+                        if let Err(e) =
+                            self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(10))
+                        {
+                            return Err(ConnectError::retriable_from(
+                                format!("task {} could not seek {tp} to {offset}", self.s.id),
+                                e,
+                            ));
                         }
                     }
                 }

@@ -21,7 +21,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use sluice_api::{ConfigMap, ConnectError, ErrorKind, JsonMap, RecordMetadata, SourceRecord, SourceTask, SourceTaskContext, Value};
+use sluice_api::{
+    ConfigMap, ConnectError, ErrorKind, JsonMap, RecordMetadata, SourceRecord, SourceTask, SourceTaskContext, Value,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +48,9 @@ impl TopicCreation {
 }
 
 type BatchAcks = BoxFuture<'static, Vec<Option<Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>>>>;
+
+/// A record in Kafka form: key, value, headers.
+type Converted = (Option<Vec<u8>>, Option<Vec<u8>>, OwnedHeaders);
 
 struct InFlight {
     records: Vec<SourceRecord>,
@@ -166,7 +171,11 @@ impl SourceRunner {
         if self.known_topics.contains(topic) {
             return;
         }
-        let new = NewTopic::new(topic, self.topic_creation.partitions, TopicReplication::Fixed(self.topic_creation.replication));
+        let new = NewTopic::new(
+            topic,
+            self.topic_creation.partitions,
+            TopicReplication::Fixed(self.topic_creation.replication),
+        );
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         match self.admin.create_topics([&new], &opts).await {
             Ok(results) => {
@@ -174,25 +183,29 @@ impl SourceRunner {
                     match r {
                         Ok(t) => tracing::info!(task = %self.s.id, topic = %t, "created topic"),
                         Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((t, code)) => tracing::warn!(task = %self.s.id, topic = %t, error = %code, "could not create topic; relying on the broker"),
+                        Err((t, code)) => {
+                            tracing::warn!(task = %self.s.id, topic = %t, error = %code, "could not create topic; relying on the broker")
+                        }
                     }
                 }
             }
-            Err(e) => tracing::warn!(task = %self.s.id, topic, error = %e, "could not create topic; relying on the broker"),
+            Err(e) => {
+                tracing::warn!(task = %self.s.id, topic, error = %e, "could not create topic; relying on the broker")
+            }
         }
         self.known_topics.insert(topic.to_string());
     }
 
-    fn convert(&self, record: &SourceRecord) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>, OwnedHeaders), String> {
+    fn convert(&self, record: &SourceRecord) -> Result<Converted, String> {
         let key = self
             .s
             .key_converter
-            .from_connect(&record.topic, record.key_schema.as_ref(), &record.key)
+            .to_bytes(&record.topic, record.key_schema.as_ref(), &record.key)
             .map_err(|e| format!("key converter: {e}"))?;
         let value = self
             .s
             .value_converter
-            .from_connect(&record.topic, record.value_schema.as_ref(), &record.value)
+            .to_bytes(&record.topic, record.value_schema.as_ref(), &record.value)
             .map_err(|e| format!("value converter: {e}"))?;
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for h in &record.headers {
@@ -226,8 +239,7 @@ impl SourceRunner {
             };
             self.ensure_topic(&record.topic).await;
             loop {
-                let mut fr: FutureRecord<'_, [u8], [u8]> =
-                    FutureRecord::to(&record.topic).headers(headers.clone());
+                let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic).headers(headers.clone());
                 if let Some(k) = &key {
                     fr = fr.key(k.as_slice());
                 }
@@ -299,7 +311,12 @@ impl SourceRunner {
                         return Err(ConnectError::fatal(msg));
                     }
                 }
-                Some(Err(_)) => return Err(ConnectError::fatal(format!("task {}: producer closed before acknowledging", self.s.id))),
+                Some(Err(_)) => {
+                    return Err(ConnectError::fatal(format!(
+                        "task {}: producer closed before acknowledging",
+                        self.s.id
+                    )))
+                }
             };
             self.task.commit_record(record, metadata.as_ref());
             if !record.source_partition.is_empty() {
