@@ -4,7 +4,7 @@
 #   with examples/file-pipeline (file -> Kafka topic example.lines -> .local/example/output.txt),
 #   REST API on 127.0.0.1:${SLUICE_REST_PORT:-8083}.
 #   scripts/up.sh          start (idempotent)
-#   scripts/up.sh down     stop sluice and the services
+#   scripts/up.sh down     stop sluice and the services (and reset the example's state)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${SLUICE_CACHE:-$HOME/.cache/sluice}/target}"
@@ -23,6 +23,9 @@ if [ "${1:-}" = "down" ]; then
     fi
     rm -f "$PIDFILE"
     bash scripts/services.sh stop
+    # The local broker keeps topics in memory: with it gone, the example's offsets and output
+    # would describe data that no longer exists. Start the example afresh next time.
+    rm -rf "$STATE"
     exit 0
 fi
 

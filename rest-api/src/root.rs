@@ -21,15 +21,21 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
     root.or(health).unify().or(plugins).unify()
 }
 
+/// `GET /`, fields in Kafka Connect's order.
+#[derive(serde::Serialize)]
+struct ServerInfo {
+    version: &'static str,
+    commit: &'static str,
+    kafka_cluster_id: Option<String>,
+}
+
 async fn server_info(herder: SharedHerder) -> Result<Response, Infallible> {
-    respond(Ok(json(
-        StatusCode::OK,
-        &json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "commit": option_env!("SLUICE_GIT_COMMIT").unwrap_or("unknown"),
-            "kafka_cluster_id": herder.kafka_cluster_id(),
-        }),
-    )))
+    let info = ServerInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        commit: env!("SLUICE_GIT_COMMIT"),
+        kafka_cluster_id: herder.kafka_cluster_id(),
+    };
+    respond(Ok(json(StatusCode::OK, &info)))
 }
 
 async fn plugins(herder: SharedHerder) -> Result<Response, Infallible> {
