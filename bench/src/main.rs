@@ -8,7 +8,6 @@
 //! latency at a fixed rate (line written → record readable by a consumer). The broker address comes
 //! from KAFKA_BOOTSTRAP or the services env file.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -70,6 +69,18 @@ fn line(i: usize, bytes: usize) -> String {
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", now_micros() % 1_000_000_000)
+}
+
+/// Creates a single-partition topic (tansu would auto-create four).
+async fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let results = admin.create_topics([&NewTopic::new(topic, 1, TopicReplication::Fixed(-1))], &AdminOptions::new()).await?;
+    for r in results {
+        r.map_err(|(t, e)| anyhow!("cannot create topic {t}: {e}"))?;
+    }
+    Ok(())
 }
 
 fn producer(bootstrap: &str) -> Result<FutureProducer> {
@@ -214,10 +225,24 @@ impl SluiceProc {
     }
 }
 
-fn high_watermark(bootstrap: &str, topic: &str) -> i64 {
-    let c: Result<rdkafka::consumer::BaseConsumer, _> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "bench-wm").create();
-    c.ok().and_then(|c| c.fetch_watermarks(topic, 0, Duration::from_secs(5)).ok()).map_or(0, |(_, hi)| hi)
+/// Reads `topic` from the beginning until `n` distinct records (by their leading index) were seen.
+/// (tansu's ListOffsets under-reports the high watermark, so counting is done by reading.)
+async fn read_distinct(bootstrap: &str, topic: &str, n: usize, deadline: Duration) -> Result<()> {
+    let c = consumer(bootstrap, topic)?;
+    let mut stream = c.stream();
+    let mut seen = vec![false; n];
+    let mut distinct = 0;
+    let start = Instant::now();
+    while distinct < n {
+        let left = deadline.checked_sub(start.elapsed()).ok_or_else(|| anyhow!("{topic}: only {distinct} of {n} records"))?;
+        let m = tokio::time::timeout(left, stream.next()).await?.ok_or_else(|| anyhow!("stream ended"))??;
+        let idx: usize = m.payload().and_then(|p| std::str::from_utf8(p.get(..10)?).ok()?.parse().ok()).unwrap_or(usize::MAX);
+        if idx < n && !seen[idx] {
+            seen[idx] = true;
+            distinct += 1;
+        }
+    }
+    Ok(())
 }
 
 fn count_lines(path: &Path) -> usize {
@@ -231,6 +256,77 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Writes `rate` records per second for 5 s, either straight to Kafka (`file` None: raw producer)
+/// or as lines appended to `file` (read by a sluice file source), and measures how long each takes
+/// to become readable by a consumer.
+async fn latency(bootstrap: &str, topic: &str, rate: usize, bytes: usize, file: Option<PathBuf>) -> Result<(String, Vec<f64>)> {
+    let total = rate * 5;
+    let raw = match file {
+        None => Some(producer(bootstrap)?),
+        Some(_) => None,
+    };
+    let topic_owned = topic.to_string();
+    let writer = tokio::spawn(async move {
+        let mut f = match &file {
+            Some(path) => Some(std::fs::OpenOptions::new().append(true).open(path)?),
+            None => None,
+        };
+        let tick = Duration::from_millis(10);
+        let per_tick = (rate / 100).max(1);
+        let start = Instant::now();
+        let mut i = 0;
+        while i < total {
+            let mut chunk = String::new();
+            for _ in 0..per_tick.min(total - i) {
+                let l = line(i, bytes - 1);
+                if let Some(p) = &raw {
+                    let _ = p.send_result(FutureRecord::<(), str>::to(&topic_owned).payload(&l));
+                }
+                chunk.push_str(&l);
+                chunk.push('\n');
+                i += 1;
+            }
+            if let Some(f) = f.as_mut() {
+                f.write_all(chunk.as_bytes())?;
+            }
+            let next = tick * (i / per_tick) as u32;
+            if let Some(wait) = next.checked_sub(start.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if let Some(p) = &raw {
+            rdkafka::producer::Producer::flush(p, Duration::from_secs(30))?;
+        }
+        anyhow::Ok(())
+    });
+    let c = consumer(bootstrap, topic)?;
+    let mut stream = c.stream();
+    let mut latencies = Vec::with_capacity(total);
+    let mut seen = vec![false; total];
+    while latencies.len() < total {
+        let m = tokio::time::timeout(Duration::from_secs(60), stream.next()).await?.ok_or_else(|| anyhow!("stream ended"))??;
+        let received = now_micros();
+        let text = std::str::from_utf8(m.payload().ok_or_else(|| anyhow!("empty record"))?)?;
+        let mut parts = text.split(' ');
+        let idx: usize = parts.next().unwrap_or("0").parse()?;
+        let written: u128 = parts.next().unwrap_or("0").parse()?;
+        if idx < total && !seen[idx] {
+            seen[idx] = true;
+            latencies.push((received.saturating_sub(written)) as f64 / 1000.0);
+        }
+    }
+    writer.await??;
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    let summary = format!(
+        "p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok((summary, latencies))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
@@ -242,13 +338,20 @@ async fn main() -> Result<()> {
 
     // Raw limits.
     let raw_topic = unique("bench-raw");
+    create_topic(&bootstrap, &raw_topic).await?;
     let produced = raw_produce(&bootstrap, &raw_topic, n, b).await?;
     println!("raw rdkafka produce (idempotent, acks=all)  {produced}");
     let consumed = raw_consume(&bootstrap, &raw_topic, n, b).await?;
     println!("raw rdkafka consume                         {consumed}");
 
+    let raw_lat_topic = unique("bench-raw-lat");
+    create_topic(&bootstrap, &raw_lat_topic).await?;
+    let (lat, _) = latency(&bootstrap, &raw_lat_topic, args.rate, b, None).await?;
+    println!("raw rdkafka produce -> consume latency at {} rec/s: {lat}", args.rate);
+
     // file-source -> Kafka, bulk.
     let src_topic = unique("bench-src");
+    create_topic(&bootstrap, &src_topic).await?;
     let input = dir.join("input.txt");
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&input)?);
@@ -268,12 +371,7 @@ async fn main() -> Result<()> {
         )],
     )?;
     let start = Instant::now();
-    while (high_watermark(&bootstrap, &src_topic) as usize) < n {
-        if start.elapsed() > Duration::from_secs(600) {
-            bail!("file source did not finish");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    read_distinct(&bootstrap, &src_topic, n, Duration::from_secs(600)).await?;
     let rate = Rate { records: n, seconds: start.elapsed().as_secs_f64(), bytes: n * b };
     let rss = source.peak_rss_mib();
     source.stop()?;
@@ -320,6 +418,7 @@ async fn main() -> Result<()> {
     // Latency: lines appended at a fixed rate; a consumer compares each record's embedded write
     // time with the time it can read it.
     let lat_topic = unique("bench-lat");
+    create_topic(&bootstrap, &lat_topic).await?;
     let lat_input = dir.join("latency.txt");
     std::fs::write(&lat_input, "")?;
     let lat_dir = dir.join("lat");
@@ -327,70 +426,12 @@ async fn main() -> Result<()> {
     let source = SluiceProc::start(
         &lat_dir,
         &bootstrap,
-        &[(
-            "src",
-            format!("name=bench-lat\nconnector.class=file-source\nfile={}\ntopic={lat_topic}\n", lat_input.display()),
-        )],
+        &[("src", format!("name=bench-lat\nconnector.class=file-source\nfile={}\ntopic={lat_topic}\n", lat_input.display()))],
     )?;
-    let total = args.rate * 5;
-    let writer_path = lat_input.clone();
-    let (rate_per_s, bytes) = (args.rate, b);
-    let writer = tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut f = std::fs::OpenOptions::new().append(true).open(writer_path)?;
-        let tick = Duration::from_millis(10);
-        let per_tick = (rate_per_s / 100).max(1);
-        let start = Instant::now();
-        let mut i = 0;
-        while i < total {
-            let mut chunk = String::new();
-            for _ in 0..per_tick.min(total - i) {
-                chunk.push_str(&line(i, bytes - 1));
-                chunk.push('\n');
-                i += 1;
-            }
-            f.write_all(chunk.as_bytes())?;
-            let next = tick * (i / per_tick) as u32;
-            if let Some(wait) = next.checked_sub(start.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-        Ok(())
-    });
-    // Wait for the topic to exist, then read it.
-    let wait_start = Instant::now();
-    while high_watermark(&bootstrap, &lat_topic) == 0 && wait_start.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let c = consumer(&bootstrap, &lat_topic)?;
-    let mut stream = c.stream();
-    let mut latencies = Vec::with_capacity(total);
-    let mut seen: HashMap<u64, ()> = HashMap::new();
-    while latencies.len() < total {
-        let m = tokio::time::timeout(Duration::from_secs(60), stream.next())
-            .await?
-            .ok_or_else(|| anyhow!("stream ended"))??;
-        let received = now_micros();
-        let payload = m.payload().ok_or_else(|| anyhow!("empty record"))?;
-        let text = std::str::from_utf8(payload)?;
-        let mut parts = text.split(' ');
-        let idx: u64 = parts.next().unwrap_or("0").parse()?;
-        let written: u128 = parts.next().unwrap_or("0").parse()?;
-        if seen.insert(idx, ()).is_none() {
-            latencies.push((received.saturating_sub(written)) as f64 / 1000.0);
-        }
-    }
-    writer.await??;
+    let (lat, _) = latency(&bootstrap, &lat_topic, args.rate, b, Some(lat_input)).await?;
     let rss = source.peak_rss_mib();
     source.stop()?;
-    latencies.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "sluice file-source -> Kafka latency at {} lines/s: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms  peak RSS {rss:.1} MiB",
-        args.rate,
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.95),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or(f64::NAN)
-    );
+    println!("sluice file-source -> Kafka latency at {} lines/s: {lat}  peak RSS {rss:.1} MiB", args.rate);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

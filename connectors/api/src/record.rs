@@ -74,10 +74,29 @@ impl SourceRecord {
         }
     }
 
-    /// A rough in-memory size, for bounding buffers.
+    /// A rough in-memory size, for bounding buffers (includes the partition and offset maps).
     pub fn approx_size(&self) -> usize {
-        self.topic.len() + self.key.approx_size() + self.value.approx_size() + 64
+        self.topic.len()
+            + self.key.approx_size()
+            + self.value.approx_size()
+            + json_map_size(&self.source_partition)
+            + json_map_size(&self.source_offset)
+            + self.headers.iter().map(|h| h.key.len() + h.value.approx_size()).sum::<usize>()
+            + 96
     }
+}
+
+fn json_size(v: &serde_json::Value) -> usize {
+    match v {
+        serde_json::Value::String(s) => s.len() + 32,
+        serde_json::Value::Array(a) => a.iter().map(json_size).sum::<usize>() + 32,
+        serde_json::Value::Object(m) => json_map_size(m),
+        _ => 16,
+    }
+}
+
+fn json_map_size(m: &JsonMap) -> usize {
+    m.iter().map(|(k, v)| k.len() + 48 + json_size(v)).sum::<usize>() + 48
 }
 
 /// How a Kafka record's timestamp was set.

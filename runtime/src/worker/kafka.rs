@@ -48,14 +48,22 @@ impl KafkaClients {
 
     /// A source task's producer: idempotent, `acks=all`, so acknowledged records are written once and
     /// in order per partition.
-    pub fn producer(&self, id: &TaskId, connector_config: &ConfigMap) -> Result<FutureProducer, KafkaError> {
+    /// librdkafka's own queue is capped at `buffer_max_bytes` too, so the records we hold and their
+    /// serialized copies stay within about twice the task budget.
+    pub fn producer(
+        &self,
+        id: &TaskId,
+        connector_config: &ConfigMap,
+        buffer_max_bytes: usize,
+    ) -> Result<FutureProducer, KafkaError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
             .set("client.id", format!("connector-producer-{}-{}", id.connector, id.task))
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("compression.type", "none");
+            .set("compression.type", "none")
+            .set("queue.buffering.max.kbytes", (buffer_max_bytes / 1024).max(1024).to_string());
         apply(&mut c, &self.producer_overrides);
         apply(&mut c, &prefixed(connector_config, "producer.override."));
         c.create()

@@ -172,7 +172,7 @@ impl Worker {
         let settings = self.settings(&id, connector_config, task_config)?;
         let producer = self
             .clients
-            .producer(&id, connector_config)
+            .producer(&id, connector_config, settings.buffer_max_bytes)
             .map_err(|source| WorkerError::Kafka { task: id.clone(), source })?;
         let topic_creation = source::TopicCreation::from_config(connector_config);
         let runner = source::SourceRunner::new(

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 use super::config::FileSourceConfig;
 
 /// How long an idle poll waits before returning nothing.
-const IDLE_WAIT: Duration = Duration::from_millis(100);
+const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// Bytes read from the file per read call.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -150,7 +150,7 @@ impl SourceTask for FileSourceTask {
 
     async fn poll(&mut self) -> Result<Vec<SourceRecord>, ConnectError> {
         if self.input.is_none() && !self.open().await? {
-            tokio::time::sleep(IDLE_WAIT * 10).await;
+            tokio::time::sleep(IDLE_WAIT * 50).await;
             return Ok(Vec::new());
         }
         let batch_size = self.config.as_ref().map_or(1, |c| c.batch_size);
