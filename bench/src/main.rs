@@ -76,7 +76,8 @@ async fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
-    let results = admin.create_topics([&NewTopic::new(topic, 1, TopicReplication::Fixed(-1))], &AdminOptions::new()).await?;
+    let results =
+        admin.create_topics([&NewTopic::new(topic, 1, TopicReplication::Fixed(-1))], &AdminOptions::new()).await?;
     for r in results {
         r.map_err(|(t, e)| anyhow!("cannot create topic {t}: {e}"))?;
     }
@@ -234,9 +235,11 @@ async fn read_distinct(bootstrap: &str, topic: &str, n: usize, deadline: Duratio
     let mut distinct = 0;
     let start = Instant::now();
     while distinct < n {
-        let left = deadline.checked_sub(start.elapsed()).ok_or_else(|| anyhow!("{topic}: only {distinct} of {n} records"))?;
+        let left =
+            deadline.checked_sub(start.elapsed()).ok_or_else(|| anyhow!("{topic}: only {distinct} of {n} records"))?;
         let m = tokio::time::timeout(left, stream.next()).await?.ok_or_else(|| anyhow!("stream ended"))??;
-        let idx: usize = m.payload().and_then(|p| std::str::from_utf8(p.get(..10)?).ok()?.parse().ok()).unwrap_or(usize::MAX);
+        let idx: usize =
+            m.payload().and_then(|p| std::str::from_utf8(p.get(..10)?).ok()?.parse().ok()).unwrap_or(usize::MAX);
         if idx < n && !seen[idx] {
             seen[idx] = true;
             distinct += 1;
@@ -259,7 +262,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Writes `rate` records per second for 5 s, either straight to Kafka (`file` None: raw producer)
 /// or as lines appended to `file` (read by a sluice file source), and measures how long each takes
 /// to become readable by a consumer.
-async fn latency(bootstrap: &str, topic: &str, rate: usize, bytes: usize, file: Option<PathBuf>) -> Result<(String, Vec<f64>)> {
+async fn latency(
+    bootstrap: &str,
+    topic: &str,
+    rate: usize,
+    bytes: usize,
+    file: Option<PathBuf>,
+) -> Result<(String, Vec<f64>)> {
     let total = rate * 5;
     let raw = match file {
         None => Some(producer(bootstrap)?),
@@ -304,7 +313,9 @@ async fn latency(bootstrap: &str, topic: &str, rate: usize, bytes: usize, file: 
     let mut latencies = Vec::with_capacity(total);
     let mut seen = vec![false; total];
     while latencies.len() < total {
-        let m = tokio::time::timeout(Duration::from_secs(60), stream.next()).await?.ok_or_else(|| anyhow!("stream ended"))??;
+        let m = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await?
+            .ok_or_else(|| anyhow!("stream ended"))??;
         let received = now_micros();
         let text = std::str::from_utf8(m.payload().ok_or_else(|| anyhow!("empty record"))?)?;
         let mut parts = text.split(' ');
@@ -426,7 +437,10 @@ async fn main() -> Result<()> {
     let source = SluiceProc::start(
         &lat_dir,
         &bootstrap,
-        &[("src", format!("name=bench-lat\nconnector.class=file-source\nfile={}\ntopic={lat_topic}\n", lat_input.display()))],
+        &[(
+            "src",
+            format!("name=bench-lat\nconnector.class=file-source\nfile={}\ntopic={lat_topic}\n", lat_input.display()),
+        )],
     )?;
     let (lat, _) = latency(&bootstrap, &lat_topic, args.rate, b, Some(lat_input)).await?;
     let rss = source.peak_rss_mib();
