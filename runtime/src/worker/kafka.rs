@@ -69,6 +69,18 @@ impl KafkaClients {
         c.create()
     }
 
+    /// A sink task's dead-letter producer (idempotent, `acks=all`).
+    pub fn dlq_producer(&self, id: &TaskId, connector_config: &ConfigMap) -> Result<FutureProducer, KafkaError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", format!("connector-dlq-producer-{}-{}", id.connector, id.task))
+            .set("enable.idempotence", "true")
+            .set("acks", "all");
+        apply(&mut c, &self.producer_overrides);
+        apply(&mut c, &prefixed(connector_config, "producer.override."));
+        c.create()
+    }
+
     /// A sink task's consumer in group `connect-<connector>`, with manual commits, plus the channel
     /// on which its rebalance events arrive.
     pub fn sink_consumer(

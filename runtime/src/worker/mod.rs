@@ -1,6 +1,7 @@
 //! The worker: runs the connector tasks it is given, one tokio task each, with converters between
 //! Kafka bytes and records, and stops them cleanly.
 
+mod dlq;
 mod kafka;
 mod sink;
 mod source;
@@ -74,8 +75,11 @@ pub(crate) struct TaskSettings {
     pub task_config: ConfigMap,
     pub key_converter: Box<dyn Converter>,
     pub value_converter: Box<dyn Converter>,
+    pub key_converter_class: String,
+    pub value_converter_class: String,
     pub tolerance: ErrorTolerance,
     pub log_errors: bool,
+    pub log_include_messages: bool,
     pub retry_delay_max: Duration,
     pub flush_interval: Duration,
     pub buffer_max_bytes: usize,
@@ -129,13 +133,13 @@ impl Worker {
         connector_config: &ConfigMap,
         which: &str,
         is_key: bool,
-    ) -> Result<Box<dyn Converter>, ConfigErrors> {
+    ) -> Result<(Box<dyn Converter>, String), ConfigErrors> {
         let prefix = format!("{which}.");
         let (class, props) = match connector_config.get(which).filter(|c| !c.trim().is_empty()) {
             Some(class) => (class.clone(), strip_prefix(connector_config, &prefix)),
             None => (self.config.parsed().string(which), self.config.parsed().originals_with_prefix(&prefix)),
         };
-        create_converter(which, &class, &props, is_key)
+        Ok((create_converter(which, &class, &props, is_key)?, class))
     }
 
     fn settings(
@@ -147,13 +151,18 @@ impl Worker {
         let connector_config = resolve_secrets(connector_config)?;
         let task_config = resolve_secrets(&task_config)?;
         let parsed = crate::config::common_connector_def().parse(&connector_config)?;
+        let (key_converter, key_converter_class) = self.converter(&connector_config, "key.converter", true)?;
+        let (value_converter, value_converter_class) = self.converter(&connector_config, "value.converter", false)?;
         Ok(TaskSettings {
             id: id.clone(),
             task_config,
-            key_converter: self.converter(&connector_config, "key.converter", true)?,
-            value_converter: self.converter(&connector_config, "value.converter", false)?,
+            key_converter,
+            value_converter,
+            key_converter_class,
+            value_converter_class,
             tolerance: ErrorTolerance::parse(&parsed.string("errors.tolerance")),
             log_errors: parsed.boolean("errors.log.enable"),
+            log_include_messages: parsed.boolean("errors.log.include.messages"),
             retry_delay_max: Duration::from_millis(parsed.long("errors.retry.delay.max.ms").max(1) as u64),
             flush_interval: self.config.offset_flush_interval(),
             buffer_max_bytes: self.config.task_buffer_max_bytes(),
@@ -202,7 +211,23 @@ impl Worker {
             .clients
             .sink_consumer(&id, connector_config)
             .map_err(|source| WorkerError::Kafka { task: id.clone(), source })?;
-        let runner = sink::SinkRunner::new(settings, task, consumer, events, subscription);
+        let dlq_topic = parsed.string("errors.deadletterqueue.topic.name");
+        let dlq = if dlq_topic.is_empty() {
+            None
+        } else {
+            let producer = self
+                .clients
+                .dlq_producer(&id, connector_config)
+                .map_err(|source| WorkerError::Kafka { task: id.clone(), source })?;
+            let settings = dlq::DlqSettings {
+                topic: dlq_topic,
+                replication: parsed.int("errors.deadletterqueue.topic.replication.factor"),
+                context_headers: parsed.boolean("errors.deadletterqueue.context.headers.enable"),
+            };
+            Some(dlq::DeadLetterQueue::new(settings, id.clone(), producer))
+        };
+        let runner =
+            sink::SinkRunner::new(settings, task, consumer, events, subscription, dlq, self.clients.admin.clone());
         self.spawn(id, move |cancel, report| runner.run(cancel, report));
         Ok(())
     }

@@ -21,6 +21,7 @@ use sluice_api::{
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::dlq::{DeadLetterQueue, Failure};
 use super::kafka::{RebalanceEvent, SinkConsumerContext, SinkEvents};
 use super::{StatusReporter, TaskSettings};
 use crate::config::ErrorTolerance;
@@ -62,6 +63,8 @@ pub(crate) struct SinkRunner {
     assigned: HashSet<TopicPartition>,
     consumed: Offsets,
     committed: Offsets,
+    dlq: Option<DeadLetterQueue>,
+    admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
 }
 
 impl SinkRunner {
@@ -71,6 +74,8 @@ impl SinkRunner {
         consumer: StreamConsumer<SinkConsumerContext>,
         events: SinkEvents,
         subscription: Subscription,
+        dlq: Option<DeadLetterQueue>,
+        admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
     ) -> SinkRunner {
         SinkRunner {
             s,
@@ -81,6 +86,8 @@ impl SinkRunner {
             assigned: HashSet::new(),
             consumed: Offsets::new(),
             committed: Offsets::new(),
+            dlq,
+            admin,
         }
     }
 
@@ -88,6 +95,9 @@ impl SinkRunner {
         let id = self.s.id.clone();
         let config = self.s.task_config.clone();
         self.task.start(&config, SinkTaskContext { connector: id.connector.clone(), task: id.task }).await?;
+        if let Some(dlq) = &self.dlq {
+            dlq.ensure_topic(&self.admin).await;
+        }
         let topics: Vec<&str> = match &self.subscription {
             Subscription::Topics(t) => t.iter().map(String::as_str).collect(),
             Subscription::Regex(r) => vec![r.as_str()],
@@ -118,12 +128,13 @@ impl SinkRunner {
                 _ = tokio::time::sleep(until_commit) => None,
             };
             let mut batch = Vec::new();
+            let mut skipped: Vec<(TopicPartition, i64)> = Vec::new();
             let mut bytes = 0usize;
             if let Some(first) = first {
                 let msg =
                     first.map_err(|e| ConnectError::retriable_from(format!("task {} consume failed", self.s.id), e));
                 match msg {
-                    Ok(m) => self.collect(&m, &mut batch, &mut bytes)?,
+                    Ok(m) => collect(&self.s, &mut self.dlq, &m, &mut batch, &mut skipped, &mut bytes)?,
                     Err(e) => tracing::warn!(task = %self.s.id, error = %e, "consumer error"),
                 }
                 let fill_deadline = Instant::now() + FILL_WAIT;
@@ -139,7 +150,7 @@ impl SinkRunner {
                         None => break,
                     };
                     match next {
-                        Ok(m) => self.collect(&m, &mut batch, &mut bytes)?,
+                        Ok(m) => collect(&self.s, &mut self.dlq, &m, &mut batch, &mut skipped, &mut bytes)?,
                         Err(e) => {
                             tracing::warn!(task = %self.s.id, error = %e, "consumer error");
                             break;
@@ -147,12 +158,20 @@ impl SinkRunner {
                     }
                 }
             }
+            if let Some(dlq) = self.dlq.as_mut() {
+                dlq.flush().await?;
+            }
             self.handle_rebalances().await?;
             batch.retain(|r: &SinkRecord| self.assigned.contains(&r.topic_partition()));
             if !batch.is_empty() {
                 self.put(&batch, cancel).await?;
-                for r in &batch {
-                    self.consumed.insert(r.topic_partition(), r.kafka_offset + 1);
+            }
+            // Skipped records count as consumed once they are in the DLQ (or logged, without one).
+            let done = batch.iter().map(|r| (r.topic_partition(), r.kafka_offset)).chain(skipped);
+            for (tp, offset) in done {
+                if self.assigned.contains(&tp) {
+                    let next = self.consumed.entry(tp).or_insert(0);
+                    *next = (*next).max(offset + 1);
                 }
             }
             if last_commit.elapsed() >= self.s.flush_interval {
@@ -165,78 +184,6 @@ impl SinkRunner {
                 last_commit = Instant::now();
             }
         }
-    }
-
-    fn collect(
-        &self,
-        m: &BorrowedMessage<'_>,
-        batch: &mut Vec<SinkRecord>,
-        bytes: &mut usize,
-    ) -> Result<(), ConnectError> {
-        *bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64;
-        match self.convert(m) {
-            Ok(r) => batch.push(r),
-            Err(e) => {
-                let msg = format!(
-                    "task {} could not convert the record at {}-{} offset {}: {e}",
-                    self.s.id,
-                    m.topic(),
-                    m.partition(),
-                    m.offset()
-                );
-                if self.s.tolerance == ErrorTolerance::All {
-                    if self.s.log_errors {
-                        tracing::warn!(task = %self.s.id, error = %msg, "skipping record (errors.tolerance=all)");
-                    }
-                } else {
-                    return Err(ConnectError::fatal(msg));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn convert(&self, m: &BorrowedMessage<'_>) -> Result<SinkRecord, String> {
-        let topic = m.topic();
-        let (key_schema, key) =
-            self.s.key_converter.to_connect(topic, m.key()).map_err(|e| format!("key converter: {e}"))?;
-        let (value_schema, value) =
-            self.s.value_converter.to_connect(topic, m.payload()).map_err(|e| format!("value converter: {e}"))?;
-        let (timestamp, timestamp_type) = match m.timestamp() {
-            rdkafka::Timestamp::NotAvailable => (None, TimestampType::NoTimestampType),
-            rdkafka::Timestamp::CreateTime(t) => (Some(t), TimestampType::CreateTime),
-            rdkafka::Timestamp::LogAppendTime(t) => (Some(t), TimestampType::LogAppendTime),
-        };
-        let headers = m
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| Header {
-                        key: h.key.to_string(),
-                        schema: None,
-                        value: match h.value {
-                            None => Value::Null,
-                            Some(b) => match std::str::from_utf8(b) {
-                                Ok(s) => Value::String(s.to_string()),
-                                Err(_) => Value::Bytes(b.to_vec()),
-                            },
-                        },
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(SinkRecord {
-            topic: topic.to_string(),
-            kafka_partition: m.partition(),
-            kafka_offset: m.offset(),
-            timestamp,
-            timestamp_type,
-            key_schema,
-            key,
-            value_schema,
-            value,
-            headers,
-        })
     }
 
     async fn handle_rebalances(&mut self) -> Result<(), ConnectError> {
@@ -319,4 +266,97 @@ impl SinkRunner {
         tracing::debug!(task = %self.s.id, partitions = tpl.count(), "consumer offsets committed");
         Ok(())
     }
+}
+
+/// Converts one message into the batch, or (with `errors.tolerance=all`) skips it: logged, and sent
+/// to the dead-letter topic when one is configured. Never a silent drop.
+fn collect(
+    s: &TaskSettings,
+    dlq: &mut Option<DeadLetterQueue>,
+    m: &BorrowedMessage<'_>,
+    batch: &mut Vec<SinkRecord>,
+    skipped: &mut Vec<(TopicPartition, i64)>,
+    bytes: &mut usize,
+) -> Result<(), ConnectError> {
+    *bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64;
+    let (stage, class, error) = match convert(s, m) {
+        Ok(r) => {
+            batch.push(r);
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let msg = format!(
+        "task {} could not convert the record at {}-{} offset {} ({stage}): {error}",
+        s.id,
+        m.topic(),
+        m.partition(),
+        m.offset()
+    );
+    if s.tolerance != ErrorTolerance::All {
+        return Err(ConnectError::fatal(msg));
+    }
+    match dlq.as_mut() {
+        Some(dlq) => {
+            tracing::warn!(task = %s.id, error = %msg, "record sent to the dead-letter topic (errors.tolerance=all)");
+            dlq.send(m, &Failure { stage, class, message: &error })?;
+        }
+        None => {
+            tracing::warn!(task = %s.id, error = %msg, "record skipped (errors.tolerance=all, no dead-letter topic)")
+        }
+    }
+    if s.log_errors && s.log_include_messages {
+        tracing::warn!(task = %s.id, key = ?m.key().map(String::from_utf8_lossy), value = ?m.payload().map(String::from_utf8_lossy), "skipped record");
+    }
+    skipped.push((TopicPartition::new(m.topic(), m.partition()), m.offset()));
+    Ok(())
+}
+
+type ConvertError<'a> = (&'static str, &'a str, String);
+
+fn convert<'a>(s: &'a TaskSettings, m: &BorrowedMessage<'_>) -> Result<SinkRecord, ConvertError<'a>> {
+    let topic = m.topic();
+    let (key_schema, key) = s
+        .key_converter
+        .to_connect(topic, m.key())
+        .map_err(|e| ("KEY_CONVERTER", s.key_converter_class.as_str(), e.to_string()))?;
+    let (value_schema, value) = s
+        .value_converter
+        .to_connect(topic, m.payload())
+        .map_err(|e| ("VALUE_CONVERTER", s.value_converter_class.as_str(), e.to_string()))?;
+    let (timestamp, timestamp_type) = match m.timestamp() {
+        rdkafka::Timestamp::NotAvailable => (None, TimestampType::NoTimestampType),
+        rdkafka::Timestamp::CreateTime(t) => (Some(t), TimestampType::CreateTime),
+        rdkafka::Timestamp::LogAppendTime(t) => (Some(t), TimestampType::LogAppendTime),
+    };
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| Header {
+                    key: h.key.to_string(),
+                    schema: None,
+                    value: match h.value {
+                        None => Value::Null,
+                        Some(b) => match std::str::from_utf8(b) {
+                            Ok(s) => Value::String(s.to_string()),
+                            Err(_) => Value::Bytes(b.to_vec()),
+                        },
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(SinkRecord {
+        topic: topic.to_string(),
+        kafka_partition: m.partition(),
+        kafka_offset: m.offset(),
+        timestamp,
+        timestamp_type,
+        key_schema,
+        key,
+        value_schema,
+        value,
+        headers,
+    })
 }
