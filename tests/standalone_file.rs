@@ -120,3 +120,19 @@ fn kill_9_mid_stream_loses_nothing() {
     let duplicates = lines.len() - total;
     eprintln!("kill -9 at {at_kill} lines written, {fed_at_kill} fed: {total} distinct lines delivered, {duplicates} duplicates (at-least-once)");
 }
+
+/// Keys the build cannot honour yet are rejected with the key and the reason, never ignored.
+#[test]
+fn unsupported_transforms_are_rejected_not_ignored() {
+    let kafka = Services::load().kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = worker_properties(dir.path(), &kafka, port, "");
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let body = r#"{"name":"t","config":{"connector.class":"FileStreamSink","topics":"x","transforms":"unwrap","transforms.unwrap.type":"io.debezium.transforms.ExtractNewRecordState"}}"#;
+    let (code, reply) = common::http(sluice.port, "POST", "/connectors", Some(body)).expect("reply");
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply.contains("Invalid value unwrap for configuration transforms"), "{reply}");
+    let (code, reply) = sluice.get("/connectors").expect("list");
+    assert_eq!((code, reply.as_str()), (200, "[]"));
+}

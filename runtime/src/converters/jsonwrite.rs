@@ -37,24 +37,28 @@ pub fn write_str(out: &mut String, s: &str) {
 /// Java's `Double.toString` (shortest round-trip digits): plain between 1e-3 and 1e7, else
 /// `d.dddE±n`. NaN and infinities become the strings Jackson writes for them.
 pub fn write_f64(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("\"NaN\"");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" });
-    } else {
+    if !write_non_finite(out, v) {
         java_float(out, &format!("{v:e}"), v == 0.0, v.is_sign_negative(), v.abs());
     }
 }
 
 /// Java's `Float.toString`.
 pub fn write_f32(out: &mut String, v: f32) {
+    if !write_non_finite(out, f64::from(v)) {
+        java_float(out, &format!("{v:e}"), v == 0.0, v.is_sign_negative(), f64::from(v.abs()));
+    }
+}
+
+/// Writes NaN and the infinities as Jackson does (quoted); false for finite values.
+fn write_non_finite(out: &mut String, v: f64) -> bool {
     if v.is_nan() {
         out.push_str("\"NaN\"");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "\"Infinity\"" } else { "\"-Infinity\"" });
     } else {
-        java_float(out, &format!("{v:e}"), v == 0.0, v.is_sign_negative(), f64::from(v.abs()));
+        return false;
     }
+    true
 }
 
 fn java_float(out: &mut String, sci: &str, zero: bool, negative: bool, abs: f64) {

@@ -182,6 +182,14 @@ pub fn validate_connector_config(
     if let Err(e) = common.parse(config) {
         errors.extend(e);
     }
+    for key in ["transforms", "predicates"] {
+        if config.get(key).is_some_and(|v| !v.trim().is_empty()) {
+            errors.0.push(sluice_api::ConfigError::new(
+                key,
+                format!("Invalid value {} for configuration {key}: single message transforms are not available in this build yet; remove '{key}' rather than have it ignored", config[key]),
+            ));
+        }
+    }
     if plugin.connector_type == ConnectorType::Sink {
         let topics = config.get("topics").is_some_and(|t| !t.trim().is_empty());
         let regex = config.get("topics.regex").is_some_and(|t| !t.trim().is_empty());
