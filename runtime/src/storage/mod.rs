@@ -1,9 +1,13 @@
 //! Backing stores for source offsets and statuses. Each is a trait with file/memory implementations
 //! here; the Kafka-topic implementations come with distributed mode.
 
+pub mod kafka_log;
+mod kafka_stores;
 mod offsets;
 mod status;
 
+pub use kafka_log::TopicSpec;
+pub use kafka_stores::{KafkaOffsetStore, KafkaStatusStore, KafkaStoreConfig};
 pub use offsets::{offset_key, ConnectorOffsetReader, FileOffsetStore, MemoryOffsetStore, OffsetStore};
 pub use status::{ConnectorState, MemoryStatusStore, Status, StatusStore};
 
@@ -18,6 +22,14 @@ pub enum StoreError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A Kafka-backed store failed.
+    #[error("internal topic {topic}: {message}")]
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// What failed.
+        message: String,
     },
     /// The stored data is not what we wrote.
     #[error("offset file {path} is corrupt: {message}")]

@@ -27,9 +27,9 @@ pub trait OffsetStore: Send + Sync {
     async fn set(&self, connector: &str, offsets: Vec<(JsonMap, Option<JsonMap>)>) -> Result<(), StoreError>;
 }
 
-type Entries = BTreeMap<String, (String, JsonMap, JsonMap)>;
+pub(super) type Entries = BTreeMap<String, (String, JsonMap, JsonMap)>;
 
-fn apply(entries: &mut Entries, connector: &str, offsets: Vec<(JsonMap, Option<JsonMap>)>) {
+pub(super) fn apply(entries: &mut Entries, connector: &str, offsets: Vec<(JsonMap, Option<JsonMap>)>) {
     for (partition, offset) in offsets {
         let key = offset_key(connector, &partition);
         match offset {
@@ -43,11 +43,11 @@ fn apply(entries: &mut Entries, connector: &str, offsets: Vec<(JsonMap, Option<J
     }
 }
 
-fn lookup(entries: &Entries, connector: &str, partition: &JsonMap) -> Option<JsonMap> {
+pub(super) fn lookup(entries: &Entries, connector: &str, partition: &JsonMap) -> Option<JsonMap> {
     entries.get(&offset_key(connector, partition)).map(|(_, _, o)| o.clone())
 }
 
-fn for_connector(entries: &Entries, connector: &str) -> Vec<(JsonMap, JsonMap)> {
+pub(super) fn for_connector(entries: &Entries, connector: &str) -> Vec<(JsonMap, JsonMap)> {
     entries.values().filter(|(c, _, _)| c == connector).map(|(_, p, o)| (p.clone(), o.clone())).collect()
 }
 
