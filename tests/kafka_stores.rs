@@ -13,8 +13,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::json;
 use sluice_api::JsonMap;
 use sluice_runtime::storage::{
-    ConnectorState, FileOffsetStore, KafkaOffsetStore, KafkaStatusStore, KafkaStoreConfig, MemoryOffsetStore,
-    OffsetStore, Status, StatusStore, TopicSpec,
+    ConfigStore, ConfigUpdate, ConnectorState, FileOffsetStore, KafkaConfigStore, KafkaOffsetStore, KafkaStatusStore,
+    KafkaStoreConfig, MemoryConfigStore, MemoryOffsetStore, OffsetStore, Status, StatusStore, TargetState, TopicSpec,
 };
 
 fn map(v: serde_json::Value) -> JsonMap {
@@ -163,4 +163,107 @@ async fn a_non_compacted_internal_topic_is_an_error() {
     let err = KafkaOffsetStore::start(&store_config(&kafka), spec(&topic, 1)).await.err().expect("refused");
     let msg = err.to_string();
     assert!(msg.contains("cleanup.policy=delete") && msg.contains("compacted"), "{msg}");
+}
+
+fn cfg(pairs: &[(&str, &str)]) -> sluice_api::ConfigMap {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// One body for every config store implementation.
+async fn config_contract(store: &dyn ConfigStore) {
+    let mut updates = store.subscribe();
+    let config = cfg(&[("connector.class", "file-source"), ("topic", "t"), ("database.password", "s3cr3t")]);
+    store.put_connector_config("c1", &config, Some(TargetState::Paused)).await.expect("put");
+    store.put_task_configs("c1", &[cfg(&[("task", "0")]), cfg(&[("task", "1")])]).await.expect("tasks");
+    store.put_connector_config("c2", &cfg(&[("connector.class", "file-sink")]), None).await.expect("put");
+    store.put_target_state("c2", TargetState::Stopped).await.expect("target");
+    store.request_restart("c1", true, false).await.expect("restart");
+    let s = store.snapshot();
+    assert_eq!(s.connectors["c1"], config);
+    assert_eq!(s.target_state("c1"), TargetState::Paused);
+    assert_eq!(s.target_state("c2"), TargetState::Stopped);
+    assert_eq!(s.task_configs["c1"], vec![cfg(&[("task", "0")]), cfg(&[("task", "1")])]);
+    let mut seen = Vec::new();
+    while let Ok(u) = updates.try_recv() {
+        seen.push(u);
+    }
+    assert!(seen.contains(&ConfigUpdate::Tasks("c1".into())), "{seen:?}");
+    assert!(
+        seen.contains(&ConfigUpdate::Restart { connector: "c1".into(), include_tasks: true, only_failed: false }),
+        "{seen:?}"
+    );
+    store.remove_connector("c2").await.expect("remove");
+    let s = store.snapshot();
+    assert!(!s.connectors.contains_key("c2") && !s.target_states.contains_key("c2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_config_store_keeps_the_same_contract_and_kafka_survives_restart() {
+    let kafka = Services::load().kafka();
+    config_contract(&MemoryConfigStore::default()).await;
+    let topic = unique("configs");
+    let store = KafkaConfigStore::start(&store_config(&kafka), &topic, -1).await.expect("kafka store");
+    config_contract(&store).await;
+    let before = store.snapshot();
+    drop(store);
+    let reopened = KafkaConfigStore::start(&store_config(&kafka), &topic, -1).await.expect("reopen");
+    let after = reopened.snapshot();
+    assert_eq!(after.connectors, before.connectors);
+    assert_eq!(after.task_configs, before.task_configs);
+    assert_eq!(after.target_states, before.target_states);
+    assert!(after.offset >= 8, "offset of the last record: {}", after.offset);
+}
+
+/// Config records exactly as Kafka Connect writes them (incl. uncommitted task configs, which must
+/// not apply).
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_a_config_topic_written_by_kafka_connect() {
+    let kafka = Services::load().kafka();
+    let topic = unique("kc-configs");
+    drop(KafkaConfigStore::start(&store_config(&kafka), &topic, -1).await.expect("create"));
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &kafka).create().expect("producer");
+    let raw: &[(&str, Option<&str>)] = &[
+        (
+            "connector-inventory",
+            Some(
+                r#"{"properties":{"connector.class":"io.debezium.connector.mysql.MySqlConnector","tasks.max":"1","name":"inventory"}}"#,
+            ),
+        ),
+        (
+            "task-inventory-0",
+            Some(
+                r#"{"properties":{"connector.class":"io.debezium.connector.mysql.MySqlConnector","task.class":"io.debezium.connector.mysql.MySqlConnectorTask"}}"#,
+            ),
+        ),
+        ("commit-inventory", Some(r#"{"tasks":1}"#)),
+        ("target-state-inventory", Some(r#"{"state":"PAUSED","state.v2":"STOPPED"}"#)),
+        ("connector-half", Some(r#"{"properties":{"connector.class":"x"}}"#)),
+        ("task-half-0", Some(r#"{"properties":{"a":"b"}}"#)),
+        ("session-key", Some(r#"{"key":"abc","algorithm":"HmacSHA256","creation-timestamp":1}"#)),
+    ];
+    for (key, value) in raw {
+        let mut record = BaseRecord::<str, str>::to(&topic).key(*key);
+        if let Some(v) = value {
+            record = record.payload(*v);
+        }
+        producer.send(record).expect("enqueue");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    let store = KafkaConfigStore::start(&store_config(&kafka), &topic, -1).await.expect("store");
+    let s = store.snapshot();
+    assert_eq!(s.connectors["inventory"]["connector.class"], "io.debezium.connector.mysql.MySqlConnector");
+    assert_eq!(s.task_configs["inventory"][0]["task.class"], "io.debezium.connector.mysql.MySqlConnectorTask");
+    assert_eq!(s.target_state("inventory"), TargetState::Stopped, "state.v2 wins");
+    assert!(s.connectors.contains_key("half"));
+    assert!(!s.task_configs.contains_key("half"), "task configs without their commit record do not apply");
+    assert_eq!(s.offset, 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_topic_with_several_partitions_is_an_error() {
+    let kafka = Services::load().kafka();
+    let topic = unique("configs-3p");
+    drop(KafkaOffsetStore::start(&store_config(&kafka), spec(&topic, 3)).await.expect("a compacted 3-partition topic"));
+    let err = KafkaConfigStore::start(&store_config(&kafka), &topic, -1).await.err().expect("refused");
+    assert!(err.to_string().contains("exactly one partition"), "{err}");
 }

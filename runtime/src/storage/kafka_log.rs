@@ -22,8 +22,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::StoreError;
 
-/// Receives every record of the topic, in order per partition (`None` value: a tombstone).
-pub type Apply = Box<dyn Fn(&[u8], Option<&[u8]>) + Send + Sync>;
+/// One record of the topic: partition, offset, key, value (`None`: a tombstone).
+pub struct LogRecord<'a> {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes (empty when the record has none).
+    pub key: &'a [u8],
+    /// Value bytes, `None` for a tombstone.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Receives every record of the topic, in order per partition.
+pub type Apply = Box<dyn Fn(LogRecord<'_>) + Send + Sync>;
 
 /// How to create the topic when it is missing.
 #[derive(Debug, Clone)]
@@ -159,6 +171,37 @@ impl KafkaLog {
         self.wait(timeout, |p| p.positions.get(&partition).is_some_and(|pos| *pos > offset)).await
     }
 
+    /// Writes records in order (one partition keeps their order), waits for every acknowledgement,
+    /// then until this log has read them all back.
+    pub async fn send_all(&self, records: &[(Vec<u8>, Option<Vec<u8>>)], timeout: Duration) -> Result<(), StoreError> {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (key, value) in records {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).key(key);
+            if let Some(v) = value {
+                record = record.payload(v);
+            }
+            let d =
+                self.producer.send_result(record).map_err(|(e, _)| err(&self.topic, format!("write failed: {e}")))?;
+            deliveries.push(d);
+        }
+        let mut last: HashMap<i32, i64> = HashMap::new();
+        for d in deliveries {
+            let delivery = tokio::time::timeout(timeout, d)
+                .await
+                .map_err(|_| err(&self.topic, "write not acknowledged in time"))?
+                .map_err(|_| err(&self.topic, "producer closed"))?
+                .map_err(|(e, _)| err(&self.topic, format!("write failed: {e}")))?;
+            let slot = last.entry(delivery.partition).or_insert(delivery.offset);
+            *slot = (*slot).max(delivery.offset);
+        }
+        self.wait(timeout, |p| last.iter().all(|(part, off)| p.positions.get(part).is_some_and(|pos| pos > off))).await
+    }
+
+    /// Number of partitions of the topic.
+    pub fn partitions(&self) -> usize {
+        self.progress.lock().map(|p| p.partitions).unwrap_or(0)
+    }
+
     /// Writes a record without waiting (status updates); failures are logged.
     pub fn send_nowait(&self, key: Vec<u8>, value: Option<Vec<u8>>) {
         let topic = self.topic.clone();
@@ -180,7 +223,11 @@ impl KafkaLog {
 }
 
 impl Drop for KafkaLog {
+    /// Queued writes (statuses are written without waiting) are flushed, not dropped, on close.
     fn drop(&mut self) {
+        if let Err(e) = rdkafka::producer::Producer::flush(&self.producer, Duration::from_secs(5)) {
+            tracing::warn!(topic = %self.topic, error = %e, "internal topic writes not flushed on close");
+        }
         self.stop.cancel();
     }
 }
@@ -200,7 +247,12 @@ async fn read_loop(
         };
         match next {
             Ok(m) => {
-                apply(m.key().unwrap_or_default(), m.payload());
+                apply(LogRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().unwrap_or_default(),
+                    value: m.payload(),
+                });
                 if let Ok(mut p) = progress.lock() {
                     p.positions.insert(m.partition(), m.offset() + 1);
                 }

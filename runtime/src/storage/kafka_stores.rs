@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value as Json;
-use sluice_api::JsonMap;
+use sluice_api::{ConfigMap, JsonMap};
+use tokio::sync::broadcast;
 
-use super::kafka_log::{Apply, KafkaLog, TopicSpec};
+use super::config::{records, ClusterConfigState, ConfigStateMachine, ConfigStore, ConfigUpdate, TargetState};
+use super::kafka_log::{Apply, KafkaLog, LogRecord, TopicSpec};
 use super::offsets::{apply, for_connector, lookup, offset_key, Entries};
 use super::{ConnectorState, OffsetStore, Status, StatusStore, StoreError};
 
@@ -50,7 +52,7 @@ impl KafkaOffsetStore {
         let entries: Arc<Mutex<Entries>> = Arc::default();
         let sink = entries.clone();
         let topic = spec.name.clone();
-        let apply_record: Apply = Box::new(move |key, value| {
+        let apply_record: Apply = Box::new(move |LogRecord { key, value, .. }| {
             let parsed: Option<(String, JsonMap)> = serde_json::from_slice::<Json>(key)
                 .ok()
                 .and_then(|k| Some((k.get(0)?.as_str()?.to_string(), k.get(1)?.as_object()?.clone())));
@@ -178,7 +180,7 @@ impl KafkaStatusStore {
     pub async fn start(config: &KafkaStoreConfig, spec: TopicSpec) -> Result<KafkaStatusStore, StoreError> {
         let state: Arc<Mutex<StatusMaps>> = Arc::default();
         let sink = state.clone();
-        let apply_record: Apply = Box::new(move |key, value| {
+        let apply_record: Apply = Box::new(move |LogRecord { key, value, .. }| {
             let Some(parsed) = std::str::from_utf8(key).ok().and_then(parse_status_key) else { return };
             let Ok(mut maps) = sink.lock() else { return };
             let status = value.and_then(parse_status);
@@ -240,6 +242,87 @@ impl StatusStore for KafkaStatusStore {
             maps.tasks.remove(&(connector.to_string(), t));
             self.log.send_nowait(format!("status-task-{connector}-{t}").into_bytes(), None);
         }
+    }
+}
+
+/// Connector configs in the config topic (exactly one partition, as Kafka Connect requires).
+pub struct KafkaConfigStore {
+    log: KafkaLog,
+    machine: Arc<Mutex<ConfigStateMachine>>,
+    updates: broadcast::Sender<ConfigUpdate>,
+}
+
+impl KafkaConfigStore {
+    /// Creates or opens the topic (one partition) and reads it to the end.
+    pub async fn start(
+        config: &KafkaStoreConfig,
+        topic: &str,
+        replication: i32,
+    ) -> Result<KafkaConfigStore, StoreError> {
+        let machine = Arc::new(Mutex::new(ConfigStateMachine::new()));
+        let updates = broadcast::channel(1024).0;
+        let (sink, tx) = (machine.clone(), updates.clone());
+        let apply_record: Apply = Box::new(move |LogRecord { offset, key, value, .. }| {
+            let Ok(key) = std::str::from_utf8(key) else { return };
+            let value: Option<Json> = value.and_then(|v| serde_json::from_slice(v).ok());
+            let update = sink.lock().ok().and_then(|mut m| m.apply(offset, key, value.as_ref()));
+            if let Some(u) = update {
+                let _ = tx.send(u);
+            }
+        });
+        let spec = TopicSpec { name: topic.to_string(), partitions: 1, replication };
+        let log = KafkaLog::start(&config.bootstrap, &config.overrides(), spec, apply_record, STORE_TIMEOUT).await?;
+        if log.partitions() != 1 {
+            return Err(StoreError::Kafka {
+                topic: topic.to_string(),
+                message: format!(
+                    "the config topic must have exactly one partition, it has {}; use a new config.storage.topic",
+                    log.partitions()
+                ),
+            });
+        }
+        Ok(KafkaConfigStore { log, machine, updates })
+    }
+
+    async fn write(&self, records: Vec<(String, Option<Json>)>) -> Result<(), StoreError> {
+        let bytes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            records.into_iter().map(|(k, v)| (k.into_bytes(), v.map(|v| v.to_string().into_bytes()))).collect();
+        self.log.send_all(&bytes, STORE_TIMEOUT).await
+    }
+}
+
+#[async_trait]
+impl ConfigStore for KafkaConfigStore {
+    fn snapshot(&self) -> ClusterConfigState {
+        self.machine.lock().map(|m| m.state.clone()).unwrap_or_default()
+    }
+    async fn put_connector_config(
+        &self,
+        name: &str,
+        config: &ConfigMap,
+        target: Option<TargetState>,
+    ) -> Result<(), StoreError> {
+        let mut list = Vec::new();
+        if let Some(t) = target {
+            list.push(records::target_state(name, t));
+        }
+        list.push(records::connector(name, config));
+        self.write(list).await
+    }
+    async fn remove_connector(&self, name: &str) -> Result<(), StoreError> {
+        self.write(records::remove(name)).await
+    }
+    async fn put_task_configs(&self, name: &str, configs: &[ConfigMap]) -> Result<(), StoreError> {
+        self.write(records::tasks(name, configs)).await
+    }
+    async fn put_target_state(&self, name: &str, state: TargetState) -> Result<(), StoreError> {
+        self.write(vec![records::target_state(name, state)]).await
+    }
+    async fn request_restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<(), StoreError> {
+        self.write(vec![records::restart(name, include_tasks, only_failed)]).await
+    }
+    fn subscribe(&self) -> broadcast::Receiver<ConfigUpdate> {
+        self.updates.subscribe()
     }
 }
 

@@ -1,13 +1,15 @@
 //! Backing stores for source offsets and statuses. Each is a trait with file/memory implementations
 //! here; the Kafka-topic implementations come with distributed mode.
 
+mod config;
 pub mod kafka_log;
 mod kafka_stores;
 mod offsets;
 mod status;
 
+pub use config::{ClusterConfigState, ConfigStore, ConfigUpdate, MemoryConfigStore, TargetState};
 pub use kafka_log::TopicSpec;
-pub use kafka_stores::{KafkaOffsetStore, KafkaStatusStore, KafkaStoreConfig};
+pub use kafka_stores::{KafkaConfigStore, KafkaOffsetStore, KafkaStatusStore, KafkaStoreConfig};
 pub use offsets::{offset_key, ConnectorOffsetReader, FileOffsetStore, MemoryOffsetStore, OffsetStore};
 pub use status::{ConnectorState, MemoryStatusStore, Status, StatusStore};
 
