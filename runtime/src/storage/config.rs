@@ -304,7 +304,7 @@ mod tests {
         m.apply(0, "connector-c", Some(&props("c")));
         m.apply(1, "task-c-0", Some(&props("t0")));
         m.apply(2, "task-c-1", Some(&props("t1")));
-        assert!(m.state.task_configs.get("c").is_none(), "not before the commit");
+        assert!(!m.state.task_configs.contains_key("c"), "not before the commit");
         assert_eq!(m.apply(3, "commit-c", Some(&json!({"tasks": 2}))), Some(ConfigUpdate::Tasks("c".into())));
         assert_eq!(m.state.task_configs["c"].len(), 2);
         // A commit naming more tasks than were written is ignored (Kafka Connect: inconsistent).
