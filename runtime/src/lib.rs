@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod converters;
+pub mod distributed;
 pub mod herder;
 pub mod storage;
 pub mod worker;
