@@ -3,4 +3,5 @@
 
 pub mod assignor;
 pub mod client;
+pub mod membership;
 pub mod protocol;
