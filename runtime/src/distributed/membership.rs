@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
 use kafka_protocol::messages::heartbeat_request::HeartbeatRequest;
 use kafka_protocol::messages::join_group_request::{JoinGroupRequest, JoinGroupRequestProtocol};
@@ -390,11 +389,7 @@ impl Loop {
                 revoked: if mismatch { BTreeSet::new() } else { p.revoked },
                 delay_ms: plan.delay_ms.min(i32::MAX as u64) as i32,
             };
-            out.push(
-                SyncGroupRequestAssignment::default()
-                    .with_member_id(sb(&m.id))
-                    .with_assignment(Bytes::from(a.encode())),
-            );
+            out.push(SyncGroupRequestAssignment::default().with_member_id(sb(&m.id)).with_assignment(a.encode()));
         }
         (out, summary)
     }
