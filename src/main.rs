@@ -38,10 +38,7 @@ fn main() {
             }
         }
         Some("standalone") if args.len() >= 2 => run(standalone(args[1].clone(), args[2..].to_vec())),
-        Some("distributed") if args.len() == 2 => {
-            eprintln!("error: distributed mode is not available in this build yet; use `sluice standalone`");
-            2
-        }
+        Some("distributed") if args.len() == 2 => run(distributed(args[1].clone())),
         Some(other) => {
             eprintln!("error: unexpected arguments starting at '{other}'\n\n{USAGE}");
             2
@@ -117,14 +114,7 @@ fn listener_addr(listener: &str) -> Result<SocketAddr> {
 }
 
 async fn standalone(worker_file: String, connector_files: Vec<String>) -> Result<()> {
-    let worker_props = sluice_runtime::config::resolve_secrets(&read_config_file(&worker_file)?).map_err(|e| {
-        let lines: Vec<String> = e.0.iter().map(|e| format!("  {}: {}", e.key, e.message)).collect();
-        anyhow!("cannot resolve references in {worker_file}:\n{}", lines.join("\n"))
-    })?;
-    let worker_config = WorkerConfig::parse(&worker_props).map_err(|e| {
-        let lines: Vec<String> = e.0.iter().map(|e| format!("  {}: {}", e.key, e.message)).collect();
-        anyhow!("invalid worker config {worker_file}:\n{}", lines.join("\n"))
-    })?;
+    let worker_config = load_worker_config(&worker_file)?;
     let connectors: Vec<ConfigMap> = connector_files.iter().map(|f| read_config_file(f)).collect::<Result<_>>()?;
 
     let offsets: Arc<dyn OffsetStore> = match worker_config.offset_file() {
@@ -162,6 +152,76 @@ async fn standalone(worker_file: String, connector_files: Vec<String>) -> Result
     let _ = server.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn distributed(worker_file: String) -> Result<()> {
+    use sluice_runtime::distributed::membership::MembershipConfig;
+    use sluice_runtime::herder::DistributedHerder;
+    use sluice_runtime::storage::{KafkaConfigStore, KafkaOffsetStore, KafkaStatusStore, KafkaStoreConfig, TopicSpec};
+
+    let worker_config = load_worker_config(&worker_file)?;
+    let p = worker_config.parsed().clone();
+    let listener = worker_config.listeners().first().cloned().unwrap_or_else(|| "http://0.0.0.0:8083".into());
+    let addr = listener_addr(&listener)?;
+    let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {listener}"))?;
+    let bound = tcp.local_addr()?;
+    let worker_id = worker_config.worker_id(bound.port());
+    let store = KafkaStoreConfig { bootstrap: worker_config.bootstrap_servers(), overrides: Default::default() };
+    let spec = |topic: &str, partitions: &str, replication: &str| TopicSpec {
+        name: p.string(topic),
+        partitions: if partitions.is_empty() { 1 } else { p.int(partitions) },
+        replication: p.int(replication),
+    };
+    // Every worker reads the three internal topics to the end before it serves.
+    let offsets = KafkaOffsetStore::start(
+        &store,
+        spec("offset.storage.topic", "offset.storage.partitions", "offset.storage.replication.factor"),
+    )
+    .await?;
+    let statuses = KafkaStatusStore::start(
+        &store,
+        spec("status.storage.topic", "status.storage.partitions", "status.storage.replication.factor"),
+    )
+    .await?;
+    let configs =
+        KafkaConfigStore::start(&store, &p.string("config.storage.topic"), p.int("config.storage.replication.factor"))
+            .await?;
+    let ms = |key: &str| std::time::Duration::from_millis(p.int(key).max(0) as u64);
+    let membership = MembershipConfig {
+        bootstrap: p.list("bootstrap.servers"),
+        group_id: worker_config.group_id(),
+        url: format!("http://{worker_id}/"),
+        session_timeout: ms("session.timeout.ms"),
+        rebalance_timeout: ms("rebalance.timeout.ms"),
+        heartbeat_interval: ms("heartbeat.interval.ms"),
+        max_delay: ms("scheduled.rebalance.max.delay.ms"),
+    };
+    let worker = Arc::new(Worker::new(worker_config, worker_id.clone(), Arc::new(offsets), Arc::new(statuses))?);
+    let herder = DistributedHerder::start(worker, sluice_connectors::plugins(), Arc::new(configs), membership);
+    herder.fetch_cluster_id().await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let rest_shutdown = shutdown.clone();
+    let server = tokio::spawn(sluice_rest::serve(herder.clone(), tcp, async move { rest_shutdown.cancelled().await }));
+    tracing::info!(%bound, worker_id, "distributed worker started; REST API listening");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: stopping tasks, flushing, committing and leaving the group");
+    herder.stop().await;
+    shutdown.cancel();
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn load_worker_config(worker_file: &str) -> Result<WorkerConfig> {
+    let worker_props = sluice_runtime::config::resolve_secrets(&read_config_file(worker_file)?).map_err(|e| {
+        let lines: Vec<String> = e.0.iter().map(|e| format!("  {}: {}", e.key, e.message)).collect();
+        anyhow!("cannot resolve references in {worker_file}:\n{}", lines.join("\n"))
+    })?;
+    WorkerConfig::parse(&worker_props).map_err(|e| {
+        let lines: Vec<String> = e.0.iter().map(|e| format!("  {}: {}", e.key, e.message)).collect();
+        anyhow!("invalid worker config {worker_file}:\n{}", lines.join("\n"))
+    })
 }
 
 async fn wait_for_signal() {

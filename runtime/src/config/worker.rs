@@ -84,6 +84,7 @@ impl WorkerConfig {
                 .validator(Validator::OneOf(vec!["disabled", "preparing", "enabled"])),
             )
             .define(key("session.timeout.ms", Int, "10000", "Group session timeout"))
+            .define(key("rebalance.timeout.ms", Int, "60000", "How long members get to rejoin during a rebalance"))
             .define(key("heartbeat.interval.ms", Int, "3000", "Group heartbeat interval"))
             .define(key(
                 "scheduled.rebalance.max.delay.ms",

@@ -1,11 +1,13 @@
 //! Herders: the only way into the cluster. The REST API calls the [`Herder`] trait; the standalone
 //! herder runs everything on this worker, the distributed one (later) on the group.
 
+mod distributed;
 mod standalone;
 
 use async_trait::async_trait;
 use sluice_api::{ConfigErrors, ConfigMap, ConnectorType, PluginInfo};
 
+pub use distributed::DistributedHerder;
 pub use standalone::StandaloneHerder;
 
 /// What a herder call can fail with; each maps to Kafka Connect's REST status.
