@@ -19,6 +19,14 @@ impl ConnectorInstance {
         }
     }
 
+    /// The shared connector interface, mutably (start, stop).
+    pub fn as_connector_mut(&mut self) -> &mut dyn crate::Connector {
+        match self {
+            ConnectorInstance::Source(c) => c.as_mut(),
+            ConnectorInstance::Sink(c) => c.as_mut(),
+        }
+    }
+
     /// The shared connector interface.
     pub fn as_connector(&self) -> &dyn crate::Connector {
         match self {

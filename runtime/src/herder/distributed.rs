@@ -14,8 +14,8 @@ use sluice_api::{ConfigMap, ConnectError, ConnectorContext, ConnectorInstance, P
 use tokio::sync::Mutex;
 
 use super::{
-    find_plugin, validate_connector_config, ConnectorInfo, ConnectorStateInfo, Herder, HerderError, StateInfo,
-    TaskInfo, TaskRef, TaskStateInfo,
+    apply_name, find_plugin, validate_connector_config, ConnectorInfo, ConnectorStateInfo, Herder, HerderError,
+    StateInfo, TaskInfo, TaskRef, TaskStateInfo,
 };
 use crate::config::{mask_secrets, resolve_secrets};
 use crate::distributed::membership::{GroupMember, GroupStatus, Membership, MembershipConfig};
@@ -104,12 +104,7 @@ impl DistributedHerder {
 
     /// Looks up the Kafka cluster id once (for `GET /`).
     pub async fn fetch_cluster_id(&self) {
-        let admin = self.worker.admin().clone();
-        let id = tokio::task::spawn_blocking(move || admin.inner().fetch_cluster_id(std::time::Duration::from_secs(5)))
-            .await
-            .ok()
-            .flatten();
-        let _ = self.cluster_id.set(id);
+        let _ = self.cluster_id.set(self.worker.fetch_cluster_id().await);
     }
 
     /// Leaves the group after stopping everything this worker runs (graceful shutdown: tasks flush
@@ -187,10 +182,7 @@ impl DistributedHerder {
         };
         let context = Arc::new(Context { name: name.to_string(), herder: self.me.clone() });
         let mut instance = (plugin.create)();
-        let started = match &mut instance {
-            ConnectorInstance::Source(c) => c.start(&resolved, context).await,
-            ConnectorInstance::Sink(c) => c.start(&resolved, context).await,
-        };
+        let started = instance.as_connector_mut().start(&resolved, context).await;
         if let Err(e) = started {
             return self.put_connector_status(name, ConnectorState::Failed, Some(e.trace()));
         }
@@ -223,10 +215,7 @@ impl DistributedHerder {
     async fn stop_connector(&self, name: &str) {
         let instance = self.connectors.lock().await.remove(name);
         if let Some(mut instance) = instance {
-            let stopped = match &mut instance {
-                ConnectorInstance::Source(c) => c.stop().await,
-                ConnectorInstance::Sink(c) => c.stop().await,
-            };
+            let stopped = instance.as_connector_mut().stop().await;
             if let Err(e) = stopped {
                 tracing::warn!(connector = name, error = %e, "connector did not stop cleanly");
             }
@@ -415,17 +404,7 @@ impl Herder for DistributedHerder {
         mut config: ConfigMap,
         allow_replace: bool,
     ) -> Result<(bool, ConnectorInfo), HerderError> {
-        match config.get("name") {
-            Some(n) if n != name => {
-                return Err(HerderError::BadRequest(format!(
-                    "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            Some(_) => {}
-            None => {
-                config.insert("name".into(), name.to_string());
-            }
-        }
+        apply_name(name, &mut config)?;
         validate_connector_config(&self.plugins, &config)?;
         let existed = self.configs.snapshot().connectors.contains_key(name);
         if existed && !allow_replace {

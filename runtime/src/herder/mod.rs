@@ -149,6 +149,20 @@ pub trait Herder: Send + Sync {
     fn kafka_cluster_id(&self) -> Option<String>;
 }
 
+/// Checks a config's `name` against the name in the URL, filling it in when absent (as Kafka Connect).
+pub(crate) fn apply_name(name: &str, config: &mut ConfigMap) -> Result<(), HerderError> {
+    match config.get("name") {
+        Some(n) if n != name => Err(HerderError::BadRequest(format!(
+            "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            config.insert("name".into(), name.to_string());
+            Ok(())
+        }
+    }
+}
+
 /// Finds a plugin by class name or alias.
 pub fn find_plugin<'a>(plugins: &'a [PluginInfo], class: &str) -> Option<&'a PluginInfo> {
     plugins.iter().find(|p| p.matches(class.trim()))

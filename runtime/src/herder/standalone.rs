@@ -9,8 +9,8 @@ use sluice_api::{ConfigMap, ConnectError, ConnectorContext, ConnectorInstance, P
 use tokio::sync::{mpsc, Mutex};
 
 use super::{
-    validate_connector_config, ConnectorInfo, ConnectorStateInfo, Herder, HerderError, StateInfo, TaskInfo, TaskRef,
-    TaskStateInfo,
+    apply_name, validate_connector_config, ConnectorInfo, ConnectorStateInfo, Herder, HerderError, StateInfo, TaskInfo,
+    TaskRef, TaskStateInfo,
 };
 use crate::config::{mask_secrets, resolve_secrets};
 use crate::storage::{ConnectorState, Status};
@@ -79,12 +79,7 @@ impl StandaloneHerder {
 
     /// Looks up the Kafka cluster id once (for `GET /`).
     pub async fn fetch_cluster_id(&self) {
-        let admin = self.worker.admin().clone();
-        let id = tokio::task::spawn_blocking(move || admin.inner().fetch_cluster_id(std::time::Duration::from_secs(5)))
-            .await
-            .ok()
-            .flatten();
-        let _ = self.cluster_id.set(id);
+        let _ = self.cluster_id.set(self.worker.fetch_cluster_id().await);
     }
 
     fn status(&self, state: ConnectorState, trace: Option<String>) -> Status {
@@ -108,10 +103,7 @@ impl StandaloneHerder {
             worker: self.worker.clone(),
         });
         let mut instance = (entry.plugin.create)();
-        let started = match &mut instance {
-            ConnectorInstance::Source(c) => c.start(&resolved, context).await,
-            ConnectorInstance::Sink(c) => c.start(&resolved, context).await,
-        };
+        let started = instance.as_connector_mut().start(&resolved, context).await;
         if let Err(e) = started {
             return fail(&e, e.trace());
         }
@@ -150,10 +142,7 @@ impl StandaloneHerder {
     async fn stop_connector(&self, name: &str, entry: &mut Entry) {
         self.worker.stop_tasks(&self.worker.tasks_of(name)).await;
         if let Some(mut instance) = entry.instance.take() {
-            let stopped = match &mut instance {
-                ConnectorInstance::Source(c) => c.stop().await,
-                ConnectorInstance::Sink(c) => c.stop().await,
-            };
+            let stopped = instance.as_connector_mut().stop().await;
             if let Err(e) = stopped {
                 tracing::warn!(connector = name, error = %e, "connector did not stop cleanly");
             }
@@ -259,17 +248,7 @@ impl Herder for StandaloneHerder {
         mut config: ConfigMap,
         allow_replace: bool,
     ) -> Result<(bool, ConnectorInfo), HerderError> {
-        match config.get("name") {
-            Some(n) if n != name => {
-                return Err(HerderError::BadRequest(format!(
-                    "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            Some(_) => {}
-            None => {
-                config.insert("name".into(), name.to_string());
-            }
-        }
+        apply_name(name, &mut config)?;
         let (plugin, _) = validate_connector_config(&self.plugins, &config)?;
         let mut connectors = self.connectors.lock().await;
         let created = match connectors.get_mut(name) {

@@ -87,28 +87,43 @@ pub enum ConfigUpdate {
     },
 }
 
-/// Where connector configs live.
+/// Where connector configs live. Implementations provide the record log (`write_records`,
+/// `snapshot`, `subscribe`); the operations are the same records for every store.
 #[async_trait]
 pub trait ConfigStore: Send + Sync {
     /// The current state.
     fn snapshot(&self) -> ClusterConfigState;
+    /// Changes as they are applied.
+    fn subscribe(&self) -> broadcast::Receiver<ConfigUpdate>;
+    /// Appends config records (`key`, JSON value or tombstone) in order; returns once they apply.
+    async fn write_records(&self, records: Vec<(String, Option<Json>)>) -> Result<(), StoreError>;
+
     /// Creates or replaces a connector config, optionally with an initial target state.
     async fn put_connector_config(
         &self,
         name: &str,
         config: &ConfigMap,
         target: Option<TargetState>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let target = target.map(|t| records::target_state(name, t));
+        self.write_records(target.into_iter().chain([records::connector(name, config)]).collect()).await
+    }
     /// Removes a connector (its config and target state; its tasks go with it).
-    async fn remove_connector(&self, name: &str) -> Result<(), StoreError>;
+    async fn remove_connector(&self, name: &str) -> Result<(), StoreError> {
+        self.write_records(records::remove(name)).await
+    }
     /// Writes task configs and their commit record.
-    async fn put_task_configs(&self, name: &str, configs: &[ConfigMap]) -> Result<(), StoreError>;
+    async fn put_task_configs(&self, name: &str, configs: &[ConfigMap]) -> Result<(), StoreError> {
+        self.write_records(records::tasks(name, configs)).await
+    }
     /// Sets the target state.
-    async fn put_target_state(&self, name: &str, state: TargetState) -> Result<(), StoreError>;
+    async fn put_target_state(&self, name: &str, state: TargetState) -> Result<(), StoreError> {
+        self.write_records(vec![records::target_state(name, state)]).await
+    }
     /// Records a restart request.
-    async fn request_restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<(), StoreError>;
-    /// Changes as they are applied.
-    fn subscribe(&self) -> broadcast::Receiver<ConfigUpdate>;
+    async fn request_restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<(), StoreError> {
+        self.write_records(vec![records::restart(name, include_tasks, only_failed)]).await
+    }
 }
 
 /// The records that express each operation, in write order.
@@ -241,8 +256,15 @@ impl Default for MemoryConfigStore {
     }
 }
 
-impl MemoryConfigStore {
-    fn write(&self, records: Vec<(String, Option<Json>)>) -> Result<(), StoreError> {
+#[async_trait]
+impl ConfigStore for MemoryConfigStore {
+    fn snapshot(&self) -> ClusterConfigState {
+        self.machine.lock().map(|g| g.0.state.clone()).unwrap_or_default()
+    }
+    fn subscribe(&self) -> broadcast::Receiver<ConfigUpdate> {
+        self.updates.subscribe()
+    }
+    async fn write_records(&self, records: Vec<(String, Option<Json>)>) -> Result<(), StoreError> {
         let mut guard = self
             .machine
             .lock()
@@ -255,41 +277,6 @@ impl MemoryConfigStore {
             }
         }
         Ok(())
-    }
-}
-
-#[async_trait]
-impl ConfigStore for MemoryConfigStore {
-    fn snapshot(&self) -> ClusterConfigState {
-        self.machine.lock().map(|g| g.0.state.clone()).unwrap_or_default()
-    }
-    async fn put_connector_config(
-        &self,
-        name: &str,
-        config: &ConfigMap,
-        target: Option<TargetState>,
-    ) -> Result<(), StoreError> {
-        let mut records = Vec::new();
-        if let Some(t) = target {
-            records.push(records::target_state(name, t));
-        }
-        records.push(records::connector(name, config));
-        self.write(records)
-    }
-    async fn remove_connector(&self, name: &str) -> Result<(), StoreError> {
-        self.write(records::remove(name))
-    }
-    async fn put_task_configs(&self, name: &str, configs: &[ConfigMap]) -> Result<(), StoreError> {
-        self.write(records::tasks(name, configs))
-    }
-    async fn put_target_state(&self, name: &str, state: TargetState) -> Result<(), StoreError> {
-        self.write(vec![records::target_state(name, state)])
-    }
-    async fn request_restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<(), StoreError> {
-        self.write(vec![records::restart(name, include_tasks, only_failed)])
-    }
-    fn subscribe(&self) -> broadcast::Receiver<ConfigUpdate> {
-        self.updates.subscribe()
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value as Json;
-use sluice_api::{ConfigMap, JsonMap};
+use sluice_api::JsonMap;
 use tokio::sync::broadcast;
 
-use super::config::{records, ClusterConfigState, ConfigStateMachine, ConfigStore, ConfigUpdate, TargetState};
+use super::config::{ClusterConfigState, ConfigStateMachine, ConfigStore, ConfigUpdate};
 use super::kafka_log::{Apply, KafkaLog, LogRecord, TopicSpec};
 use super::offsets::{apply, for_connector, lookup, offset_key, Entries};
 use super::{ConnectorState, OffsetStore, Status, StatusStore, StoreError};
@@ -283,12 +283,6 @@ impl KafkaConfigStore {
         }
         Ok(KafkaConfigStore { log, machine, updates })
     }
-
-    async fn write(&self, records: Vec<(String, Option<Json>)>) -> Result<(), StoreError> {
-        let bytes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-            records.into_iter().map(|(k, v)| (k.into_bytes(), v.map(|v| v.to_string().into_bytes()))).collect();
-        self.log.send_all(&bytes, STORE_TIMEOUT).await
-    }
 }
 
 #[async_trait]
@@ -296,33 +290,13 @@ impl ConfigStore for KafkaConfigStore {
     fn snapshot(&self) -> ClusterConfigState {
         self.machine.lock().map(|m| m.state.clone()).unwrap_or_default()
     }
-    async fn put_connector_config(
-        &self,
-        name: &str,
-        config: &ConfigMap,
-        target: Option<TargetState>,
-    ) -> Result<(), StoreError> {
-        let mut list = Vec::new();
-        if let Some(t) = target {
-            list.push(records::target_state(name, t));
-        }
-        list.push(records::connector(name, config));
-        self.write(list).await
-    }
-    async fn remove_connector(&self, name: &str) -> Result<(), StoreError> {
-        self.write(records::remove(name)).await
-    }
-    async fn put_task_configs(&self, name: &str, configs: &[ConfigMap]) -> Result<(), StoreError> {
-        self.write(records::tasks(name, configs)).await
-    }
-    async fn put_target_state(&self, name: &str, state: TargetState) -> Result<(), StoreError> {
-        self.write(vec![records::target_state(name, state)]).await
-    }
-    async fn request_restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<(), StoreError> {
-        self.write(vec![records::restart(name, include_tasks, only_failed)]).await
-    }
     fn subscribe(&self) -> broadcast::Receiver<ConfigUpdate> {
         self.updates.subscribe()
+    }
+    async fn write_records(&self, records: Vec<(String, Option<Json>)>) -> Result<(), StoreError> {
+        let bytes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            records.into_iter().map(|(k, v)| (k.into_bytes(), v.map(|v| v.to_string().into_bytes()))).collect();
+        self.log.send_all(&bytes, STORE_TIMEOUT).await
     }
 }
 

@@ -119,6 +119,12 @@ impl Worker {
         &self.clients.admin
     }
 
+    /// The Kafka cluster id (for `GET /`), `None` when the broker does not say within 5 s.
+    pub async fn fetch_cluster_id(&self) -> Option<String> {
+        let admin = self.clients.admin.clone();
+        tokio::task::spawn_blocking(move || admin.inner().fetch_cluster_id(Duration::from_secs(5))).await.ok().flatten()
+    }
+
     /// Records a status for a task.
     pub fn set_task_status(&self, id: &TaskId, state: ConnectorState, trace: Option<String>) {
         self.statuses.put_task(
