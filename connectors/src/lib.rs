@@ -16,5 +16,7 @@ pub fn plugins() -> Vec<PluginInfo> {
     plugins.push(sources::file::PLUGIN);
     #[cfg(feature = "file")]
     plugins.push(sinks::file::PLUGIN);
+    #[cfg(feature = "verifiable")]
+    plugins.push(sources::verifiable::PLUGIN);
     plugins
 }
