@@ -4,6 +4,8 @@
 
 mod connectors;
 mod error;
+mod lifecycle;
+mod offsets;
 mod root;
 
 use std::convert::Infallible;
@@ -22,7 +24,11 @@ pub type SharedHerder = Arc<dyn Herder>;
 /// Every route.
 pub fn routes(herder: SharedHerder) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     root::routes(herder.clone())
-        .or(connectors::routes(herder))
+        .or(connectors::routes(herder.clone()))
+        .unify()
+        .or(lifecycle::routes(herder.clone()))
+        .unify()
+        .or(offsets::routes(herder))
         .unify()
         .recover(error::recover)
         .unify()

@@ -14,8 +14,8 @@ use sluice_api::{ConfigMap, ConnectError, ConnectorContext, ConnectorInstance, P
 use tokio::sync::Mutex;
 
 use super::{
-    apply_name, find_plugin, validate_connector_config, ConnectorInfo, ConnectorStateInfo, Herder, HerderError,
-    StateInfo, TaskInfo, TaskRef, TaskStateInfo,
+    apply_name, find_plugin, validate_connector_config, ConnectorInfo, ConnectorOffsets, ConnectorStateInfo, Herder,
+    HerderError, RestartPlan, StateInfo, TaskInfo, TaskRef, TaskStateInfo,
 };
 use crate::config::{mask_secrets, resolve_secrets};
 use crate::distributed::membership::{GroupMember, GroupStatus, Membership, MembershipConfig};
@@ -159,8 +159,65 @@ impl DistributedHerder {
                 self.stop_task_ids(&ids).await;
                 self.request_rebalance();
             }
-            ConfigUpdate::TargetState(_) | ConfigUpdate::Restart { .. } => self.request_rebalance(),
+            ConfigUpdate::TargetState(name) => {
+                let target = self.configs.snapshot().target_state(&name);
+                let paused = target == TargetState::Paused;
+                self.worker.set_paused(&name, paused);
+                if target != TargetState::Stopped && self.connectors.lock().await.contains_key(&name) {
+                    let state = if paused { ConnectorState::Paused } else { ConnectorState::Running };
+                    self.put_connector_status(&name, state, None);
+                }
+                self.request_rebalance();
+            }
+            ConfigUpdate::Restart { connector, include_tasks, only_failed } => {
+                self.apply_restart(&connector, include_tasks, only_failed).await
+            }
         }
+    }
+
+    /// Restarts what this worker runs of a connector, per a `restart-connector-<c>` record.
+    async fn apply_restart(&self, name: &str, include_tasks: bool, only_failed: bool) {
+        let Ok(status) = Herder::connector_status(self, name).await else { return };
+        let plan = RestartPlan::new(&status, include_tasks, only_failed);
+        if plan.connector && self.connectors.lock().await.contains_key(name) {
+            tracing::info!(connector = name, "restarting connector");
+            self.stop_connector(name).await;
+            self.start_connector(name).await;
+        }
+        let here: Vec<u32> = {
+            let tasks = self.tasks.lock().await;
+            plan.tasks.iter().copied().filter(|t| tasks.contains_key(&(name.to_string(), *t))).collect()
+        };
+        for t in here {
+            tracing::info!(connector = name, task = t, "restarting task");
+            self.stop_task_ids(&[TaskId { connector: name.to_string(), task: t }]).await;
+            self.start_task(name, t).await;
+        }
+    }
+
+    fn connector_exists(&self, name: &str) -> Result<(), HerderError> {
+        if self.configs.snapshot().connectors.contains_key(name) {
+            Ok(())
+        } else {
+            Err(HerderError::connector_not_found(name))
+        }
+    }
+
+    async fn write_target_state(&self, name: &str, state: TargetState) -> Result<(), HerderError> {
+        self.connector_exists(name)?;
+        self.configs.put_target_state(name, state).await.map_err(|e| HerderError::Internal(e.to_string()))
+    }
+
+    /// The connector's type and resolved config, and whether it is STOPPED.
+    fn offsets_target(&self, name: &str) -> Result<(sluice_api::ConnectorType, ConfigMap, bool), HerderError> {
+        let s = self.configs.snapshot();
+        let config = s.connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        let plugin = config
+            .get("connector.class")
+            .and_then(|c| find_plugin(&self.plugins, c))
+            .ok_or_else(|| HerderError::Internal(format!("connector {name} has an unknown connector.class")))?;
+        let resolved = resolve_secrets(config).map_err(|e| HerderError::BadRequest(e.to_string()))?;
+        Ok((plugin.connector_type, resolved, s.target_state(name) == TargetState::Stopped))
     }
 
     async fn start_connector(&self, name: &str) {
@@ -186,7 +243,12 @@ impl DistributedHerder {
         if let Err(e) = started {
             return self.put_connector_status(name, ConnectorState::Failed, Some(e.trace()));
         }
-        self.put_connector_status(name, ConnectorState::Running, None);
+        let state = if snapshot.target_state(name) == TargetState::Paused {
+            ConnectorState::Paused
+        } else {
+            ConnectorState::Running
+        };
+        self.put_connector_status(name, state, None);
         self.connectors.lock().await.insert(name.to_string(), instance);
         self.regenerate_tasks(name).await;
     }
@@ -195,6 +257,9 @@ impl DistributedHerder {
     async fn regenerate_tasks(&self, name: &str) {
         let snapshot = self.configs.snapshot();
         let Some(config) = snapshot.connectors.get(name) else { return };
+        if snapshot.target_state(name) == TargetState::Stopped {
+            return;
+        }
         let max_tasks = config.get("tasks.max").and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(1).max(1);
         let generated = {
             let connectors = self.connectors.lock().await;
@@ -234,6 +299,7 @@ impl DistributedHerder {
             return;
         };
         let id = TaskId { connector: connector.to_string(), task };
+        self.worker.set_paused(connector, snapshot.target_state(connector) == TargetState::Paused);
         let started = match (plugin.create)() {
             ConnectorInstance::Source(c) => {
                 self.worker.start_source_task(id.clone(), config, task_config.clone(), c.create_task())
@@ -424,6 +490,88 @@ impl Herder for DistributedHerder {
         self.configs.remove_connector(name).await.map_err(|e| HerderError::Internal(e.to_string()))?;
         self.worker.statuses().remove(name);
         Ok(())
+    }
+
+    async fn pause_connector(&self, name: &str) -> Result<(), HerderError> {
+        self.write_target_state(name, TargetState::Paused).await
+    }
+
+    async fn resume_connector(&self, name: &str) -> Result<(), HerderError> {
+        self.write_target_state(name, TargetState::Started).await
+    }
+
+    async fn stop_connector(&self, name: &str) -> Result<(), HerderError> {
+        self.write_target_state(name, TargetState::Stopped).await?;
+        self.configs.put_task_configs(name, &[]).await.map_err(|e| HerderError::Internal(e.to_string()))?;
+        self.worker.statuses().remove(name);
+        self.put_connector_status(name, ConnectorState::Stopped, None);
+        Ok(())
+    }
+
+    async fn restart_connector(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<Option<ConnectorStateInfo>, HerderError> {
+        let status = Herder::connector_status(self, name).await?;
+        if self.configs.snapshot().target_state(name) == TargetState::Stopped {
+            return Err(HerderError::Conflict(format!("Connector {name} is stopped; resume it before restarting")));
+        }
+        let plan = RestartPlan::new(&status, include_tasks, only_failed);
+        // The record reaches every worker; each restarts what it runs.
+        self.configs
+            .request_restart(name, include_tasks, only_failed)
+            .await
+            .map_err(|e| HerderError::Internal(e.to_string()))?;
+        Ok((include_tasks || only_failed).then(|| plan.mark(status)))
+    }
+
+    async fn restart_task(&self, name: &str, task: u32) -> Result<(), HerderError> {
+        let s = self.configs.snapshot();
+        if !s.connectors.contains_key(name) {
+            return Err(HerderError::connector_not_found(name));
+        }
+        if s.task_configs.get(name).is_none_or(|t| task as usize >= t.len()) {
+            return Err(HerderError::task_not_found(name, task));
+        }
+        if !self.tasks.lock().await.contains_key(&(name.to_string(), task)) {
+            let owner = self
+                .worker
+                .statuses()
+                .tasks(name)
+                .into_iter()
+                .find(|(t, _)| *t == task)
+                .map(|(_, s)| s.worker_id)
+                .unwrap_or_default();
+            return Err(HerderError::Conflict(format!(
+                "Task {name}-{task} runs on worker {owner}; send the restart to that worker (request forwarding is not implemented yet)"
+            )));
+        }
+        self.stop_task_ids(&[TaskId { connector: name.to_string(), task }]).await;
+        self.start_task(name, task).await;
+        Ok(())
+    }
+
+    async fn connector_offsets(&self, name: &str) -> Result<ConnectorOffsets, HerderError> {
+        let (kind, config, _) = self.offsets_target(name)?;
+        Ok(self.worker.read_offsets(name, kind, &config).await?)
+    }
+
+    async fn alter_connector_offsets(&self, name: &str, offsets: ConnectorOffsets) -> Result<(), HerderError> {
+        let (kind, _, stopped) = self.offsets_target(name)?;
+        if !stopped {
+            return Err(HerderError::not_stopped(name));
+        }
+        Ok(self.worker.alter_offsets(name, kind, offsets).await?)
+    }
+
+    async fn reset_connector_offsets(&self, name: &str) -> Result<(), HerderError> {
+        let (kind, _, stopped) = self.offsets_target(name)?;
+        if !stopped {
+            return Err(HerderError::not_stopped(name));
+        }
+        Ok(self.worker.reset_offsets(name, kind).await?)
     }
 
     fn plugins(&self) -> Vec<PluginInfo> {

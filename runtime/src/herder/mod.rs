@@ -7,6 +7,9 @@ mod standalone;
 use async_trait::async_trait;
 use sluice_api::{ConfigErrors, ConfigMap, ConnectorType, PluginInfo};
 
+pub use crate::worker::{ConnectorOffset, ConnectorOffsets};
+use crate::worker::OffsetsError;
+
 pub use distributed::DistributedHerder;
 pub use standalone::StandaloneHerder;
 
@@ -46,6 +49,61 @@ impl HerderError {
 
     pub(crate) fn connector_not_found(name: &str) -> HerderError {
         HerderError::NotFound(format!("Connector {name} not found"))
+    }
+
+    pub(crate) fn task_not_found(name: &str, task: u32) -> HerderError {
+        HerderError::NotFound(format!("Task {name}-{task} not found"))
+    }
+
+    /// Offsets can change only while the connector is STOPPED (Kafka Connect's wording).
+    pub(crate) fn not_stopped(name: &str) -> HerderError {
+        HerderError::BadRequest(format!(
+            "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
+        ))
+    }
+}
+
+impl From<OffsetsError> for HerderError {
+    fn from(e: OffsetsError) -> HerderError {
+        match e {
+            OffsetsError::BadRequest(m) => HerderError::BadRequest(m),
+            OffsetsError::Failed(m) => HerderError::Internal(m),
+        }
+    }
+}
+
+/// Which instances a restart request covers, given the current statuses.
+pub(crate) struct RestartPlan {
+    /// Restart the connector instance.
+    pub connector: bool,
+    /// Task numbers to restart.
+    pub tasks: Vec<u32>,
+}
+
+impl RestartPlan {
+    pub(crate) fn new(status: &ConnectorStateInfo, include_tasks: bool, only_failed: bool) -> RestartPlan {
+        let failed = |s: &str| s == "FAILED";
+        RestartPlan {
+            connector: !only_failed || failed(status.connector.state),
+            tasks: if include_tasks {
+                status.tasks.iter().filter(|t| !only_failed || failed(t.state)).map(|t| t.id).collect()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The 202 body: the covered instances shown as RESTARTING.
+    pub(crate) fn mark(&self, mut status: ConnectorStateInfo) -> ConnectorStateInfo {
+        if self.connector {
+            status.connector.state = "RESTARTING";
+        }
+        for t in &mut status.tasks {
+            if self.tasks.contains(&t.id) {
+                t.state = "RESTARTING";
+            }
+        }
+        status
     }
 }
 
@@ -143,6 +201,29 @@ pub trait Herder: Send + Sync {
     ) -> Result<(bool, ConnectorInfo), HerderError>;
     /// Deletes a connector.
     async fn delete_connector(&self, name: &str) -> Result<(), HerderError>;
+    /// Target state PAUSED: tasks stay assigned but do no work.
+    async fn pause_connector(&self, name: &str) -> Result<(), HerderError>;
+    /// Target state STARTED (from PAUSED or STOPPED).
+    async fn resume_connector(&self, name: &str) -> Result<(), HerderError>;
+    /// Target state STOPPED: the connector and its tasks shut down and its task configs are emptied.
+    async fn stop_connector(&self, name: &str) -> Result<(), HerderError>;
+    /// Restarts the connector, and its tasks with `include_tasks`; `only_failed` restricts both to
+    /// FAILED instances. Returns the status with the restarting instances marked RESTARTING, or
+    /// `None` for the plain restart (both flags false, answered 204).
+    async fn restart_connector(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<Option<ConnectorStateInfo>, HerderError>;
+    /// Restarts one task.
+    async fn restart_task(&self, name: &str, task: u32) -> Result<(), HerderError>;
+    /// The connector's committed offsets.
+    async fn connector_offsets(&self, name: &str) -> Result<ConnectorOffsets, HerderError>;
+    /// Alters offsets; the connector must be STOPPED.
+    async fn alter_connector_offsets(&self, name: &str, offsets: ConnectorOffsets) -> Result<(), HerderError>;
+    /// Resets every offset; the connector must be STOPPED.
+    async fn reset_connector_offsets(&self, name: &str) -> Result<(), HerderError>;
     /// Installed plugins.
     fn plugins(&self) -> Vec<PluginInfo>;
     /// The Kafka cluster id, when known.

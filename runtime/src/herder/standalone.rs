@@ -9,11 +9,11 @@ use sluice_api::{ConfigMap, ConnectError, ConnectorContext, ConnectorInstance, P
 use tokio::sync::{mpsc, Mutex};
 
 use super::{
-    apply_name, validate_connector_config, ConnectorInfo, ConnectorStateInfo, Herder, HerderError, StateInfo, TaskInfo,
-    TaskRef, TaskStateInfo,
+    apply_name, validate_connector_config, ConnectorInfo, ConnectorOffsets, ConnectorStateInfo, Herder, HerderError,
+    RestartPlan, StateInfo, TaskInfo, TaskRef, TaskStateInfo,
 };
 use crate::config::{mask_secrets, resolve_secrets};
-use crate::storage::{ConnectorState, Status};
+use crate::storage::{ConnectorState, Status, TargetState};
 use crate::worker::{TaskId, Worker};
 
 struct Entry {
@@ -21,6 +21,7 @@ struct Entry {
     plugin: PluginInfo,
     instance: Option<ConnectorInstance>,
     task_configs: Vec<ConfigMap>,
+    target: TargetState,
 }
 
 /// Runs every connector on the local worker.
@@ -111,7 +112,10 @@ impl StandaloneHerder {
             Ok(t) => t,
             Err(e) => return fail(&e, e.trace()),
         };
-        statuses.put_connector(name, self.status(ConnectorState::Running, None));
+        let paused = entry.target == TargetState::Paused;
+        self.worker.set_paused(name, paused);
+        let state = if paused { ConnectorState::Paused } else { ConnectorState::Running };
+        statuses.put_connector(name, self.status(state, None));
         self.start_tasks(name, &entry.config, &instance, &task_configs);
         entry.task_configs = task_configs;
         entry.instance = Some(instance);
@@ -119,7 +123,13 @@ impl StandaloneHerder {
 
     fn start_tasks(&self, name: &str, config: &ConfigMap, instance: &ConnectorInstance, task_configs: &[ConfigMap]) {
         for (i, tc) in task_configs.iter().enumerate() {
-            let id = TaskId { connector: name.to_string(), task: i as u32 };
+            self.start_task(name, config, instance, i as u32, tc);
+        }
+    }
+
+    fn start_task(&self, name: &str, config: &ConfigMap, instance: &ConnectorInstance, task: u32, tc: &ConfigMap) {
+        {
+            let id = TaskId { connector: name.to_string(), task };
             let started = match instance {
                 ConnectorInstance::Source(c) => {
                     self.worker.start_source_task(id.clone(), config, tc.clone(), c.create_task())
@@ -259,7 +269,7 @@ impl Herder for StandaloneHerder {
             }
             None => true,
         };
-        let mut entry = Entry { config, plugin, instance: None, task_configs: Vec::new() };
+        let mut entry = Entry { config, plugin, instance: None, task_configs: Vec::new(), target: TargetState::Started };
         self.start_connector(name, &mut entry).await;
         let info = self.info(name, &entry);
         connectors.insert(name.to_string(), entry);
@@ -273,6 +283,128 @@ impl Herder for StandaloneHerder {
         self.stop_connector(name, &mut entry).await;
         self.worker.statuses().remove(name);
         Ok(())
+    }
+
+    async fn pause_connector(&self, name: &str) -> Result<(), HerderError> {
+        let mut connectors = self.connectors.lock().await;
+        let entry = connectors.get_mut(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        if entry.target == TargetState::Started {
+            entry.target = TargetState::Paused;
+            self.worker.set_paused(name, true);
+            if entry.instance.is_some() {
+                self.worker.statuses().put_connector(name, self.status(ConnectorState::Paused, None));
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume_connector(&self, name: &str) -> Result<(), HerderError> {
+        let mut connectors = self.connectors.lock().await;
+        let entry = connectors.get_mut(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        match entry.target {
+            TargetState::Started => {}
+            TargetState::Paused => {
+                entry.target = TargetState::Started;
+                self.worker.set_paused(name, false);
+                if entry.instance.is_some() {
+                    self.worker.statuses().put_connector(name, self.status(ConnectorState::Running, None));
+                }
+            }
+            TargetState::Stopped => {
+                entry.target = TargetState::Started;
+                self.start_connector(name, entry).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_connector(&self, name: &str) -> Result<(), HerderError> {
+        let mut connectors = self.connectors.lock().await;
+        let entry = connectors.get_mut(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        if entry.target != TargetState::Stopped {
+            StandaloneHerder::stop_connector(self, name, entry).await;
+            entry.target = TargetState::Stopped;
+            entry.task_configs.clear();
+            self.worker.set_paused(name, false);
+            self.worker.statuses().remove(name);
+            self.worker.statuses().put_connector(name, self.status(ConnectorState::Stopped, None));
+        }
+        Ok(())
+    }
+
+    async fn restart_connector(
+        &self,
+        name: &str,
+        include_tasks: bool,
+        only_failed: bool,
+    ) -> Result<Option<ConnectorStateInfo>, HerderError> {
+        let status = self.connector_status(name).await?;
+        let plan = RestartPlan::new(&status, include_tasks, only_failed);
+        let mut connectors = self.connectors.lock().await;
+        let entry = connectors.get_mut(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        if entry.target == TargetState::Stopped {
+            return Err(HerderError::Conflict(format!("Connector {name} is stopped; resume it before restarting")));
+        }
+        if plan.connector {
+            if let Some(mut instance) = entry.instance.take() {
+                if let Err(e) = instance.as_connector_mut().stop().await {
+                    tracing::warn!(connector = name, error = %e, "connector did not stop cleanly");
+                }
+            }
+            let running_tasks = entry.task_configs.clone();
+            // Starting the instance recomputes task configs; tasks restart only if they changed.
+            let tasks_before = self.worker.tasks_of(name);
+            self.worker.stop_tasks(&tasks_before).await;
+            self.start_connector(name, entry).await;
+            tracing::info!(connector = name, tasks_changed = running_tasks != entry.task_configs, "connector restarted");
+        } else if let Some(instance) = &entry.instance {
+            let ids: Vec<TaskId> = plan.tasks.iter().map(|t| TaskId { connector: name.to_string(), task: *t }).collect();
+            self.worker.stop_tasks(&ids).await;
+            for t in &plan.tasks {
+                if let Some(tc) = entry.task_configs.get(*t as usize) {
+                    self.start_task(name, &entry.config, instance, *t, tc);
+                }
+            }
+        }
+        Ok((include_tasks || only_failed).then(|| plan.mark(status)))
+    }
+
+    async fn restart_task(&self, name: &str, task: u32) -> Result<(), HerderError> {
+        let connectors = self.connectors.lock().await;
+        let entry = connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        let (Some(instance), Some(tc)) = (&entry.instance, entry.task_configs.get(task as usize)) else {
+            return Err(HerderError::task_not_found(name, task));
+        };
+        self.worker.stop_tasks(&[TaskId { connector: name.to_string(), task }]).await;
+        self.start_task(name, &entry.config, instance, task, tc);
+        Ok(())
+    }
+
+    async fn connector_offsets(&self, name: &str) -> Result<ConnectorOffsets, HerderError> {
+        let (plugin, config) = {
+            let connectors = self.connectors.lock().await;
+            let entry = connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+            (entry.plugin, resolve_secrets(&entry.config).map_err(|e| HerderError::BadRequest(e.to_string()))?)
+        };
+        Ok(self.worker.read_offsets(name, plugin.connector_type, &config).await?)
+    }
+
+    async fn alter_connector_offsets(&self, name: &str, offsets: ConnectorOffsets) -> Result<(), HerderError> {
+        let connectors = self.connectors.lock().await;
+        let entry = connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        if entry.target != TargetState::Stopped {
+            return Err(HerderError::not_stopped(name));
+        }
+        Ok(self.worker.alter_offsets(name, entry.plugin.connector_type, offsets).await?)
+    }
+
+    async fn reset_connector_offsets(&self, name: &str) -> Result<(), HerderError> {
+        let connectors = self.connectors.lock().await;
+        let entry = connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        if entry.target != TargetState::Stopped {
+            return Err(HerderError::not_stopped(name));
+        }
+        Ok(self.worker.reset_offsets(name, entry.plugin.connector_type).await?)
     }
 
     fn plugins(&self) -> Vec<PluginInfo> {

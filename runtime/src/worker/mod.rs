@@ -3,6 +3,7 @@
 
 mod dlq;
 mod kafka;
+mod offsets_admin;
 mod sink;
 mod source;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use sluice_api::{ConfigErrors, ConfigMap, ConnectError, SinkTask, SourceTask};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +23,7 @@ use crate::converters::{create_converter, Converter};
 use crate::storage::{ConnectorState, OffsetStore, Status, StatusStore};
 
 pub use kafka::KafkaClients;
+pub use offsets_admin::{ConnectorOffset, ConnectorOffsets, OffsetsError};
 
 /// Identifies a task: connector name and task number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,6 +60,7 @@ pub enum WorkerError {
 struct RunningTask {
     cancel: CancellationToken,
     handle: JoinHandle<()>,
+    paused: watch::Sender<bool>,
 }
 
 /// Runs tasks. Shared by the herders.
@@ -67,6 +71,8 @@ pub struct Worker {
     offsets: Arc<dyn OffsetStore>,
     statuses: Arc<dyn StatusStore>,
     tasks: Mutex<BTreeMap<TaskId, RunningTask>>,
+    /// Connectors whose target state is PAUSED: their tasks start paused.
+    paused: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Per-connector settings the task loops need, resolved from the connector config.
@@ -95,7 +101,15 @@ impl Worker {
         statuses: Arc<dyn StatusStore>,
     ) -> Result<Worker, rdkafka::error::KafkaError> {
         let clients = KafkaClients::new(&config)?;
-        Ok(Worker { config, worker_id, clients, offsets, statuses, tasks: Mutex::new(BTreeMap::new()) })
+        Ok(Worker {
+            config,
+            worker_id,
+            clients,
+            offsets,
+            statuses,
+            tasks: Mutex::new(BTreeMap::new()),
+            paused: Mutex::new(Default::default()),
+        })
     }
 
     /// This worker's id (`host:port`).
@@ -198,7 +212,7 @@ impl Worker {
             topic_creation,
             self.offsets.clone(),
         );
-        self.spawn(id, move |cancel, report| runner.run(cancel, report));
+        self.spawn(id, move |cancel, report, paused| runner.run(cancel, report, paused));
         Ok(())
     }
 
@@ -234,20 +248,22 @@ impl Worker {
         };
         let runner =
             sink::SinkRunner::new(settings, task, consumer, events, subscription, dlq, self.clients.admin.clone());
-        self.spawn(id, move |cancel, report| runner.run(cancel, report));
+        self.spawn(id, move |cancel, report, paused| runner.run(cancel, report, paused));
         Ok(())
     }
 
     fn spawn<F, Fut>(&self, id: TaskId, run: F)
     where
-        F: FnOnce(CancellationToken, StatusReporter) -> Fut,
+        F: FnOnce(CancellationToken, StatusReporter, watch::Receiver<bool>) -> Fut,
         Fut: std::future::Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
         let cancel = CancellationToken::new();
         let reporter =
             StatusReporter { id: id.clone(), worker_id: self.worker_id.clone(), statuses: self.statuses.clone() };
         self.set_task_status(&id, ConnectorState::Unassigned, None);
-        let fut = run(cancel.clone(), reporter.clone());
+        let is_paused = self.paused.lock().map(|p| p.contains(&id.connector)).unwrap_or(false);
+        let (paused, paused_rx) = watch::channel(is_paused);
+        let fut = run(cancel.clone(), reporter.clone(), paused_rx);
         let task_id = id.clone();
         let handle = tokio::spawn(async move {
             match fut.await {
@@ -259,7 +275,7 @@ impl Worker {
             }
         });
         if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.insert(id, RunningTask { cancel, handle });
+            tasks.insert(id, RunningTask { cancel, handle, paused });
         }
     }
 
@@ -279,6 +295,24 @@ impl Worker {
             if tokio::time::timeout_at(deadline, t.handle).await.is_err() {
                 tracing::warn!(task = %id, "task did not stop within task.shutdown.graceful.timeout.ms; aborted");
                 abort.abort();
+            }
+        }
+    }
+
+    /// Pauses or resumes a connector's tasks (target state PAUSED / STARTED): paused source tasks stop
+    /// polling, paused sink tasks stop consuming; both keep committing what is done. Tasks started
+    /// later start in this state.
+    pub fn set_paused(&self, connector: &str, paused: bool) {
+        if let Ok(mut set) = self.paused.lock() {
+            if paused {
+                set.insert(connector.to_string());
+            } else {
+                set.remove(connector);
+            }
+        }
+        if let Ok(tasks) = self.tasks.lock() {
+            for (_, t) in tasks.iter().filter(|(id, _)| id.connector == connector) {
+                t.paused.send_replace(paused);
             }
         }
     }

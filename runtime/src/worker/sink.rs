@@ -18,6 +18,7 @@ use sluice_api::{
     ConfigErrors, ConnectError, ErrorKind, Header, Offsets, ParsedConfig, SinkRecord, SinkTask, SinkTaskContext,
     TimestampType, TopicPartition, Value,
 };
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -91,7 +92,12 @@ impl SinkRunner {
         }
     }
 
-    pub(crate) async fn run(mut self, cancel: CancellationToken, report: StatusReporter) -> Result<(), ConnectError> {
+    pub(crate) async fn run(
+        mut self,
+        cancel: CancellationToken,
+        report: StatusReporter,
+        mut paused: watch::Receiver<bool>,
+    ) -> Result<(), ConnectError> {
         let id = self.s.id.clone();
         let config = self.s.task_config.clone();
         self.task.start(&config, SinkTaskContext { connector: id.connector.clone(), task: id.task }).await?;
@@ -105,9 +111,8 @@ impl SinkRunner {
         self.consumer
             .subscribe(&topics)
             .map_err(|e| ConnectError::fatal_from(format!("task {id} could not subscribe to {topics:?}"), e))?;
-        report.report(ConnectorState::Running, None);
-        tracing::info!(task = %id, ?topics, "sink task running");
-        let result = self.main_loop(&cancel).await;
+        tracing::info!(task = %id, ?topics, "sink task subscribed");
+        let result = self.main_loop(&cancel, &report, &mut paused).await;
         let committed = if result.is_ok() { self.commit().await } else { Ok(()) };
         let assigned: Vec<TopicPartition> = self.assigned.drain().collect();
         let closed = self.task.close(&assigned).await;
@@ -117,9 +122,27 @@ impl SinkRunner {
         result.and(committed).and(closed).and(stopped)
     }
 
-    async fn main_loop(&mut self, cancel: &CancellationToken) -> Result<(), ConnectError> {
+    async fn main_loop(
+        &mut self,
+        cancel: &CancellationToken,
+        report: &StatusReporter,
+        paused: &mut watch::Receiver<bool>,
+    ) -> Result<(), ConnectError> {
         let mut last_commit = Instant::now();
+        let mut reported: Option<bool> = None;
         loop {
+            let is_paused = *paused.borrow_and_update();
+            if reported != Some(is_paused) {
+                let state = if is_paused { ConnectorState::Paused } else { ConnectorState::Running };
+                report.report(state, None);
+                tracing::info!(task = %self.s.id, state = state.name(), "sink task state");
+                reported = Some(is_paused);
+                self.set_consumer_paused(is_paused);
+            }
+            if is_paused {
+                self.paused_round(cancel, paused, &mut last_commit).await?;
+                continue;
+            }
             let until_commit = self.s.flush_interval.saturating_sub(last_commit.elapsed());
             let first = tokio::select! {
                 biased;
@@ -184,6 +207,52 @@ impl SinkRunner {
                 last_commit = Instant::now();
             }
         }
+    }
+
+    /// Pauses or resumes fetching on the whole assignment.
+    fn set_consumer_paused(&self, paused: bool) {
+        let Ok(assignment) = self.consumer.assignment() else { return };
+        let result = if paused { self.consumer.pause(&assignment) } else { self.consumer.resume(&assignment) };
+        if let Err(e) = result {
+            tracing::warn!(task = %self.s.id, error = %e, paused, "could not change the consumer's pause state");
+        }
+    }
+
+    /// One round while paused: keep the consumer polled (rebalances, liveness), fetch nothing, commit
+    /// what is durable. A record that was already fetched is sought back, not processed.
+    async fn paused_round(
+        &mut self,
+        cancel: &CancellationToken,
+        paused: &mut watch::Receiver<bool>,
+        last_commit: &mut Instant,
+    ) -> Result<(), ConnectError> {
+        let until_commit = self.s.flush_interval.saturating_sub(last_commit.elapsed());
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = paused.changed() => {}
+            m = self.consumer.recv() => {
+                if let Ok(m) = m {
+                    let (topic, partition, offset) = (m.topic().to_string(), m.partition(), m.offset());
+                    drop(m);
+                    if let Err(e) = self.consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
+                        return Err(ConnectError::retriable_from(format!("task {} could not seek back while paused", self.s.id), e));
+                    }
+                }
+            }
+            _ = tokio::time::sleep(until_commit) => {}
+        }
+        self.handle_rebalances().await?;
+        self.set_consumer_paused(true);
+        if last_commit.elapsed() >= self.s.flush_interval {
+            match self.commit().await {
+                Err(e) if e.kind() == ErrorKind::Retriable => {
+                    tracing::warn!(task = %self.s.id, error = %e, "offset commit failed; will retry")
+                }
+                other => other?,
+            }
+            *last_commit = Instant::now();
+        }
+        Ok(())
     }
 
     async fn handle_rebalances(&mut self) -> Result<(), ConnectError> {

@@ -24,6 +24,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sluice_api::{
     ConfigMap, ConnectError, ErrorKind, JsonMap, RecordMetadata, SourceRecord, SourceTask, SourceTaskContext, Value,
 };
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -97,7 +98,12 @@ impl SourceRunner {
         }
     }
 
-    pub(crate) async fn run(mut self, cancel: CancellationToken, report: StatusReporter) -> Result<(), ConnectError> {
+    pub(crate) async fn run(
+        mut self,
+        cancel: CancellationToken,
+        report: StatusReporter,
+        mut paused: watch::Receiver<bool>,
+    ) -> Result<(), ConnectError> {
         let id = self.s.id.clone();
         let context = SourceTaskContext {
             connector: id.connector.clone(),
@@ -106,9 +112,8 @@ impl SourceRunner {
         };
         let config = self.s.task_config.clone();
         self.task.start(&config, context).await?;
-        report.report(ConnectorState::Running, None);
-        tracing::info!(task = %id, "source task running");
-        let result = self.main_loop(&cancel).await;
+        tracing::info!(task = %id, "source task started");
+        let result = self.main_loop(&cancel, &report, &mut paused).await;
         // Whatever happened, commit what the broker acknowledged.
         let drained = self.drain(self.s.shutdown_timeout).await;
         let flushed = self.flush_offsets().await;
@@ -117,10 +122,23 @@ impl SourceRunner {
         result.and(drained).and(flushed).and(stopped)
     }
 
-    async fn main_loop(&mut self, cancel: &CancellationToken) -> Result<(), ConnectError> {
+    async fn main_loop(
+        &mut self,
+        cancel: &CancellationToken,
+        report: &StatusReporter,
+        paused: &mut watch::Receiver<bool>,
+    ) -> Result<(), ConnectError> {
         let mut last_flush = Instant::now();
         let mut backoff = Duration::from_millis(100);
+        let mut reported: Option<bool> = None;
         loop {
+            let is_paused = *paused.borrow_and_update();
+            if reported != Some(is_paused) {
+                let state = if is_paused { ConnectorState::Paused } else { ConnectorState::Running };
+                report.report(state, None);
+                tracing::info!(task = %self.s.id, state = state.name(), "source task state");
+                reported = Some(is_paused);
+            }
             while let Some(Some(acks)) = self.acks.next().now_or_never() {
                 self.on_acked(acks).await?;
             }
@@ -141,6 +159,17 @@ impl SourceRunner {
                     other => other?,
                 }
                 last_flush = Instant::now();
+            }
+            if is_paused {
+                // Paused: no polling; acknowledgements and offset flushes go on.
+                let until_flush = self.s.flush_interval.saturating_sub(last_flush.elapsed());
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = paused.changed() => {}
+                    Some(acks) = self.acks.next() => self.on_acked(acks).await?,
+                    _ = tokio::time::sleep(until_flush) => {}
+                }
+                continue;
             }
             let polled = tokio::select! {
                 biased;
