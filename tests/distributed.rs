@@ -5,51 +5,9 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn worker_props(dir: &Path, kafka: &str, prefix: &str, port: u16) -> std::path::PathBuf {
-    let path = dir.join(format!("worker-{port}.properties"));
-    std::fs::write(
-        &path,
-        format!(
-            "bootstrap.servers={kafka}\nlisteners=http://127.0.0.1:{port}\ngroup.id={prefix}\n\
-             config.storage.topic={prefix}-configs\noffset.storage.topic={prefix}-offsets\nstatus.storage.topic={prefix}-status\n\
-             config.storage.replication.factor=1\noffset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n\
-             offset.storage.partitions=5\nstatus.storage.partitions=3\n\
-             session.timeout.ms=6000\nheartbeat.interval.ms=1000\nscheduled.rebalance.max.delay.ms=2000\n\
-             offset.flush.interval.ms=500\n\
-             key.converter=string\nvalue.converter=string\n\
-             consumer.session.timeout.ms=6000\nconsumer.heartbeat.interval.ms=1000\n"
-        ),
-    )
-    .expect("write worker properties");
-    path
-}
-
-fn start(props: &Path, port: u16, log: &Path) -> Sluice {
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("distributed")
-        .arg(props)
-        .env("RUST_LOG", "info,librdkafka=warn")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn");
-    let s = Sluice { child, port, log: log.to_path_buf() };
-    wait_until(Duration::from_secs(60), "a distributed worker's REST API", || s.get("/").is_some());
-    s
-}
-
-fn status(port: u16, connector: &str) -> serde_json::Value {
-    http(port, "GET", &format!("/connectors/{connector}/status"), None)
-        .and_then(|(_, body)| serde_json::from_str(&body).ok())
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_cluster_runs_connectors_and_survives_kill_9_of_a_worker() {
@@ -59,7 +17,13 @@ fn a_cluster_runs_connectors_and_survives_kill_9_of_a_worker() {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut workers: Vec<Option<Sluice>> = ports
         .iter()
-        .map(|p| Some(start(&worker_props(dir.path(), &kafka, &prefix, *p), *p, &dir.path().join(format!("w{p}.log")))))
+        .map(|p| {
+            Some(Sluice::distributed(
+                &distributed_properties(dir.path(), &kafka, &prefix, *p),
+                *p,
+                &dir.path().join(format!("w{p}.log")),
+            ))
+        })
         .collect();
 
     let input = dir.path().join("in.txt");
@@ -95,7 +59,7 @@ fn a_cluster_runs_connectors_and_survives_kill_9_of_a_worker() {
     wait_until(Duration::from_secs(120), "the pipeline to deliver lines", || read_lines(&output).len() >= 500);
 
     // Kill -9 the worker running the source task.
-    let st = status(ports[0], "src");
+    let st = connector_status(ports[0], "src");
     let owner = st["tasks"][0]["worker_id"].as_str().unwrap_or_default().to_string();
     let victim =
         ports.iter().position(|p| owner.ends_with(&format!(":{p}"))).unwrap_or_else(|| panic!("owner of src-0: {st}"));
@@ -103,7 +67,7 @@ fn a_cluster_runs_connectors_and_survives_kill_9_of_a_worker() {
     workers[victim].take().expect("worker").kill9();
     let survivor = ports[(victim + 1) % 3];
     wait_until(Duration::from_secs(90), "the source task to run on another worker", || {
-        let s = status(survivor, "src");
+        let s = connector_status(survivor, "src");
         s["tasks"][0]["state"] == "RUNNING" && s["tasks"][0]["worker_id"].as_str().is_some_and(|w| w != owner)
     });
     let failover = killed_at.elapsed();

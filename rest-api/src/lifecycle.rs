@@ -21,8 +21,10 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
         .and(warp::query::<HashMap<String, String>>())
         .and(with.clone())
         .and_then(restart);
-    let restart_task =
-        warp::path!("connectors" / String / "tasks" / u32 / "restart").and(warp::post()).and(with).and_then(restart_task);
+    let restart_task = warp::path!("connectors" / String / "tasks" / u32 / "restart")
+        .and(warp::post())
+        .and(with)
+        .and_then(restart_task);
     pause.or(resume).unify().or(stop).unify().or(restart).unify().or(restart_task).unify()
 }
 

@@ -37,7 +37,10 @@ async fn alter(name: String, body: ConnectorOffsets, herder: SharedHerder) -> Re
             .alter_connector_offsets(&name, body)
             .await
             .map(|_| {
-                json(StatusCode::OK, &json!({"message": "The offsets for this connector have been altered successfully"}))
+                json(
+                    StatusCode::OK,
+                    &json!({"message": "The offsets for this connector have been altered successfully"}),
+                )
             })
             .map_err(ApiError::from),
     )

@@ -17,8 +17,12 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
             &json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}),
         )
     });
-    let plugins = warp::path!("connector-plugins").and(warp::get()).and(with).and_then(plugins);
-    root.or(health).unify().or(plugins).unify()
+    let plugins = warp::path!("connector-plugins").and(warp::get()).and(with.clone()).and_then(plugins);
+    let cluster = warp::path!("admin" / "cluster")
+        .and(warp::get())
+        .and(with)
+        .map(|h: SharedHerder| json(StatusCode::OK, &h.cluster()));
+    root.or(health).unify().or(plugins).unify().or(cluster).unify()
 }
 
 /// `GET /`, fields in Kafka Connect's order.

@@ -185,3 +185,104 @@ pub fn worker_properties(dir: &Path, kafka: &str, port: u16, extra: &str) -> Pat
 pub fn read_lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path).map(|t| t.lines().map(String::from).collect()).unwrap_or_default()
 }
+
+/// Worker properties for one member of a distributed test cluster (short timeouts for tansu).
+pub fn distributed_properties(dir: &Path, kafka: &str, group: &str, port: u16) -> PathBuf {
+    let path = dir.join(format!("worker-{port}.properties"));
+    std::fs::write(
+        &path,
+        format!(
+            "bootstrap.servers={kafka}\nlisteners=http://127.0.0.1:{port}\ngroup.id={group}\n\
+             config.storage.topic={group}-configs\noffset.storage.topic={group}-offsets\nstatus.storage.topic={group}-status\n\
+             config.storage.replication.factor=1\noffset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n\
+             offset.storage.partitions=5\nstatus.storage.partitions=3\n\
+             session.timeout.ms=6000\nheartbeat.interval.ms=1000\nscheduled.rebalance.max.delay.ms=2000\n\
+             offset.flush.interval.ms=500\n\
+             key.converter=string\nvalue.converter=string\n\
+             consumer.session.timeout.ms=6000\nconsumer.heartbeat.interval.ms=1000\n"
+        ),
+    )
+    .expect("write worker properties");
+    path
+}
+
+impl Sluice {
+    /// Starts `sluice distributed <props>` (logs appended to `log`) and waits for its REST API.
+    pub fn distributed(props: &Path, port: u16, log: &Path) -> Sluice {
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("distributed")
+            .arg(props)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn");
+        let s = Sluice { child, port, log: log.to_path_buf() };
+        wait_until(Duration::from_secs(60), "a distributed worker's REST API", || s.get("/").is_some());
+        s
+    }
+}
+
+/// `GET /connectors/{c}/status` as JSON (`Null` when unavailable).
+pub fn connector_status(port: u16, connector: &str) -> serde_json::Value {
+    http(port, "GET", &format!("/connectors/{connector}/status"), None)
+        .and_then(|(_, body)| serde_json::from_str(&body).ok())
+        .unwrap_or_default()
+}
+
+/// Task number → worker id, when every one of `n` tasks is RUNNING.
+pub fn running_tasks(port: u16, connector: &str, n: usize) -> Option<HashMap<u64, String>> {
+    let s = connector_status(port, connector);
+    let tasks = s["tasks"].as_array()?;
+    if tasks.len() != n || tasks.iter().any(|t| t["state"] != "RUNNING") {
+        return None;
+    }
+    Some(tasks.iter().filter_map(|t| Some((t["id"].as_u64()?, t["worker_id"].as_str()?.to_string()))).collect())
+}
+
+/// Reads a topic written by the verifiable source with String converters: task id → seqnos in
+/// topic order. Reads until `quiet` passes without a new record.
+pub fn read_seqnos(kafka: &str, topic: &str, quiet: Duration) -> HashMap<i64, Vec<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let parse = |b: Option<&[u8]>| b.and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<i64>().ok());
+            let (Some(task), Some(seqno)) = (parse(m.key()), parse(m.payload())) else { continue };
+            out.entry(task).or_default().push(seqno);
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// For each task: (distinct seqnos, duplicates, the first missing seqno below the max, if any).
+pub fn check_seqnos(seqnos: &HashMap<i64, Vec<i64>>) -> HashMap<i64, (usize, usize, Option<i64>)> {
+    seqnos
+        .iter()
+        .map(|(task, list)| {
+            let distinct: std::collections::BTreeSet<i64> = list.iter().copied().collect();
+            let max = distinct.iter().next_back().copied().unwrap_or(-1);
+            let gap = (0..=max).find(|n| !distinct.contains(n));
+            (*task, (distinct.len(), list.len() - distinct.len(), gap))
+        })
+        .collect()
+}

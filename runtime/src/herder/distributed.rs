@@ -574,6 +574,42 @@ impl Herder for DistributedHerder {
         Ok(self.worker.reset_offsets(name, kind).await?)
     }
 
+    fn cluster(&self) -> serde_json::Value {
+        let Some(g) = self.group_status() else { return serde_json::json!({"mode": "distributed", "joined": false}) };
+        let work = |w: &BTreeSet<Work>| {
+            let connectors: Vec<&str> = w
+                .iter()
+                .filter_map(|x| match x {
+                    Work::Connector(c) => Some(c.as_str()),
+                    Work::Task(..) => None,
+                })
+                .collect();
+            let tasks: Vec<String> = w
+                .iter()
+                .filter_map(|x| match x {
+                    Work::Task(c, t) => Some(format!("{c}-{t}")),
+                    Work::Connector(_) => None,
+                })
+                .collect();
+            serde_json::json!({"connectors": connectors, "tasks": tasks})
+        };
+        serde_json::json!({
+            "mode": "distributed",
+            "joined": g.generation >= 0,
+            "worker_id": self.worker.worker_id(),
+            "member_id": g.member_id,
+            "generation": g.generation,
+            "leader": g.leader,
+            "leader_url": g.leader_url,
+            "is_leader": g.is_leader,
+            "rebalances": g.rebalances,
+            "last_rebalance_ms": g.last_rebalance.map(|d| d.as_millis() as u64),
+            "since_last_rebalance_ms": g.last_rebalance_at.map(|t| t.elapsed().as_millis() as u64),
+            "assignment": work(&g.assignment),
+            "members": g.members.iter().map(|(m, w)| (m.clone(), work(w))).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+
     fn plugins(&self) -> Vec<PluginInfo> {
         self.plugins.clone()
     }

@@ -7,8 +7,8 @@ mod standalone;
 use async_trait::async_trait;
 use sluice_api::{ConfigErrors, ConfigMap, ConnectorType, PluginInfo};
 
-pub use crate::worker::{ConnectorOffset, ConnectorOffsets};
 use crate::worker::OffsetsError;
+pub use crate::worker::{ConnectorOffset, ConnectorOffsets};
 
 pub use distributed::DistributedHerder;
 pub use standalone::StandaloneHerder;
@@ -226,6 +226,11 @@ pub trait Herder: Send + Sync {
     async fn reset_connector_offsets(&self, name: &str) -> Result<(), HerderError>;
     /// Installed plugins.
     fn plugins(&self) -> Vec<PluginInfo>;
+    /// Group membership as this worker sees it (`GET /admin/cluster`): leader, generation,
+    /// rebalance count and timing, and assignments.
+    fn cluster(&self) -> serde_json::Value {
+        serde_json::json!({"mode": "standalone"})
+    }
     /// The Kafka cluster id, when known.
     fn kafka_cluster_id(&self) -> Option<String>;
 }

@@ -269,7 +269,8 @@ impl Herder for StandaloneHerder {
             }
             None => true,
         };
-        let mut entry = Entry { config, plugin, instance: None, task_configs: Vec::new(), target: TargetState::Started };
+        let mut entry =
+            Entry { config, plugin, instance: None, task_configs: Vec::new(), target: TargetState::Started };
         self.start_connector(name, &mut entry).await;
         let info = self.info(name, &entry);
         connectors.insert(name.to_string(), entry);
@@ -356,9 +357,14 @@ impl Herder for StandaloneHerder {
             let tasks_before = self.worker.tasks_of(name);
             self.worker.stop_tasks(&tasks_before).await;
             self.start_connector(name, entry).await;
-            tracing::info!(connector = name, tasks_changed = running_tasks != entry.task_configs, "connector restarted");
+            tracing::info!(
+                connector = name,
+                tasks_changed = running_tasks != entry.task_configs,
+                "connector restarted"
+            );
         } else if let Some(instance) = &entry.instance {
-            let ids: Vec<TaskId> = plan.tasks.iter().map(|t| TaskId { connector: name.to_string(), task: *t }).collect();
+            let ids: Vec<TaskId> =
+                plan.tasks.iter().map(|t| TaskId { connector: name.to_string(), task: *t }).collect();
             self.worker.stop_tasks(&ids).await;
             for t in &plan.tasks {
                 if let Some(tc) = entry.task_configs.get(*t as usize) {

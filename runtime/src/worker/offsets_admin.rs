@@ -100,7 +100,9 @@ impl Worker {
         let committed = tokio::task::spawn_blocking(move || consumer.committed_offsets(tpl, TIMEOUT))
             .await
             .map_err(|e| OffsetsError::Failed(e.to_string()))?
-            .map_err(|e| OffsetsError::Failed(format!("cannot read the committed offsets of connect-{connector}: {e}")))?;
+            .map_err(|e| {
+                OffsetsError::Failed(format!("cannot read the committed offsets of connect-{connector}: {e}"))
+            })?;
         let offsets = committed
             .elements()
             .iter()
@@ -143,10 +145,14 @@ impl Worker {
             let topic = o.partition.get("kafka_topic").and_then(|v| v.as_str()).ok_or_else(|| {
                 OffsetsError::BadRequest("Kafka partitions must contain a string \"kafka_topic\"".into())
             })?;
-            let partition =
-                o.partition.get("kafka_partition").and_then(|v| v.as_i64()).and_then(|p| i32::try_from(p).ok()).ok_or_else(
-                    || OffsetsError::BadRequest("Kafka partitions must contain an integer \"kafka_partition\"".into()),
-                )?;
+            let partition = o
+                .partition
+                .get("kafka_partition")
+                .and_then(|v| v.as_i64())
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| {
+                    OffsetsError::BadRequest("Kafka partitions must contain an integer \"kafka_partition\"".into())
+                })?;
             let offset = match &o.offset {
                 None => {
                     return Err(OffsetsError::BadRequest(format!(
@@ -193,7 +199,9 @@ impl Worker {
         for r in results {
             match r {
                 Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::GroupIdNotFound)) => {}
-                Err((_, code)) => return Err(OffsetsError::Failed(format!("cannot delete consumer group {group}: {code}"))),
+                Err((_, code)) => {
+                    return Err(OffsetsError::Failed(format!("cannot delete consumer group {group}: {code}")))
+                }
             }
         }
         Ok(())

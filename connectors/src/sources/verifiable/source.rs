@@ -164,8 +164,13 @@ impl SourceTask for VerifiableSourceTask {
             let seqno = self.next_seqno;
             let mut offset = JsonMap::new();
             offset.insert("seqno".into(), json!(seqno));
-            let mut record =
-                SourceRecord::new(self.partition.clone(), offset, &config.topic, self.value_schema.clone(), Value::Int64(seqno));
+            let mut record = SourceRecord::new(
+                self.partition.clone(),
+                offset,
+                &config.topic,
+                self.value_schema.clone(),
+                Value::Int64(seqno),
+            );
             record.key_schema = self.key_schema.clone();
             record.key = Value::Int32(config.id);
             records.push(record);

@@ -15,7 +15,10 @@ impl OffsetStorageReader for Committed {
 }
 
 fn config(throughput: &str) -> ConfigMap {
-    [("topic", "seq"), ("throughput", throughput), ("id", "2")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    [("topic", "seq"), ("throughput", throughput), ("id", "2")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 async fn started(throughput: &str, committed: Option<JsonMap>) -> VerifiableSourceTask {

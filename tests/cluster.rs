@@ -1,0 +1,247 @@
+//! A cluster of `sluice distributed` processes running the verifiable source (6 tasks) on the real
+//! broker: spread, kill -9 failover, a joining worker that takes its share without stopping the
+//! rest, a rolling restart, a whole-cluster restart from Kafka alone, and leader death. Loss is
+//! checked per task: every seqno up to the highest one must be in the topic.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const TASKS: usize = 6;
+
+fn verifiable(name: &str, topic: &str, tasks: usize, throughput: u32) -> String {
+    format!(
+        r#"{{"name":"{name}","config":{{"connector.class":"VerifiableSource","tasks.max":"{tasks}","topic":"{topic}","throughput":"{throughput}"}}}}"#
+    )
+}
+
+fn start_worker(dir: &Path, kafka: &str, group: &str, port: u16) -> Sluice {
+    Sluice::distributed(&distributed_properties(dir, kafka, group, port), port, &dir.join(format!("w{port}.log")))
+}
+
+fn wait_running(port: u16, connector: &str, n: usize, what: &str) -> HashMap<u64, String> {
+    let mut out = None;
+    wait_until(Duration::from_secs(120), what, || {
+        out = running_tasks(port, connector, n);
+        out.is_some()
+    });
+    out.unwrap_or_default()
+}
+
+/// How many times each task of `connector` was started, from the workers' logs.
+fn task_starts(dir: &Path, connector: &str) -> HashMap<u32, usize> {
+    let mut out = HashMap::new();
+    for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            for line in std::fs::read_to_string(entry.path()).unwrap_or_default().lines() {
+                if !line.contains("source task started") {
+                    continue;
+                }
+                for t in 0..TASKS as u32 {
+                    if line.contains(&format!("task={connector}-{t} "))
+                        || line.ends_with(&format!("task={connector}-{t}"))
+                    {
+                        *out.entry(t).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn port_of(worker_id: &str) -> u16 {
+    worker_id.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0)
+}
+
+fn assert_nothing_lost(kafka: &str, topic: &str) -> (usize, usize) {
+    let seqnos = read_seqnos(kafka, topic, Duration::from_secs(4));
+    let checked = check_seqnos(&seqnos);
+    assert_eq!(checked.len(), TASKS, "records from every task: {checked:?}");
+    for (task, (_, _, gap)) in &checked {
+        assert_eq!(*gap, None, "task {task} lost seqno {gap:?}");
+    }
+    (checked.values().map(|c| c.0).sum(), checked.values().map(|c| c.1).sum())
+}
+
+#[test]
+fn six_tasks_spread_fail_over_rebalance_and_roll() {
+    let kafka = Services::load().kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let group = unique("six");
+    let topic = format!("{group}-seq");
+    let mut ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut workers: HashMap<u16, Sluice> =
+        ports.iter().map(|p| (*p, start_worker(dir.path(), &kafka, &group, *p))).collect();
+    let created = http(ports[0], "POST", "/connectors", Some(&verifiable("verif", &topic, TASKS, 300)));
+    assert_eq!(created.map(|r| r.0), Some(201));
+
+    // 2/2/2.
+    let mut spread = HashMap::new();
+    wait_until(Duration::from_secs(120), "6 tasks spread 2/2/2", || {
+        let Some(tasks) = running_tasks(ports[1], "verif", TASKS) else { return false };
+        spread = HashMap::new();
+        for w in tasks.values() {
+            *spread.entry(w.clone()).or_insert(0) += 1;
+        }
+        spread.len() == 3 && spread.values().all(|n| *n == 2)
+    });
+
+    // kill -9 the worker holding the most tasks (all hold 2: the first one).
+    let victim = port_of(spread.keys().next().expect("a worker"));
+    let killed_at = Instant::now();
+    workers.remove(&victim).expect("victim").kill9();
+    ports.retain(|p| *p != victim);
+    wait_until(Duration::from_secs(120), "every task RUNNING on the survivors", || {
+        running_tasks(ports[0], "verif", TASKS).is_some_and(|t| t.values().all(|w| port_of(w) != victim))
+    });
+    let failover = killed_at.elapsed();
+
+    // A new worker joins: it takes a share; tasks that stay where they were never stop.
+    let before = wait_running(ports[0], "verif", TASKS, "steady state before the join");
+    let starts_before = task_starts(dir.path(), "verif");
+    let joiner = free_port();
+    let join_started = Instant::now();
+    workers.insert(joiner, start_worker(dir.path(), &kafka, &group, joiner));
+    ports.push(joiner);
+    let mut after = HashMap::new();
+    wait_until(Duration::from_secs(120), "the new worker to run tasks", || {
+        after = running_tasks(ports[0], "verif", TASKS).unwrap_or_default();
+        after.values().any(|w| port_of(w) == joiner)
+    });
+    let join_rebalance = join_started.elapsed();
+    let starts_after = task_starts(dir.path(), "verif");
+    let mut unmoved = 0;
+    for (task, worker) in &before {
+        if after.get(task) == Some(worker) {
+            unmoved += 1;
+            let t = *task as u32;
+            assert_eq!(starts_before.get(&t), starts_after.get(&t), "task {t} did not move but was restarted");
+        }
+    }
+    assert!(unmoved > 0, "some tasks stay put: before {before:?} after {after:?}");
+
+    // Rolling restart: SIGTERM and restart each worker in turn while the source runs.
+    for port in ports.clone() {
+        let mut w = workers.remove(&port).expect("worker");
+        assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
+        wait_running(ports.iter().copied().find(|p| *p != port).unwrap_or(port), "verif", TASKS, "tasks moved off");
+        workers.insert(port, start_worker(dir.path(), &kafka, &group, port));
+        wait_running(port, "verif", TASKS, "tasks RUNNING after a worker's restart");
+    }
+    let final_status = connector_status(ports[0], "verif");
+    assert_eq!(final_status["connector"]["state"], "RUNNING", "{final_status}");
+
+    // Stop the connector (tasks flush their offsets), then count.
+    assert_eq!(http(ports[0], "PUT", "/connectors/verif/stop", None).map(|r| r.0), Some(204));
+    wait_until(Duration::from_secs(60), "the connector STOPPED with no tasks", || {
+        let s = connector_status(ports[0], "verif");
+        s["connector"]["state"] == "STOPPED" && s["tasks"].as_array().is_some_and(|t| t.is_empty())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (distinct, duplicates) = assert_nothing_lost(&kafka, &topic);
+    eprintln!(
+        "cluster: kill -9 → all {TASKS} tasks RUNNING elsewhere in {:.1} s; join → new worker running tasks in {:.1} s \
+         ({unmoved} tasks unmoved, never restarted); rolling restart done; {distinct} distinct records, {duplicates} duplicates",
+        failover.as_secs_f64(),
+        join_rebalance.as_secs_f64()
+    );
+    for w in workers.values_mut() {
+        assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
+    }
+}
+
+#[test]
+fn the_cluster_restarts_from_kafka_alone_and_survives_leader_death() {
+    let kafka = Services::load().kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let group = unique("restart");
+    let topic = format!("{group}-seq");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut workers: Vec<Sluice> = ports.iter().map(|p| start_worker(dir.path(), &kafka, &group, *p)).collect();
+    assert_eq!(
+        http(ports[0], "POST", "/connectors", Some(&verifiable("main", &topic, TASKS, 300))).map(|r| r.0),
+        Some(201)
+    );
+    let paused_topic = format!("{group}-paused");
+    assert_eq!(
+        http(ports[1], "POST", "/connectors", Some(&verifiable("idle", &paused_topic, 1, 10))).map(|r| r.0),
+        Some(201)
+    );
+    wait_running(ports[2], "main", TASKS, "main RUNNING");
+    assert_eq!(http(ports[2], "PUT", "/connectors/idle/pause", None).map(|r| r.0), Some(202));
+    wait_until(Duration::from_secs(60), "idle PAUSED", || {
+        let s = connector_status(ports[0], "idle");
+        s["connector"]["state"] == "PAUSED" && s["tasks"][0]["state"] == "PAUSED"
+    });
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Whole cluster down, then up again with nothing but the Kafka topics.
+    for w in &mut workers {
+        assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
+    }
+    let offsets_before: serde_json::Value = {
+        let restarted = start_worker(dir.path(), &kafka, &group, ports[0]);
+        workers = vec![restarted];
+        let (code, body) = http(ports[0], "GET", "/connectors/main/offsets", None).expect("offsets");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("offsets json")
+    };
+    assert_eq!(offsets_before["offsets"].as_array().map(Vec::len), Some(TASKS), "{offsets_before}");
+    for p in &ports[1..] {
+        workers.push(start_worker(dir.path(), &kafka, &group, *p));
+    }
+    assert_eq!(http(ports[1], "GET", "/connectors", None).map(|r| r.1), Some(r#"["idle","main"]"#.to_string()));
+    wait_running(ports[1], "main", TASKS, "main RUNNING after the cluster restart");
+    wait_until(Duration::from_secs(60), "idle still PAUSED after the cluster restart", || {
+        let s = connector_status(ports[1], "idle");
+        s["connector"]["state"] == "PAUSED" && s["tasks"][0]["state"] == "PAUSED"
+    });
+
+    // Leader death: a new leader is elected and config writes work again.
+    let cluster = |p: u16| -> serde_json::Value {
+        http(p, "GET", "/admin/cluster", None).and_then(|(_, b)| serde_json::from_str(&b).ok()).unwrap_or_default()
+    };
+    let leader = ports.iter().position(|p| cluster(*p)["is_leader"] == true).expect("a leader");
+    let generation = cluster(ports[leader])["generation"].as_i64().unwrap_or(-1);
+    workers[leader].kill9();
+    let survivor = ports[(leader + 1) % 3];
+    let killed_at = Instant::now();
+    wait_until(Duration::from_secs(90), "a new leader", || {
+        ports.iter().enumerate().any(|(i, p)| {
+            let c = cluster(*p);
+            i != leader && c["is_leader"] == true && c["generation"].as_i64().unwrap_or(-1) > generation
+        })
+    });
+    let elected = killed_at.elapsed();
+    let third = format!("{group}-third");
+    assert_eq!(
+        http(survivor, "POST", "/connectors", Some(&verifiable("third", &third, 1, 50))).map(|r| r.0),
+        Some(201)
+    );
+    wait_until(Duration::from_secs(90), "the new connector RUNNING", || running_tasks(survivor, "third", 1).is_some());
+    assert_eq!(http(survivor, "PUT", "/connectors/idle/resume", None).map(|r| r.0), Some(202));
+    wait_until(Duration::from_secs(60), "idle RUNNING after resume", || running_tasks(survivor, "idle", 1).is_some());
+    wait_running(survivor, "main", TASKS, "main RUNNING after the leader's death");
+
+    assert_eq!(http(survivor, "PUT", "/connectors/main/stop", None).map(|r| r.0), Some(204));
+    wait_until(Duration::from_secs(60), "main STOPPED", || {
+        connector_status(survivor, "main")["connector"]["state"] == "STOPPED"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let (distinct, duplicates) = assert_nothing_lost(&kafka, &topic);
+    eprintln!(
+        "cluster restart: configs, PAUSED state and {TASKS} offsets back from Kafka; leader killed → new leader in {:.1} s; \
+         {distinct} distinct records, {duplicates} duplicates",
+        elected.as_secs_f64()
+    );
+    for (i, w) in workers.iter_mut().enumerate() {
+        if i != leader {
+            assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
+        }
+    }
+}
