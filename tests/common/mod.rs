@@ -244,6 +244,11 @@ pub fn running_tasks(port: u16, connector: &str, n: usize) -> Option<HashMap<u64
 /// Reads a topic written by the verifiable source with String converters: task id → seqnos in
 /// topic order. Reads until `quiet` passes without a new record.
 pub fn read_seqnos(kafka: &str, topic: &str, quiet: Duration) -> HashMap<i64, Vec<i64>> {
+    read_seqnos_within(kafka, topic, quiet, Duration::from_secs(300))
+}
+
+/// As [`read_seqnos`], but stops after `limit` even while records keep coming.
+pub fn read_seqnos_within(kafka: &str, topic: &str, quiet: Duration, limit: Duration) -> HashMap<i64, Vec<i64>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
     let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
@@ -263,7 +268,8 @@ pub fn read_seqnos(kafka: &str, topic: &str, quiet: Duration) -> HashMap<i64, Ve
     consumer.assign(&tpl).expect("assign");
     let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
     let mut last = Instant::now();
-    while last.elapsed() < quiet {
+    let started = Instant::now();
+    while last.elapsed() < quiet && started.elapsed() < limit {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             let parse = |b: Option<&[u8]>| b.and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<i64>().ok());
             let (Some(task), Some(seqno)) = (parse(m.key()), parse(m.payload())) else { continue };
