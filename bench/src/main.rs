@@ -20,18 +20,23 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+mod cluster;
+
 struct Args {
+    cluster: bool,
+    runs: usize,
     records: usize,
     bytes: usize,
     rate: usize,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { records: 200_000, bytes: 200, rate: 5_000 };
+    let mut args = Args { cluster: false, runs: 5, records: 200_000, bytes: 200, rate: 5_000 };
     let mut it = std::env::args().skip(1);
     match it.next().as_deref() {
         Some("file") => {}
-        _ => bail!("usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]"),
+        Some("cluster") => args.cluster = true,
+        _ => bail!("usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC] | sluice-bench cluster [--runs N]"),
     }
     while let Some(flag) = it.next() {
         let v: usize = it.next().ok_or_else(|| anyhow!("{flag} needs a value"))?.parse()?;
@@ -39,6 +44,7 @@ fn parse_args() -> Result<Args> {
             "--records" => args.records = v,
             "--bytes" => args.bytes = v.max(16),
             "--rate" => args.rate = v.max(1),
+            "--runs" => args.runs = v.max(1),
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -344,6 +350,9 @@ async fn main() -> Result<()> {
     let bootstrap = kafka_bootstrap()?;
     let dir = std::env::temp_dir().join(unique("sluice-bench"));
     std::fs::create_dir_all(&dir)?;
+    if args.cluster {
+        return tokio::task::spawn_blocking(move || cluster::bench(&bootstrap, &dir, args.runs)).await?;
+    }
     let (n, b) = (args.records, args.bytes);
     println!("sluice-bench file: {n} records of {b} bytes, broker {bootstrap} (single partition)\n");
 

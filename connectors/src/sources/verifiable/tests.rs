@@ -69,8 +69,7 @@ async fn throughput_caps_the_rate() {
 
 #[test]
 fn tasks_get_their_ids() {
-    let mut connector = VerifiableSourceConnector::default();
-    connector.config = config("10");
+    let connector = VerifiableSourceConnector { config: config("10") };
     let tasks = connector.task_configs(3).expect("tasks");
     let ids: Vec<&str> = tasks.iter().map(|t| t.get("id").map(String::as_str).unwrap_or("")).collect();
     assert_eq!(ids, ["0", "1", "2"]);
