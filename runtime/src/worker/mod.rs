@@ -344,6 +344,19 @@ pub(crate) struct StatusReporter {
 }
 
 impl StatusReporter {
+    /// Publishes RUNNING or PAUSED when the pause state differs from the last one published;
+    /// returns whether it changed.
+    pub(crate) fn report_pause_state(&self, last: &mut Option<bool>, paused: bool) -> bool {
+        if *last == Some(paused) {
+            return false;
+        }
+        let state = if paused { ConnectorState::Paused } else { ConnectorState::Running };
+        self.report(state, None);
+        tracing::info!(task = %self.id, state = state.name(), "task state");
+        *last = Some(paused);
+        true
+    }
+
     pub(crate) fn report(&self, state: ConnectorState, trace: Option<String>) {
         self.statuses.put_task(
             &self.id.connector,

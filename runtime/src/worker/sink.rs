@@ -132,11 +132,7 @@ impl SinkRunner {
         let mut reported: Option<bool> = None;
         loop {
             let is_paused = *paused.borrow_and_update();
-            if reported != Some(is_paused) {
-                let state = if is_paused { ConnectorState::Paused } else { ConnectorState::Running };
-                report.report(state, None);
-                tracing::info!(task = %self.s.id, state = state.name(), "sink task state");
-                reported = Some(is_paused);
+            if report.report_pause_state(&mut reported, is_paused) {
                 self.set_consumer_paused(is_paused);
             }
             if is_paused {

@@ -133,12 +133,7 @@ impl SourceRunner {
         let mut reported: Option<bool> = None;
         loop {
             let is_paused = *paused.borrow_and_update();
-            if reported != Some(is_paused) {
-                let state = if is_paused { ConnectorState::Paused } else { ConnectorState::Running };
-                report.report(state, None);
-                tracing::info!(task = %self.s.id, state = state.name(), "source task state");
-                reported = Some(is_paused);
-            }
+            report.report_pause_state(&mut reported, is_paused);
             while let Some(Some(acks)) = self.acks.next().now_or_never() {
                 self.on_acked(acks).await?;
             }
