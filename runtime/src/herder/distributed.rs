@@ -164,8 +164,7 @@ impl DistributedHerder {
                 let paused = target == TargetState::Paused;
                 self.worker.set_paused(&name, paused);
                 if target != TargetState::Stopped && self.connectors.lock().await.contains_key(&name) {
-                    let state = if paused { ConnectorState::Paused } else { ConnectorState::Running };
-                    self.put_connector_status(&name, state, None);
+                    self.put_connector_status(&name, ConnectorState::running(paused), None);
                 }
                 self.request_rebalance();
             }
@@ -212,10 +211,7 @@ impl DistributedHerder {
     fn offsets_target(&self, name: &str) -> Result<(sluice_api::ConnectorType, ConfigMap, bool), HerderError> {
         let s = self.configs.snapshot();
         let config = s.connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;
-        let plugin = config
-            .get("connector.class")
-            .and_then(|c| find_plugin(&self.plugins, c))
-            .ok_or_else(|| HerderError::Internal(format!("connector {name} has an unknown connector.class")))?;
+        let plugin = self.plugin_for(name, config)?;
         let resolved = resolve_secrets(config).map_err(|e| HerderError::BadRequest(e.to_string()))?;
         Ok((plugin.connector_type, resolved, s.target_state(name) == TargetState::Stopped))
     }
@@ -243,12 +239,8 @@ impl DistributedHerder {
         if let Err(e) = started {
             return self.put_connector_status(name, ConnectorState::Failed, Some(e.trace()));
         }
-        let state = if snapshot.target_state(name) == TargetState::Paused {
-            ConnectorState::Paused
-        } else {
-            ConnectorState::Running
-        };
-        self.put_connector_status(name, state, None);
+        let paused = snapshot.target_state(name) == TargetState::Paused;
+        self.put_connector_status(name, ConnectorState::running(paused), None);
         self.connectors.lock().await.insert(name.to_string(), instance);
         self.regenerate_tasks(name).await;
     }
@@ -331,11 +323,16 @@ impl DistributedHerder {
         }
     }
 
-    fn info(&self, name: &str, config: &ConfigMap, task_count: usize) -> Result<ConnectorInfo, HerderError> {
-        let plugin = config
+    /// The plugin a stored config names (configs were validated when written).
+    fn plugin_for(&self, name: &str, config: &ConfigMap) -> Result<&PluginInfo, HerderError> {
+        config
             .get("connector.class")
             .and_then(|c| find_plugin(&self.plugins, c))
-            .ok_or_else(|| HerderError::Internal(format!("connector {name} has an unknown connector.class")))?;
+            .ok_or_else(|| HerderError::Internal(format!("connector {name} has an unknown connector.class")))
+    }
+
+    fn info(&self, name: &str, config: &ConfigMap, task_count: usize) -> Result<ConnectorInfo, HerderError> {
+        let plugin = self.plugin_for(name, config)?;
         Ok(ConnectorInfo {
             name: name.to_string(),
             config: mask_secrets(config),

@@ -114,8 +114,7 @@ impl StandaloneHerder {
         };
         let paused = entry.target == TargetState::Paused;
         self.worker.set_paused(name, paused);
-        let state = if paused { ConnectorState::Paused } else { ConnectorState::Running };
-        statuses.put_connector(name, self.status(state, None));
+        statuses.put_connector(name, self.status(ConnectorState::running(paused), None));
         self.start_tasks(name, &entry.config, &instance, &task_configs);
         entry.task_configs = task_configs;
         entry.instance = Some(instance);
@@ -128,24 +127,16 @@ impl StandaloneHerder {
     }
 
     fn start_task(&self, name: &str, config: &ConfigMap, instance: &ConnectorInstance, task: u32, tc: &ConfigMap) {
-        {
-            let id = TaskId { connector: name.to_string(), task };
-            let started = match instance {
-                ConnectorInstance::Source(c) => {
-                    self.worker.start_source_task(id.clone(), config, tc.clone(), c.create_task())
-                }
-                ConnectorInstance::Sink(c) => {
-                    self.worker.start_sink_task(id.clone(), config, tc.clone(), c.create_task())
-                }
-            };
-            if let Err(e) = started {
-                tracing::error!(task = %id, error = %e, "task failed to start");
-                self.worker.set_task_status(
-                    &id,
-                    ConnectorState::Failed,
-                    Some(ConnectError::fatal(e.to_string()).trace()),
-                );
+        let id = TaskId { connector: name.to_string(), task };
+        let started = match instance {
+            ConnectorInstance::Source(c) => {
+                self.worker.start_source_task(id.clone(), config, tc.clone(), c.create_task())
             }
+            ConnectorInstance::Sink(c) => self.worker.start_sink_task(id.clone(), config, tc.clone(), c.create_task()),
+        };
+        if let Err(e) = started {
+            tracing::error!(task = %id, error = %e, "task failed to start");
+            self.worker.set_task_status(&id, ConnectorState::Failed, Some(ConnectError::fatal(e.to_string()).trace()));
         }
     }
 
@@ -173,6 +164,15 @@ impl StandaloneHerder {
             }
             Ok(_) => {}
             Err(e) => tracing::error!(connector = name, error = %e, "task reconfiguration failed"),
+        }
+    }
+
+    /// PAUSED ⇄ STARTED for a running connector: tasks pause or resume in place.
+    fn set_paused(&self, name: &str, entry: &mut Entry, paused: bool) {
+        entry.target = if paused { TargetState::Paused } else { TargetState::Started };
+        self.worker.set_paused(name, paused);
+        if entry.instance.is_some() {
+            self.worker.statuses().put_connector(name, self.status(ConnectorState::running(paused), None));
         }
     }
 
@@ -290,11 +290,7 @@ impl Herder for StandaloneHerder {
         let mut connectors = self.connectors.lock().await;
         let entry = connectors.get_mut(name).ok_or_else(|| HerderError::connector_not_found(name))?;
         if entry.target == TargetState::Started {
-            entry.target = TargetState::Paused;
-            self.worker.set_paused(name, true);
-            if entry.instance.is_some() {
-                self.worker.statuses().put_connector(name, self.status(ConnectorState::Paused, None));
-            }
+            self.set_paused(name, entry, true);
         }
         Ok(())
     }
@@ -304,13 +300,7 @@ impl Herder for StandaloneHerder {
         let entry = connectors.get_mut(name).ok_or_else(|| HerderError::connector_not_found(name))?;
         match entry.target {
             TargetState::Started => {}
-            TargetState::Paused => {
-                entry.target = TargetState::Started;
-                self.worker.set_paused(name, false);
-                if entry.instance.is_some() {
-                    self.worker.statuses().put_connector(name, self.status(ConnectorState::Running, None));
-                }
-            }
+            TargetState::Paused => self.set_paused(name, entry, false),
             TargetState::Stopped => {
                 entry.target = TargetState::Started;
                 self.start_connector(name, entry).await;
@@ -347,21 +337,9 @@ impl Herder for StandaloneHerder {
             return Err(HerderError::Conflict(format!("Connector {name} is stopped; resume it before restarting")));
         }
         if plan.connector {
-            if let Some(mut instance) = entry.instance.take() {
-                if let Err(e) = instance.as_connector_mut().stop().await {
-                    tracing::warn!(connector = name, error = %e, "connector did not stop cleanly");
-                }
-            }
-            let running_tasks = entry.task_configs.clone();
-            // Starting the instance recomputes task configs; tasks restart only if they changed.
-            let tasks_before = self.worker.tasks_of(name);
-            self.worker.stop_tasks(&tasks_before).await;
+            // The instance restarts with its tasks (Kafka Connect restarts the instance alone).
+            StandaloneHerder::stop_connector(self, name, entry).await;
             self.start_connector(name, entry).await;
-            tracing::info!(
-                connector = name,
-                tasks_changed = running_tasks != entry.task_configs,
-                "connector restarted"
-            );
         } else if let Some(instance) = &entry.instance {
             let ids: Vec<TaskId> =
                 plan.tasks.iter().map(|t| TaskId { connector: name.to_string(), task: *t }).collect();

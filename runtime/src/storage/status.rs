@@ -21,6 +21,15 @@ pub enum ConnectorState {
 }
 
 impl ConnectorState {
+    /// The state of a running instance: PAUSED when its target state is PAUSED, else RUNNING.
+    pub fn running(paused: bool) -> ConnectorState {
+        if paused {
+            ConnectorState::Paused
+        } else {
+            ConnectorState::Running
+        }
+    }
+
     /// Kafka Connect's upper-case name.
     pub fn name(self) -> &'static str {
         match self {

@@ -350,7 +350,7 @@ impl StatusReporter {
         if *last == Some(paused) {
             return false;
         }
-        let state = if paused { ConnectorState::Paused } else { ConnectorState::Running };
+        let state = ConnectorState::running(paused);
         self.report(state, None);
         tracing::info!(task = %self.id, state = state.name(), "task state");
         *last = Some(paused);

@@ -11,6 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 use sluice_api::{ConfigMap, ConnectorType, JsonMap};
 
+use super::sink::Subscription;
 use super::Worker;
 
 /// One partition's offset, as in `GET /connectors/{c}/offsets`.
@@ -54,23 +55,21 @@ impl Worker {
         c.create().map_err(|e| OffsetsError::Failed(format!("cannot create a consumer for connect-{connector}: {e}")))
     }
 
-    /// The partitions a sink subscribes to (`topics`, or the topics matching `topics.regex`).
+    /// The partitions a sink subscribes to (its `topics` or `topics.regex`, parsed as the sink task does).
     fn sink_partitions(&self, consumer: &BaseConsumer, config: &ConfigMap) -> Result<Vec<(String, i32)>, OffsetsError> {
-        let topics: Vec<String> = config
-            .get("topics")
-            .map(|t| t.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
-        let regex = config.get("topics.regex").filter(|r| !r.trim().is_empty()).map(|r| regex_lite_match(r.trim()));
+        let parsed =
+            crate::config::sink_connector_def().parse(config).map_err(|e| OffsetsError::BadRequest(e.to_string()))?;
+        let subscription = Subscription::from_config(&parsed).map_err(|e| OffsetsError::BadRequest(e.to_string()))?;
+        let wanted = subscription.matcher();
         let metadata = consumer
             .fetch_metadata(None, TIMEOUT)
             .map_err(|e| OffsetsError::Failed(format!("cannot read topic metadata: {e}")))?;
-        let mut out = Vec::new();
-        for t in metadata.topics() {
-            let wanted = topics.iter().any(|x| x == t.name()) || regex.as_ref().is_some_and(|m| m(t.name()));
-            if wanted {
-                out.extend(t.partitions().iter().map(|p| (t.name().to_string(), p.id())));
-            }
-        }
+        let mut out: Vec<(String, i32)> = metadata
+            .topics()
+            .iter()
+            .filter(|t| wanted(t.name()))
+            .flat_map(|t| t.partitions().iter().map(|p| (t.name().to_string(), p.id())))
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -213,10 +212,4 @@ fn sink_partition(topic: &str, partition: i32) -> JsonMap {
     m.insert("kafka_topic".into(), json!(topic));
     m.insert("kafka_partition".into(), json!(partition));
     m
-}
-
-/// A matcher for `topics.regex` (the sink's own subscription uses librdkafka's `^` regex syntax).
-fn regex_lite_match(pattern: &str) -> impl Fn(&str) -> bool {
-    let re = regex::Regex::new(&format!("^(?:{})$", pattern.trim_start_matches('^').trim_end_matches('$'))).ok();
-    move |topic: &str| re.as_ref().is_some_and(|r| r.is_match(topic))
 }

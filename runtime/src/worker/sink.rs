@@ -40,6 +40,20 @@ pub(crate) enum Subscription {
 }
 
 impl Subscription {
+    /// Whether a topic is part of this subscription (the regex must match the whole name).
+    pub(crate) fn matcher(&self) -> impl Fn(&str) -> bool + '_ {
+        let regex = match self {
+            Subscription::Regex(r) => {
+                regex::Regex::new(&format!("^(?:{})$", r.trim_start_matches('^').trim_end_matches('$'))).ok()
+            }
+            Subscription::Topics(_) => None,
+        };
+        move |topic: &str| match self {
+            Subscription::Topics(t) => t.iter().any(|x| x == topic),
+            Subscription::Regex(_) => regex.as_ref().is_some_and(|r| r.is_match(topic)),
+        }
+    }
+
     pub(crate) fn from_config(parsed: &ParsedConfig) -> Result<Subscription, ConfigErrors> {
         let topics = parsed.list("topics");
         let regex = parsed.string("topics.regex");
@@ -193,15 +207,7 @@ impl SinkRunner {
                     *next = (*next).max(offset + 1);
                 }
             }
-            if last_commit.elapsed() >= self.s.flush_interval {
-                match self.commit().await {
-                    Err(e) if e.kind() == ErrorKind::Retriable => {
-                        tracing::warn!(task = %self.s.id, error = %e, "offset commit failed; will retry")
-                    }
-                    other => other?,
-                }
-                last_commit = Instant::now();
-            }
+            self.commit_if_due(&mut last_commit).await?;
         }
     }
 
@@ -239,15 +245,21 @@ impl SinkRunner {
         }
         self.handle_rebalances().await?;
         self.set_consumer_paused(true);
-        if last_commit.elapsed() >= self.s.flush_interval {
-            match self.commit().await {
-                Err(e) if e.kind() == ErrorKind::Retriable => {
-                    tracing::warn!(task = %self.s.id, error = %e, "offset commit failed; will retry")
-                }
-                other => other?,
-            }
-            *last_commit = Instant::now();
+        self.commit_if_due(last_commit).await
+    }
+
+    /// Commits every `offset.commit.interval`; a retriable failure is retried at the next interval.
+    async fn commit_if_due(&mut self, last_commit: &mut Instant) -> Result<(), ConnectError> {
+        if last_commit.elapsed() < self.s.flush_interval {
+            return Ok(());
         }
+        match self.commit().await {
+            Err(e) if e.kind() == ErrorKind::Retriable => {
+                tracing::warn!(task = %self.s.id, error = %e, "offset commit failed; will retry")
+            }
+            other => other?,
+        }
+        *last_commit = Instant::now();
         Ok(())
     }
 
