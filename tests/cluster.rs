@@ -142,7 +142,7 @@ fn six_tasks_spread_fail_over_rebalance_and_roll() {
         let s = connector_status(ports[0], "verif");
         s["connector"]["state"] == "STOPPED" && s["tasks"].as_array().is_some_and(|t| t.is_empty())
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // The reader waits until no record arrived for 4 s, so the stopped tasks' last records are in.
     let (distinct, duplicates) = assert_nothing_lost(&kafka, &topic);
     eprintln!(
         "cluster: kill -9 → all {TASKS} tasks RUNNING elsewhere in {:.1} s; join → new worker running tasks in {:.1} s \
@@ -178,7 +178,6 @@ fn the_cluster_restarts_from_kafka_alone_and_survives_leader_death() {
         let s = connector_status(ports[0], "idle");
         s["connector"]["state"] == "PAUSED" && s["tasks"][0]["state"] == "PAUSED"
     });
-    std::thread::sleep(Duration::from_secs(3));
 
     // Whole cluster down, then up again with nothing but the Kafka topics.
     for w in &mut workers {
@@ -232,7 +231,7 @@ fn the_cluster_restarts_from_kafka_alone_and_survives_leader_death() {
     wait_until(Duration::from_secs(60), "main STOPPED", || {
         connector_status(survivor, "main")["connector"]["state"] == "STOPPED"
     });
-    std::thread::sleep(Duration::from_secs(2));
+    // The reader waits until no record arrived for 4 s, so the stopped tasks' last records are in.
     let (distinct, duplicates) = assert_nothing_lost(&kafka, &topic);
     eprintln!(
         "cluster restart: configs, PAUSED state and {TASKS} offsets back from Kafka; leader killed → new leader in {:.1} s; \
