@@ -248,7 +248,7 @@ impl SinkRunner {
         self.commit_if_due(last_commit).await
     }
 
-    /// Commits every `offset.commit.interval`; a retriable failure is retried at the next interval.
+    /// Commits once `offset.flush.interval.ms` has passed; a retriable failure is retried next interval.
     async fn commit_if_due(&mut self, last_commit: &mut Instant) -> Result<(), ConnectError> {
         if last_commit.elapsed() < self.s.flush_interval {
             return Ok(());
