@@ -18,5 +18,7 @@ pub fn plugins() -> Vec<PluginInfo> {
     plugins.push(sinks::file::PLUGIN);
     #[cfg(feature = "verifiable")]
     plugins.push(sources::verifiable::PLUGIN);
+    #[cfg(feature = "mysql")]
+    plugins.push(sources::mysql::PLUGIN);
     plugins
 }

@@ -5,3 +5,6 @@ pub mod file;
 
 #[cfg(feature = "verifiable")]
 pub mod verifiable;
+
+#[cfg(feature = "mysql")]
+pub mod mysql;

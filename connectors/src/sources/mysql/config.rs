@@ -1,0 +1,555 @@
+//! Debezium's MySQL connector keys, parsed and checked without touching the database.
+
+use regex::Regex;
+use sluice_api::{ConfigDef, ConfigError, ConfigErrors, ConfigKey, ConfigMap, ConfigType, Importance, Validator};
+
+/// `snapshot.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// Snapshot when there is no offset, then stream.
+    Initial,
+    /// Snapshot when there is no offset, then stop.
+    InitialOnly,
+    /// Schema only (no rows), then stream from the current position (`schema_only` is the old name).
+    NoData,
+    /// As `initial`, and also when the stored binlog position is no longer on the server.
+    WhenNeeded,
+    /// Never snapshot: stream from the stored position or the current end of the binlog.
+    Never,
+}
+
+/// `decimal.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecimalMode {
+    /// Connect `Decimal` (bytes).
+    Precise,
+    /// FLOAT64.
+    Double,
+    /// The decimal's text.
+    String,
+}
+
+/// `time.precision.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeMode {
+    /// Debezium's `io.debezium.time.*` types, microseconds where the column has them.
+    AdaptiveTimeMicroseconds,
+    /// Kafka Connect's `Date`, `Time`, `Timestamp` (milliseconds).
+    Connect,
+}
+
+/// `bigint.unsigned.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BigintUnsignedMode {
+    /// INT64 (values above 2^63-1 wrap, as Debezium).
+    Long,
+    /// Connect `Decimal` with scale 0.
+    Precise,
+}
+
+/// `binary.handling.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryMode {
+    /// BYTES.
+    Bytes,
+    /// Base64 text.
+    Base64,
+    /// URL-safe base64 text.
+    Base64UrlSafe,
+    /// Lower-case hex text.
+    Hex,
+}
+
+/// The operations that can be skipped (`skipped.operations`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// `c`.
+    pub create: bool,
+    /// `u`.
+    pub update: bool,
+    /// `d`.
+    pub delete: bool,
+    /// `t`.
+    pub truncate: bool,
+}
+
+/// Anchored include/exclude filters (`*.include.list` / `*.exclude.list`).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    include: Option<Vec<Regex>>,
+    exclude: Vec<Regex>,
+}
+
+impl Filter {
+    /// Whether `name` passes.
+    pub fn matches(&self, name: &str) -> bool {
+        let included = self.include.as_ref().is_none_or(|inc| inc.iter().any(|r| r.is_match(name)));
+        included && !self.exclude.iter().any(|r| r.is_match(name))
+    }
+
+    /// Whether an include list is set.
+    pub fn has_include(&self) -> bool {
+        self.include.is_some()
+    }
+}
+
+/// The parsed connector config.
+#[derive(Debug, Clone)]
+pub struct MySqlConfig {
+    /// `database.hostname`.
+    pub hostname: String,
+    /// `database.port`.
+    pub port: u16,
+    /// `database.user`.
+    pub user: String,
+    /// `database.password`.
+    pub password: String,
+    /// `database.server.id`.
+    pub server_id: u32,
+    /// `topic.prefix`.
+    pub topic_prefix: String,
+    /// `database.include.list` / `database.exclude.list`.
+    pub databases: Filter,
+    /// `table.include.list` / `table.exclude.list` on `db.table`.
+    pub tables: Filter,
+    /// `column.include.list` / `column.exclude.list` on `db.table.column`.
+    pub columns: Filter,
+    /// `snapshot.mode`.
+    pub snapshot_mode: SnapshotMode,
+    /// `snapshot.fetch.size`: rows per snapshot chunk.
+    pub snapshot_fetch_size: usize,
+    /// `include.schema.changes`.
+    pub include_schema_changes: bool,
+    /// `tombstones.on.delete`.
+    pub tombstones_on_delete: bool,
+    /// `skipped.operations`.
+    pub skipped: Skipped,
+    /// `decimal.handling.mode`.
+    pub decimal_mode: DecimalMode,
+    /// `time.precision.mode`.
+    pub time_mode: TimeMode,
+    /// `bigint.unsigned.handling.mode`.
+    pub bigint_unsigned_mode: BigintUnsignedMode,
+    /// `binary.handling.mode`.
+    pub binary_mode: BinaryMode,
+    /// `heartbeat.interval.ms` (0 = off).
+    pub heartbeat_interval_ms: u64,
+    /// `topic.heartbeat.prefix`.
+    pub heartbeat_topic_prefix: String,
+    /// `max.batch.size`: most records one poll returns.
+    pub max_batch_size: usize,
+    /// `max.queue.size`: most records read ahead of the runtime.
+    pub max_queue_size: usize,
+    /// `max.queue.size.in.bytes`: most bytes read ahead (0 = no byte bound beyond our default).
+    pub max_queue_bytes: usize,
+    /// `connect.timeout.ms`.
+    pub connect_timeout_ms: u64,
+}
+
+/// Byte bound of the read-ahead queue when `max.queue.size.in.bytes` is 0.
+pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+
+fn check_regex_list(raw: &str) -> Result<(), String> {
+    for item in split_list(raw) {
+        Regex::new(&format!("^(?:{item})$")).map_err(|e| format!("'{item}' is not a valid regular expression: {e}"))?;
+    }
+    Ok(())
+}
+
+fn check_skipped(raw: &str) -> Result<(), String> {
+    for item in split_list(raw) {
+        if !matches!(item.as_str(), "c" | "u" | "d" | "t" | "none") {
+            return Err(format!("'{item}' is not an operation; use c, u, d, t or none"));
+        }
+    }
+    Ok(())
+}
+
+/// Splits a comma-separated list, trimming items and dropping empty ones.
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+}
+
+fn regex_list(items: &[String]) -> Vec<Regex> {
+    // Validated by check_regex_list; an invalid item is dropped rather than panicking.
+    items
+        .iter()
+        .map(|i| i.trim())
+        .filter(|i| !i.is_empty())
+        .filter_map(|i| Regex::new(&format!("^(?:{i})$")).ok())
+        .collect()
+}
+
+impl MySqlConfig {
+    /// The documented keys.
+    pub fn def() -> ConfigDef {
+        let key = |name: &str, t: ConfigType, group: &str| ConfigKey::new(name, t).group(group);
+        ConfigDef::new()
+            .define(
+                key("database.hostname", ConfigType::String, "Connection")
+                    .importance(Importance::High)
+                    .validator(Validator::NonEmpty)
+                    .doc("Resolvable hostname or IP address of the database server."),
+            )
+            .define(
+                key("database.port", ConfigType::Int, "Connection")
+                    .default("3306")
+                    .validator(Validator::between(1, 65535))
+                    .importance(Importance::High)
+                    .doc("Port of the database server."),
+            )
+            .define(
+                key("database.user", ConfigType::String, "Connection")
+                    .importance(Importance::High)
+                    .validator(Validator::NonEmpty)
+                    .doc("Name of the database user (needs SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT)."),
+            )
+            .define(
+                key("database.password", ConfigType::Password, "Connection")
+                    .default("")
+                    .importance(Importance::High)
+                    .doc("Password of the database user."),
+            )
+            .define(
+                key("database.server.id", ConfigType::Long, "Connection")
+                    .default("0")
+                    .validator(Validator::between(0, f64::from(u32::MAX)))
+                    .importance(Importance::High)
+                    .doc("Numeric id of this replica; unique among the server's replicas. 0 derives one from topic.prefix."),
+            )
+            .define(
+                key("connect.timeout.ms", ConfigType::Long, "Connection")
+                    .default("30000")
+                    .validator(Validator::at_least(1))
+                    .importance(Importance::Low)
+                    .doc("How long to wait for a connection to the database."),
+            )
+            .define(
+                key("topic.prefix", ConfigType::String, "Connector")
+                    .importance(Importance::High)
+                    .validator(Validator::Custom(|v| {
+                        if v.is_empty() {
+                            Err("String must be non-empty".into())
+                        } else if !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')) {
+                            Err("Topic prefix may contain only ASCII letters, digits, '.', '_' and '-'".into())
+                        } else {
+                            Ok(())
+                        }
+                    }))
+                    .doc("Prefix of every topic this connector writes; names the logical server. Never change it."),
+            )
+            .define(regex_key("database.include.list", "Databases to capture (anchored regular expressions)."))
+            .define(regex_key("database.exclude.list", "Databases not to capture."))
+            .define(regex_key("table.include.list", "Tables to capture, as db.table (anchored regular expressions)."))
+            .define(regex_key("table.exclude.list", "Tables not to capture, as db.table."))
+            .define(regex_key("column.include.list", "Columns to capture, as db.table.column."))
+            .define(regex_key("column.exclude.list", "Columns not to capture, as db.table.column."))
+            .define(
+                key("snapshot.mode", ConfigType::String, "Snapshot")
+                    .default("initial")
+                    .validator(Validator::OneOf(vec![
+                        "initial",
+                        "initial_only",
+                        "no_data",
+                        "schema_only",
+                        "when_needed",
+                        "never",
+                    ]))
+                    .importance(Importance::Low)
+                    .doc("When to take a snapshot of the captured tables."),
+            )
+            .define(
+                key("snapshot.fetch.size", ConfigType::Int, "Snapshot")
+                    .default("10000")
+                    .validator(Validator::at_least(1))
+                    .importance(Importance::Medium)
+                    .doc("Rows per snapshot chunk (the snapshot resumes after the last completed row)."),
+            )
+            .define(
+                key("snapshot.max.threads", ConfigType::Int, "Snapshot")
+                    .default("1")
+                    .validator(Validator::at_least(1))
+                    .importance(Importance::Medium)
+                    .doc("Accepted for compatibility; the snapshot currently reads one table at a time."),
+            )
+            .define(bool_key("include.schema.changes", "true", "Whether to publish DDL on the <topic.prefix> topic."))
+            .define(bool_key("tombstones.on.delete", "true", "Whether a delete event is followed by a tombstone."))
+            .define(
+                key("skipped.operations", ConfigType::List, "Events")
+                    .default("t")
+                    .validator(Validator::Custom(check_skipped))
+                    .importance(Importance::Low)
+                    .doc("Operations not to publish: c, u, d, t, or none."),
+            )
+            .define(
+                key("decimal.handling.mode", ConfigType::String, "Types")
+                    .default("precise")
+                    .validator(Validator::OneOf(vec!["precise", "double", "string"]))
+                    .importance(Importance::Medium)
+                    .doc("How DECIMAL and NUMERIC columns are represented."),
+            )
+            .define(
+                key("time.precision.mode", ConfigType::String, "Types")
+                    .default("adaptive_time_microseconds")
+                    .validator(Validator::OneOf(vec!["adaptive_time_microseconds", "connect"]))
+                    .importance(Importance::Medium)
+                    .doc("How temporal columns are represented."),
+            )
+            .define(
+                key("bigint.unsigned.handling.mode", ConfigType::String, "Types")
+                    .default("long")
+                    .validator(Validator::OneOf(vec!["long", "precise"]))
+                    .importance(Importance::Medium)
+                    .doc("How BIGINT UNSIGNED columns are represented."),
+            )
+            .define(
+                key("binary.handling.mode", ConfigType::String, "Types")
+                    .default("bytes")
+                    .validator(Validator::OneOf(vec!["bytes", "base64", "base64-url-safe", "hex"]))
+                    .importance(Importance::Low)
+                    .doc("How binary columns are represented."),
+            )
+            .define(
+                key("heartbeat.interval.ms", ConfigType::Int, "Events")
+                    .default("0")
+                    .validator(Validator::at_least(0))
+                    .importance(Importance::Medium)
+                    .doc("How often to emit a heartbeat record (0 = never)."),
+            )
+            .define(
+                key("topic.heartbeat.prefix", ConfigType::String, "Events")
+                    .default("__debezium-heartbeat")
+                    .importance(Importance::Low)
+                    .doc("Prefix of the heartbeat topic."),
+            )
+            .define(
+                key("max.batch.size", ConfigType::Int, "Queue")
+                    .default("2048")
+                    .validator(Validator::at_least(1))
+                    .importance(Importance::Medium)
+                    .doc("Most events one poll returns."),
+            )
+            .define(
+                key("max.queue.size", ConfigType::Int, "Queue")
+                    .default("8192")
+                    .validator(Validator::at_least(1))
+                    .importance(Importance::Medium)
+                    .doc("Most events read ahead of Kafka."),
+            )
+            .define(
+                key("max.queue.size.in.bytes", ConfigType::Long, "Queue")
+                    .default("0")
+                    .validator(Validator::at_least(0))
+                    .importance(Importance::Medium)
+                    .doc("Most bytes read ahead of Kafka (0 = 64 MiB)."),
+            )
+            .define(
+                key("schema.history.internal.kafka.topic", ConfigType::String, "History")
+                    .default("")
+                    .importance(Importance::Low)
+                    .doc("Accepted for compatibility; see the README for how schemas are tracked."),
+            )
+            .define(
+                key("schema.history.internal.kafka.bootstrap.servers", ConfigType::String, "History")
+                    .default("")
+                    .importance(Importance::Low)
+                    .doc("Accepted for compatibility."),
+            )
+            .define(
+                key("provide.transaction.metadata", ConfigType::Boolean, "Events")
+                    .default("false")
+                    .validator(Validator::Custom(|v| {
+                        if v.trim().eq_ignore_ascii_case("true") {
+                            Err("transaction metadata is not supported yet".into())
+                        } else {
+                            Ok(())
+                        }
+                    }))
+                    .importance(Importance::Low)
+                    .doc("Transaction BEGIN/END events (not supported yet: only false is accepted)."),
+            )
+    }
+
+    /// Parses and validates; every problem is reported at once.
+    pub fn parse(config: &ConfigMap) -> Result<MySqlConfig, ConfigErrors> {
+        let parsed = Self::def().parse(config)?;
+        let mut errors = ConfigErrors::default();
+        for (include, exclude) in [
+            ("database.include.list", "database.exclude.list"),
+            ("table.include.list", "table.exclude.list"),
+            ("column.include.list", "column.exclude.list"),
+        ] {
+            if !parsed.list(include).is_empty() && !parsed.list(exclude).is_empty() {
+                errors.0.push(ConfigError::new(exclude, format!("{include} and {exclude} cannot both be set")));
+            }
+        }
+        errors.into_result()?;
+        let filter = |include: &str, exclude: &str| Filter {
+            include: Some(parsed.list(include)).filter(|l| !l.is_empty()).map(|l| regex_list(&l)),
+            exclude: regex_list(&parsed.list(exclude)),
+        };
+        let topic_prefix = parsed.string("topic.prefix");
+        let mut server_id = parsed.long("database.server.id") as u32;
+        if server_id == 0 {
+            // Debezium 1.x picked a random id in 5400..6400; derive one from the prefix so it is stable.
+            let h = topic_prefix.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+            server_id = 5400 + h % 1000;
+        }
+        let mut skipped = Skipped::default();
+        for op in parsed.list("skipped.operations") {
+            match op.as_str() {
+                "c" => skipped.create = true,
+                "u" => skipped.update = true,
+                "d" => skipped.delete = true,
+                "t" => skipped.truncate = true,
+                _ => {}
+            }
+        }
+        let lower = |k: &str| parsed.string(k).trim().to_ascii_lowercase();
+        Ok(MySqlConfig {
+            hostname: parsed.string("database.hostname"),
+            port: parsed.int("database.port") as u16,
+            user: parsed.string("database.user"),
+            password: parsed.string("database.password"),
+            server_id,
+            databases: filter("database.include.list", "database.exclude.list"),
+            tables: filter("table.include.list", "table.exclude.list"),
+            columns: filter("column.include.list", "column.exclude.list"),
+            topic_prefix,
+            snapshot_mode: match lower("snapshot.mode").as_str() {
+                "initial_only" => SnapshotMode::InitialOnly,
+                "no_data" | "schema_only" => SnapshotMode::NoData,
+                "when_needed" => SnapshotMode::WhenNeeded,
+                "never" => SnapshotMode::Never,
+                _ => SnapshotMode::Initial,
+            },
+            snapshot_fetch_size: parsed.int("snapshot.fetch.size") as usize,
+            include_schema_changes: parsed.boolean("include.schema.changes"),
+            tombstones_on_delete: parsed.boolean("tombstones.on.delete"),
+            skipped,
+            decimal_mode: match lower("decimal.handling.mode").as_str() {
+                "double" => DecimalMode::Double,
+                "string" => DecimalMode::String,
+                _ => DecimalMode::Precise,
+            },
+            time_mode: match lower("time.precision.mode").as_str() {
+                "connect" => TimeMode::Connect,
+                _ => TimeMode::AdaptiveTimeMicroseconds,
+            },
+            bigint_unsigned_mode: match lower("bigint.unsigned.handling.mode").as_str() {
+                "precise" => BigintUnsignedMode::Precise,
+                _ => BigintUnsignedMode::Long,
+            },
+            binary_mode: match lower("binary.handling.mode").as_str() {
+                "base64" => BinaryMode::Base64,
+                "base64-url-safe" => BinaryMode::Base64UrlSafe,
+                "hex" => BinaryMode::Hex,
+                _ => BinaryMode::Bytes,
+            },
+            heartbeat_interval_ms: parsed.int("heartbeat.interval.ms") as u64,
+            heartbeat_topic_prefix: parsed.string("topic.heartbeat.prefix"),
+            max_batch_size: parsed.int("max.batch.size") as usize,
+            max_queue_size: parsed.int("max.queue.size") as usize,
+            max_queue_bytes: match parsed.long("max.queue.size.in.bytes") {
+                0 => DEFAULT_QUEUE_BYTES,
+                n => n as usize,
+            },
+            connect_timeout_ms: parsed.long("connect.timeout.ms") as u64,
+        })
+    }
+
+    /// Whether a database is captured.
+    pub fn captures_database(&self, db: &str) -> bool {
+        !is_system_database(db) && self.databases.matches(db)
+    }
+
+    /// Whether a table is captured.
+    pub fn captures_table(&self, db: &str, table: &str) -> bool {
+        self.captures_database(db) && self.tables.matches(&format!("{db}.{table}"))
+    }
+
+    /// Whether a column is captured.
+    pub fn captures_column(&self, db: &str, table: &str, column: &str) -> bool {
+        self.columns.matches(&format!("{db}.{table}.{column}"))
+    }
+}
+
+/// MySQL's own schemas, never captured (`table.ignore.builtin`).
+pub fn is_system_database(db: &str) -> bool {
+    matches!(db, "mysql" | "information_schema" | "performance_schema" | "sys")
+}
+
+fn regex_key(name: &str, doc: &str) -> ConfigKey {
+    ConfigKey::new(name, ConfigType::List)
+        .group("Filters")
+        .default("")
+        .validator(Validator::Custom(check_regex_list))
+        .importance(Importance::High)
+        .doc(doc)
+}
+
+fn bool_key(name: &str, default: &str, doc: &str) -> ConfigKey {
+    ConfigKey::new(name, ConfigType::Boolean).group("Events").default(default).importance(Importance::Low).doc(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> ConfigMap {
+        let mut c: ConfigMap = [("database.hostname", "db"), ("database.user", "u"), ("topic.prefix", "shop")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for (k, v) in pairs {
+            c.insert(k.to_string(), v.to_string());
+        }
+        c
+    }
+
+    #[test]
+    fn filters_are_anchored_regexes() {
+        let c = MySqlConfig::parse(&config(&[
+            ("database.include.list", "shop,crm_.*"),
+            ("table.exclude.list", "shop\\.audit.*"),
+        ]))
+        .expect("valid");
+        assert!(c.captures_database("shop"));
+        assert!(c.captures_database("crm_eu"));
+        assert!(!c.captures_database("shop2"), "anchored: shop does not match shop2");
+        assert!(!c.captures_database("mysql"), "system databases are never captured");
+        assert!(c.captures_table("shop", "orders"));
+        assert!(!c.captures_table("shop", "audit_log"));
+        assert!(!c.captures_table("other", "orders"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let errors = MySqlConfig::parse(&config(&[
+            ("snapshot.mode", "sometimes"),
+            ("database.port", "0"),
+            ("table.include.list", "a("),
+            ("skipped.operations", "x"),
+        ]))
+        .expect_err("invalid");
+        for key in ["snapshot.mode", "database.port", "table.include.list", "skipped.operations"] {
+            assert!(!errors.for_key(key).is_empty(), "{key}: {errors:?}");
+        }
+        let both = MySqlConfig::parse(&config(&[("table.include.list", "a.b"), ("table.exclude.list", "c.d")]))
+            .expect_err("exclusive");
+        assert!(both.for_key("table.exclude.list")[0].contains("cannot both be set"));
+    }
+
+    #[test]
+    fn defaults_follow_debezium() {
+        let c = MySqlConfig::parse(&config(&[])).expect("valid");
+        assert_eq!(c.port, 3306);
+        assert_eq!(c.snapshot_mode, SnapshotMode::Initial);
+        assert!(c.skipped.truncate && !c.skipped.create);
+        assert!(c.tombstones_on_delete);
+        assert_eq!((c.max_batch_size, c.max_queue_size), (2048, 8192));
+        assert!((5400..6400).contains(&c.server_id));
+        let legacy = MySqlConfig::parse(&config(&[("snapshot.mode", "schema_only")])).expect("valid");
+        assert_eq!(legacy.snapshot_mode, SnapshotMode::NoData);
+    }
+}

@@ -1,0 +1,422 @@
+//! Debezium's change-event envelope, `source` block, offsets, schema-change and heartbeat records.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::json;
+use sluice_api::{JsonMap, Schema, SchemaRef, SourceRecord, Struct, Value};
+
+use super::schema::Table;
+
+/// Connector name in `source.connector`.
+pub const CONNECTOR: &str = "mysql";
+/// Version in `source.version`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "-sluice");
+
+/// Allowed values of `source.snapshot`.
+const SNAPSHOT_ALLOWED: &str = "true,first,first_in_data_collection,last_in_data_collection,last,false,incremental";
+
+/// `io.debezium.connector.mysql.Source`, field for field as Debezium 2.x.
+pub fn source_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(
+                Schema::struct_of([
+                    ("version", Schema::string()),
+                    ("connector", Schema::string()),
+                    ("name", Schema::string()),
+                    ("ts_ms", Schema::int64()),
+                    (
+                        "snapshot",
+                        Schema::string()
+                            .named("io.debezium.data.Enum")
+                            .version(1)
+                            .parameter("allowed", SNAPSHOT_ALLOWED)
+                            .with_default(Value::String("false".into()))
+                            .optional(),
+                    ),
+                    ("db", Schema::string()),
+                    ("sequence", Schema::string().optional()),
+                    ("ts_us", Schema::int64().optional()),
+                    ("ts_ns", Schema::int64().optional()),
+                    ("table", Schema::string().optional()),
+                    ("server_id", Schema::int64()),
+                    ("gtid", Schema::string().optional()),
+                    ("file", Schema::string()),
+                    ("pos", Schema::int64()),
+                    ("row", Schema::int32()),
+                    ("thread", Schema::int64().optional()),
+                    ("query", Schema::string().optional()),
+                ])
+                .named("io.debezium.connector.mysql.Source"),
+            )
+        })
+        .clone()
+}
+
+fn transaction_schema() -> Schema {
+    Schema::struct_of([
+        ("id", Schema::string()),
+        ("total_order", Schema::int64()),
+        ("data_collection_order", Schema::int64()),
+    ])
+    .named("event.block")
+    .version(1)
+    .optional()
+}
+
+/// `<base>.Envelope` around a row schema.
+pub fn envelope_schema(base: &str, row: &SchemaRef) -> Schema {
+    Schema::struct_of([
+        ("before", (**row).clone()),
+        ("after", (**row).clone()),
+        ("source", (*source_schema()).clone()),
+        ("transaction", transaction_schema()),
+        ("op", Schema::string()),
+        ("ts_ms", Schema::int64().optional()),
+        ("ts_us", Schema::int64().optional()),
+        ("ts_ns", Schema::int64().optional()),
+    ])
+    .named(format!("{base}.Envelope"))
+    .version(2)
+}
+
+/// Where an event is in the binlog, and how to get back to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Position {
+    /// Binlog file.
+    pub file: String,
+    /// Restart position: the start of the event's transaction (or of the event outside one).
+    pub pos: u64,
+    /// Rows events of the transaction to skip after `pos` on restart.
+    pub event: u64,
+    /// Rows of the next rows event to skip on restart.
+    pub row: u64,
+    /// MariaDB GTID state (`domain-server-seq,...`) before the transaction, when known.
+    pub gtids: Option<String>,
+    /// Event time (seconds).
+    pub ts_sec: i64,
+    /// Server id of the event.
+    pub server_id: u32,
+}
+
+/// Progress of an interrupted snapshot, stored in the offset so it resumes after the last row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotProgress {
+    /// `db.table` being read.
+    pub table: String,
+    /// Primary-key values (as text) of the last row emitted; `None` before the first.
+    pub key: Option<Vec<Option<String>>>,
+}
+
+/// The offset partition: `{"server": <topic.prefix>}`.
+pub fn partition(prefix: &str) -> JsonMap {
+    let mut p = JsonMap::new();
+    p.insert("server".into(), json!(prefix));
+    p
+}
+
+/// The offset map of a position (and snapshot progress), in Debezium's keys.
+pub fn offset(position: &Position, snapshot: Option<&SnapshotProgress>) -> JsonMap {
+    let mut o = JsonMap::new();
+    o.insert("ts_sec".into(), json!(position.ts_sec));
+    o.insert("file".into(), json!(position.file));
+    o.insert("pos".into(), json!(position.pos));
+    if let Some(g) = &position.gtids {
+        o.insert("gtids".into(), json!(g));
+    }
+    if position.event > 0 {
+        o.insert("event".into(), json!(position.event));
+    }
+    if position.row > 0 {
+        o.insert("row".into(), json!(position.row));
+    }
+    o.insert("server_id".into(), json!(position.server_id));
+    if let Some(s) = snapshot {
+        o.insert("snapshot".into(), json!(true));
+        o.insert("snapshot_table".into(), json!(s.table));
+        if let Some(key) = &s.key {
+            o.insert("snapshot_key".into(), json!(key));
+        }
+    }
+    o
+}
+
+/// Reads an offset written by [`offset`] (or by Debezium: `file`, `pos`, `event`, `row`, `gtids`).
+pub fn parse_offset(o: &JsonMap) -> Result<(Position, Option<SnapshotProgress>), String> {
+    let file = o.get("file").and_then(|v| v.as_str()).ok_or("stored offset has no binlog 'file'")?;
+    let int = |k: &str| o.get(k).and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())));
+    let pos = int("pos").ok_or("stored offset has no binlog 'pos'")?;
+    let position = Position {
+        file: file.to_string(),
+        pos,
+        event: int("event").unwrap_or(0),
+        row: int("row").unwrap_or(0),
+        gtids: o.get("gtids").and_then(|v| v.as_str()).map(String::from),
+        ts_sec: int("ts_sec").unwrap_or(0) as i64,
+        server_id: int("server_id").unwrap_or(0) as u32,
+    };
+    let in_snapshot = matches!(o.get("snapshot"), Some(serde_json::Value::Bool(true)))
+        || o.get("snapshot").and_then(|v| v.as_str()) == Some("true");
+    let snapshot = match (in_snapshot, o.get("snapshot_table").and_then(|v| v.as_str())) {
+        (true, Some(table)) => Some(SnapshotProgress {
+            table: table.to_string(),
+            key: o.get("snapshot_key").and_then(|k| serde_json::from_value(k.clone()).ok()),
+        }),
+        // A Debezium snapshot interrupted before completion: start it again.
+        (true, None) => Some(SnapshotProgress { table: String::new(), key: None }),
+        _ => None,
+    };
+    Ok((position, snapshot))
+}
+
+/// What `source` says about one event.
+#[derive(Debug, Clone)]
+pub struct SourceInfo<'a> {
+    /// `topic.prefix`.
+    pub name: &'a str,
+    /// Event time in milliseconds.
+    pub ts_ms: i64,
+    /// `source.snapshot`.
+    pub snapshot: &'a str,
+    /// Database.
+    pub db: &'a str,
+    /// Table.
+    pub table: Option<&'a str>,
+    /// Server id.
+    pub server_id: u32,
+    /// GTID of the transaction.
+    pub gtid: Option<&'a str>,
+    /// Binlog file.
+    pub file: &'a str,
+    /// Position of the event (Debezium: of the rows event).
+    pub pos: u64,
+    /// Row within the event.
+    pub row: i32,
+    /// Thread id, when known.
+    pub thread: Option<i64>,
+}
+
+/// The `source` struct.
+pub fn source_struct(info: &SourceInfo<'_>) -> Value {
+    let schema = source_schema();
+    Value::Struct(Struct {
+        values: vec![
+            Value::String(VERSION.into()),
+            Value::String(CONNECTOR.into()),
+            Value::String(info.name.into()),
+            Value::Int64(info.ts_ms),
+            Value::String(info.snapshot.into()),
+            Value::String(info.db.into()),
+            Value::Null,
+            Value::Int64(info.ts_ms * 1000),
+            Value::Int64(info.ts_ms * 1_000_000),
+            info.table.map_or(Value::Null, |t| Value::String(t.into())),
+            Value::Int64(i64::from(info.server_id)),
+            info.gtid.map_or(Value::Null, |g| Value::String(g.into())),
+            Value::String(info.file.into()),
+            Value::Int64(info.pos as i64),
+            Value::Int32(info.row),
+            info.thread.map_or(Value::Null, Value::Int64),
+            Value::Null,
+        ],
+        schema,
+    })
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A change event (`op` c, u, d or r).
+#[allow(clippy::too_many_arguments)]
+pub fn change_record(
+    table: &Table,
+    op: &str,
+    key: Value,
+    before: Option<Value>,
+    after: Option<Value>,
+    source: Value,
+    source_offset: JsonMap,
+    prefix: &str,
+) -> SourceRecord {
+    let now = now_ms();
+    let envelope = Struct {
+        schema: table.envelope_schema.clone(),
+        values: vec![
+            before.unwrap_or(Value::Null),
+            after.unwrap_or(Value::Null),
+            source,
+            Value::Null,
+            Value::String(op.into()),
+            Value::Int64(now),
+            Value::Int64(now * 1000),
+            Value::Int64(now * 1_000_000),
+        ],
+    };
+    let mut record = SourceRecord::new(
+        partition(prefix),
+        source_offset,
+        table.topic.clone(),
+        Some(table.envelope_schema.clone()),
+        Value::Struct(envelope),
+    );
+    record.key_schema = table.key_schema.clone();
+    record.key = key;
+    record
+}
+
+/// The tombstone that follows a delete: same key, null value.
+pub fn tombstone(delete: &SourceRecord) -> SourceRecord {
+    let mut t = delete.clone();
+    t.value = Value::Null;
+    t.value_schema = None;
+    t
+}
+
+fn schema_change_key_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(
+                Schema::struct_of([("databaseName", Schema::string())])
+                    .named("io.debezium.connector.mysql.SchemaChangeKey")
+                    .version(1),
+            )
+        })
+        .clone()
+}
+
+fn schema_change_value_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let change = Schema::struct_of([("type", Schema::string()), ("id", Schema::string())])
+                .named("io.debezium.connector.schema.Change")
+                .version(1);
+            Arc::new(
+                Schema::struct_of([
+                    ("source", (*source_schema()).clone()),
+                    ("ts_ms", Schema::int64()),
+                    ("databaseName", Schema::string().optional()),
+                    ("schemaName", Schema::string().optional()),
+                    ("ddl", Schema::string().optional()),
+                    ("tableChanges", Schema::array(change)),
+                ])
+                .named("io.debezium.connector.mysql.SchemaChangeValue")
+                .version(1),
+            )
+        })
+        .clone()
+}
+
+/// A DDL statement on the public schema-change topic (`<topic.prefix>`).
+pub fn schema_change_record(
+    prefix: &str,
+    db: &str,
+    ddl: &str,
+    changes: &[(&str, String)],
+    source: Value,
+    source_offset: JsonMap,
+) -> SourceRecord {
+    let key = Struct { schema: schema_change_key_schema(), values: vec![Value::String(db.into())] };
+    let change_schema = schema_change_value_schema()
+        .field("tableChanges")
+        .and_then(|f| f.schema.value_schema.clone())
+        .unwrap_or_else(|| Arc::new(Schema::string()));
+    let changes = changes
+        .iter()
+        .map(|(t, id)| {
+            Value::Struct(Struct {
+                schema: change_schema.clone(),
+                values: vec![Value::String((*t).into()), Value::String(id.clone())],
+            })
+        })
+        .collect();
+    let value = Struct {
+        schema: schema_change_value_schema(),
+        values: vec![
+            source,
+            Value::Int64(now_ms()),
+            Value::String(db.into()),
+            Value::Null,
+            Value::String(ddl.into()),
+            Value::Array(changes),
+        ],
+    };
+    let mut record = SourceRecord::new(
+        partition(prefix),
+        source_offset,
+        prefix,
+        Some(schema_change_value_schema()),
+        Value::Struct(value),
+    );
+    record.key_schema = Some(schema_change_key_schema());
+    record.key = Value::Struct(key);
+    record
+}
+
+/// A heartbeat on `<topic.heartbeat.prefix>.<topic.prefix>`: key `{serverName}`, value `{ts_ms}`.
+pub fn heartbeat_record(topic_prefix: &str, prefix: &str, source_offset: JsonMap) -> SourceRecord {
+    static KEY: OnceLock<SchemaRef> = OnceLock::new();
+    static VALUE: OnceLock<SchemaRef> = OnceLock::new();
+    let key_schema = KEY
+        .get_or_init(|| {
+            Arc::new(
+                Schema::struct_of([("serverName", Schema::string())])
+                    .named("io.debezium.connector.common.ServerNameKey"),
+            )
+        })
+        .clone();
+    let value_schema = VALUE
+        .get_or_init(|| {
+            Arc::new(Schema::struct_of([("ts_ms", Schema::int64())]).named("io.debezium.connector.common.Heartbeat"))
+        })
+        .clone();
+    let mut record = SourceRecord::new(
+        partition(prefix),
+        source_offset,
+        format!("{topic_prefix}.{prefix}"),
+        Some(value_schema.clone()),
+        Value::Struct(Struct { schema: value_schema, values: vec![Value::Int64(now_ms())] }),
+    );
+    record.key_schema = Some(key_schema.clone());
+    record.key = Value::Struct(Struct { schema: key_schema, values: vec![Value::String(prefix.into())] });
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_round_trip_with_snapshot_progress() {
+        let p = Position {
+            file: "binlog.000002".into(),
+            pos: 1234,
+            event: 2,
+            row: 3,
+            gtids: Some("0-1-42".into()),
+            ts_sec: 1_700_000_000,
+            server_id: 1,
+        };
+        let s = SnapshotProgress { table: "shop.orders".into(), key: Some(vec![Some("17".into()), None]) };
+        let o = offset(&p, Some(&s));
+        assert_eq!(parse_offset(&o), Ok((p.clone(), Some(s))));
+        let o = offset(&p, None);
+        assert_eq!(parse_offset(&o), Ok((p, None)));
+    }
+
+    #[test]
+    fn debezium_offsets_are_read() {
+        let o: JsonMap = serde_json::from_str(
+            r#"{"ts_sec":1,"file":"mysql-bin.000003","pos":154,"row":1,"event":2,"server_id":223344}"#,
+        )
+        .expect("json");
+        let (p, s) = parse_offset(&o).expect("offset");
+        assert_eq!((p.file.as_str(), p.pos, p.event, p.row), ("mysql-bin.000003", 154, 2, 1));
+        assert!(s.is_none());
+        assert!(parse_offset(&JsonMap::new()).is_err());
+    }
+}

@@ -1,0 +1,1003 @@
+//! The background reader: snapshot, then the binlog stream, into a queue bounded in records and
+//! bytes that the task's `poll` drains. Reconnects with backoff on connection loss and resumes at
+//! the last event it queued, so a database restart neither loses nor repeats rows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use mysql_async::binlog::events::{EventData, RowsEventData};
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Row};
+use sluice_api::{ConnectError, ErrorKind, SourceRecord, Value};
+use tokio::sync::{mpsc, Semaphore};
+
+use super::catalog::{self, quote_ident, quote_literal, Catalog, ServerInfo};
+use super::config::{MySqlConfig, SnapshotMode};
+use super::event::{self, Position, SnapshotProgress, SourceInfo};
+use super::schema::{from_binlog, from_text, Table};
+use super::tablemap::table_from_map;
+
+/// A batch and the queue bytes it holds.
+pub type Batch = (Vec<SourceRecord>, u32);
+
+/// The sending half of the read-ahead queue.
+pub struct Queue {
+    tx: mpsc::Sender<Result<Batch, ConnectError>>,
+    bytes: Arc<Semaphore>,
+    max_bytes: u32,
+}
+
+impl Queue {
+    /// A queue of at most `max_records` records (in batches of `batch`) and `max_bytes` bytes.
+    pub fn new(
+        max_records: usize,
+        batch: usize,
+        max_bytes: usize,
+    ) -> (Queue, mpsc::Receiver<Result<Batch, ConnectError>>, Arc<Semaphore>) {
+        let slots = (max_records / batch.max(1)).max(2);
+        let (tx, rx) = mpsc::channel(slots);
+        let max_bytes = max_bytes.min(Semaphore::MAX_PERMITS).min(u32::MAX as usize) as u32;
+        let bytes = Arc::new(Semaphore::new(max_bytes as usize));
+        (Queue { tx, bytes: bytes.clone(), max_bytes }, rx, bytes)
+    }
+
+    /// Queues a batch, waiting while the queue is full (backpressure reaches the binlog reader).
+    /// `Err` means the task is gone.
+    async fn send(&self, records: Vec<SourceRecord>) -> Result<(), ()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let size: usize = records.iter().map(SourceRecord::approx_size).sum();
+        let permits = (size.min(self.max_bytes as usize) as u32).max(1);
+        let permit = self.bytes.acquire_many(permits).await.map_err(|_| ())?;
+        permit.forget();
+        self.tx.send(Ok((records, permits))).await.map_err(|_| ())
+    }
+
+    async fn fail(&self, error: ConnectError) {
+        let _ = self.tx.send(Err(error)).await;
+    }
+}
+
+/// Where the reader starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Snapshot (resuming `progress` when set) at a consistent point, then stream from there
+    /// (or from `position` when the snapshot resumes one that was interrupted).
+    Snapshot { resume: Option<(Position, SnapshotProgress)> },
+    /// Stream from a stored position.
+    Stream(Position),
+    /// Stream from the oldest binlog file on the server (`snapshot.mode=never` without an offset).
+    StreamFromBeginning,
+}
+
+/// Reads the database into the queue until the queue's receiver is dropped.
+pub struct Reader {
+    config: Arc<MySqlConfig>,
+    queue: Queue,
+    catalog: Catalog,
+    /// Schemas from table-map metadata, by table id, with the event bytes they were built from.
+    maps: HashMap<u64, (Vec<u8>, Arc<Table>)>,
+    /// Where to resume after a reconnect.
+    start: Start,
+}
+
+/// Events on the server that carry no data change and can be passed over.
+fn ignorable(raw_type: u8) -> bool {
+    const MARIADB_ANNOTATE_ROWS: u8 = 0xa0;
+    const MARIADB_BINLOG_CHECKPOINT: u8 = 0xa1;
+    const MARIADB_GTID_LIST: u8 = 0xa3;
+    matches!(raw_type, MARIADB_ANNOTATE_ROWS | MARIADB_BINLOG_CHECKPOINT | MARIADB_GTID_LIST)
+}
+
+const MARIADB_GTID: u8 = 0xa2;
+
+impl Reader {
+    /// A reader that starts at `start`.
+    pub fn new(config: Arc<MySqlConfig>, queue: Queue, start: Start) -> Reader {
+        Reader { config, queue, catalog: Catalog::default(), maps: HashMap::new(), start }
+    }
+
+    /// Runs until the task stops; retriable failures reconnect with backoff, fatal ones are queued
+    /// for `poll` to return.
+    pub async fn run(mut self) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match self.run_once().await {
+                Ok(()) => return,
+                Err(e) if e.kind() == ErrorKind::Retriable => {
+                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "mysql reader failed; reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    if self.queue.tx.is_closed() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "mysql reader stopped");
+                    self.queue.fail(e).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn run_once(&mut self) -> Result<(), ConnectError> {
+        let mut conn = catalog::connect(&self.config).await?;
+        let server = catalog::check_server(&mut conn, &self.config).await?;
+        let position = match self.start.clone() {
+            Start::Snapshot { resume } => {
+                let Some(position) = self.snapshot(&mut conn, resume).await? else { return Ok(()) };
+                if self.config.snapshot_mode == SnapshotMode::InitialOnly {
+                    tracing::info!("snapshot.mode=initial_only: snapshot complete, not streaming");
+                    return Ok(());
+                }
+                position
+            }
+            Start::Stream(p) => {
+                let files = catalog::binlog_files(&mut conn).await?;
+                if !files.contains(&p.file) && self.config.snapshot_mode == SnapshotMode::WhenNeeded {
+                    tracing::warn!(file = %p.file, "stored binlog position was purged; snapshot.mode=when_needed takes a new snapshot");
+                    self.start = Start::Snapshot { resume: None };
+                    return Box::pin(self.run_once()).await;
+                }
+                p
+            }
+            Start::StreamFromBeginning => {
+                let files = catalog::binlog_files(&mut conn).await?;
+                let file =
+                    files.first().cloned().ok_or_else(|| ConnectError::fatal("the server lists no binary logs"))?;
+                Position { file, pos: 4, ..Position::default() }
+            }
+        };
+        self.start = Start::Stream(position.clone());
+        self.stream(conn, &server, position).await
+    }
+
+    /// Reads every captured table at one consistent point; returns the binlog position to stream
+    /// from, or `None` when the task went away.
+    async fn snapshot(
+        &mut self,
+        conn: &mut Conn,
+        resume: Option<(Position, SnapshotProgress)>,
+    ) -> Result<Option<Position>, ConnectError> {
+        let db = |e| catalog::db_error("snapshot", e);
+        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(db)?;
+        conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(db)?;
+        conn.query_drop("SET NAMES utf8mb4").await.map_err(db)?;
+        conn.query_drop("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')").await.map_err(db)?;
+        let version: String = conn.query_first("SELECT VERSION()").await.map_err(db)?.unwrap_or_default();
+        let position = if version.to_ascii_lowercase().contains("mariadb") {
+            // MariaDB reports the binlog position of a consistent snapshot without any lock.
+            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(db)?;
+            let rows: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(db)?;
+            let get = |k: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
+            let file = get("binlog_snapshot_file").unwrap_or_default();
+            let pos = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(4);
+            Position { file, pos, ..Position::default() }
+        } else {
+            // MySQL: a global read lock only while the snapshot starts and the position is read.
+            conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(db)?;
+            let started = async {
+                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await?;
+                conn.query_first::<Row, _>("SHOW MASTER STATUS").await
+            }
+            .await;
+            conn.query_drop("UNLOCK TABLES").await.map_err(db)?;
+            let mut row =
+                started.map_err(db)?.ok_or_else(|| ConnectError::fatal("SHOW MASTER STATUS returned nothing"))?;
+            Position { file: row.take(0).unwrap_or_default(), pos: row.take(1).unwrap_or(4), ..Position::default() }
+        };
+        if position.file.is_empty() {
+            return Err(ConnectError::fatal(
+                "the server reported no binlog position for the snapshot; is the binary log on?",
+            ));
+        }
+        // A resumed snapshot keeps the original position: streaming from it covers every change
+        // made since, so rows read later at a newer point are still followed by their changes.
+        let (position, progress) = match resume {
+            Some((p, progress)) if !p.file.is_empty() => (p, Some(progress)),
+            _ => (position, None),
+        };
+        let tables = catalog::captured_tables(conn, &self.config).await?;
+        tracing::info!(tables = tables.len(), file = %position.file, pos = position.pos, resumed = progress.is_some(), "snapshot starting");
+        let mut held: Option<Held> = None;
+        let mut batch: Vec<SourceRecord> = Vec::new();
+        let mut first = true;
+        for (db_name, table_name) in tables {
+            let id = format!("{db_name}.{table_name}");
+            let mut after_key = None;
+            if let Some(p) = &progress {
+                if !p.table.is_empty() && id < p.table {
+                    continue;
+                }
+                if id == p.table {
+                    after_key = p.key.clone();
+                }
+            }
+            let Some(table) = catalog::load_table(conn, &self.config, &db_name, &table_name).await? else { continue };
+            let table = Arc::new(table);
+            self.catalog.insert(table.clone());
+            if self.config.snapshot_mode == SnapshotMode::NoData {
+                continue;
+            }
+            let mut rows_in_table = 0u64;
+            loop {
+                let sql = chunk_query(&table, after_key.as_ref(), self.config.snapshot_fetch_size);
+                let rows: Vec<Row> =
+                    conn.query(sql).await.map_err(|e| catalog::db_error(&format!("snapshot of {id}"), e))?;
+                let n = rows.len();
+                for row in rows {
+                    let values = snapshot_values(&table, &self.config, &row)?;
+                    let key_text: Vec<Option<String>> =
+                        table.primary_key.iter().map(|&i| row.as_ref(i).and_then(text_of)).collect();
+                    if let Some(h) = held.take() {
+                        let marker = if first {
+                            "first"
+                        } else if h.table.id() != id {
+                            "last_in_data_collection"
+                        } else {
+                            "true"
+                        };
+                        first = false;
+                        batch.push(h.into_record(&self.config, &position, marker));
+                    }
+                    after_key = Some(key_text.clone());
+                    held = Some(Held { table: table.clone(), values, key: key_text });
+                    rows_in_table += 1;
+                }
+                if batch.len() >= self.config.max_batch_size
+                    && self.queue.send(std::mem::take(&mut batch)).await.is_err()
+                {
+                    return Ok(None);
+                }
+                if n < self.config.snapshot_fetch_size || table.primary_key.is_empty() {
+                    break;
+                }
+            }
+            tracing::info!(table = %id, rows = rows_in_table, "snapshot of table done");
+        }
+        conn.query_drop("COMMIT").await.map_err(|e| catalog::db_error("snapshot commit", e))?;
+        if let Some(h) = held.take() {
+            // The last row carries the streaming offset, so a restart after it does not redo the snapshot.
+            let mut record = h.into_record(&self.config, &position, "last");
+            record.source_offset = event::offset(&position, None);
+            batch.push(record);
+        }
+        if self.queue.send(batch).await.is_err() {
+            return Ok(None);
+        }
+        tracing::info!(file = %position.file, pos = position.pos, "snapshot complete");
+        Ok(Some(position))
+    }
+
+    /// Streams the binlog from `position` until the task stops or the connection fails.
+    async fn stream(&mut self, mut conn: Conn, server: &ServerInfo, position: Position) -> Result<(), ConnectError> {
+        let files = catalog::binlog_files(&mut conn).await?;
+        if !files.contains(&position.file) {
+            return Err(ConnectError::fatal(format!(
+                "binlog file {} (offset position {}) is no longer on the server (oldest is {}); the events since were purged. \
+                 Set snapshot.mode=when_needed to take a new snapshot, or reset the connector's offsets",
+                position.file,
+                position.pos,
+                files.first().map_or("none", String::as_str)
+            )));
+        }
+        let mut meta = catalog::connect(&self.config).await?;
+        let db = |e| catalog::db_error("starting the binlog stream", e);
+        if server.mariadb {
+            conn.query_drop("SET @mariadb_slave_capability = 4").await.map_err(db)?;
+        }
+        // Server heartbeats every 5 s, so a dead connection is noticed.
+        conn.query_drop("SET @master_heartbeat_period = 5000000000").await.map_err(db)?;
+        tracing::info!(file = %position.file, pos = position.pos, event = position.event, row = position.row, "binlog stream starting");
+        let request = BinlogStreamRequest::new(self.config.server_id)
+            .with_filename(position.file.as_bytes())
+            .with_pos(position.pos);
+        let mut stream = conn.get_binlog_stream(request).await.map_err(db)?;
+        let mut s = StreamState::new(position);
+        s.checksum =
+            catalog::variable(&mut meta, "binlog_checksum").await?.is_some_and(|v| !v.eq_ignore_ascii_case("NONE"));
+        let heartbeat =
+            (self.config.heartbeat_interval_ms > 0).then(|| Duration::from_millis(self.config.heartbeat_interval_ms));
+        let mut next_heartbeat = heartbeat.map(|d| tokio::time::Instant::now() + d);
+        let mut batch: Vec<SourceRecord> = Vec::new();
+        let idle = Duration::from_secs(30);
+        loop {
+            let next = if batch.is_empty() {
+                let hb = async {
+                    match next_heartbeat {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    ev = tokio::time::timeout(idle, stream.next()) => match ev {
+                        Ok(ev) => ev,
+                        Err(_) => return Err(ConnectError::retriable("no binlog event or server heartbeat for 30 s")),
+                    },
+                    _ = hb => {
+                        if let Some(d) = heartbeat {
+                            next_heartbeat = Some(tokio::time::Instant::now() + d);
+                        }
+                        if !s.in_txn {
+                            let offset = event::offset(&s.committed, None);
+                            batch.push(event::heartbeat_record(&self.config.heartbeat_topic_prefix, &self.config.topic_prefix, offset));
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                match stream.next().now_or_never() {
+                    Some(ev) if batch.len() < self.config.max_batch_size => ev,
+                    Some(ev) => {
+                        if self.queue.send(std::mem::take(&mut batch)).await.is_err() {
+                            return Ok(());
+                        }
+                        ev
+                    }
+                    None => {
+                        if self.queue.send(std::mem::take(&mut batch)).await.is_err() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                }
+            };
+            let Some(ev) = next else {
+                return Err(ConnectError::retriable("the server closed the binlog stream"));
+            };
+            let ev = ev.map_err(|e| catalog::db_error("reading the binlog", e))?;
+            self.on_event(&mut s, &ev, &stream, &mut meta, &mut batch).await?;
+            // Resume here after a reconnect.
+            self.start = Start::Stream(s.resume.clone());
+        }
+    }
+
+    async fn on_event(
+        &mut self,
+        s: &mut StreamState,
+        ev: &mysql_async::binlog::events::Event,
+        stream: &mysql_async::BinlogStream,
+        meta: &mut Conn,
+        batch: &mut Vec<SourceRecord>,
+    ) -> Result<(), ConnectError> {
+        let header = ev.header();
+        let raw_type = header.event_type_raw();
+        let end = u64::from(header.log_pos());
+        let start = end.saturating_sub(u64::from(header.event_size()));
+        let fake = header.log_pos() == 0;
+        s.ts_sec = i64::from(header.timestamp());
+        let position_here = |s: &StreamState| format!("{}:{}", s.file, start);
+        if raw_type == MARIADB_GTID {
+            let data = ev.data();
+            if data.len() >= 13 {
+                let seq = u64::from_le_bytes(data[0..8].try_into().unwrap_or_default());
+                let domain = u32::from_le_bytes(data[8..12].try_into().unwrap_or_default());
+                let flags = data[12];
+                s.begin_txn(start, Some(format!("{domain}-{}-{seq}", header.server_id())), flags & 1 == 0);
+            }
+            s.count_event();
+            return Ok(());
+        }
+        if ignorable(raw_type) {
+            if !fake {
+                s.count_event();
+            }
+            return Ok(());
+        }
+        if !fake {
+            s.server_id = header.server_id();
+        }
+        let data = ev.read_data().map_err(|e| {
+            ConnectError::fatal(format!("binlog event at {} could not be parsed: {e}", position_here(s)))
+        })?;
+        match data {
+            Some(EventData::RotateEvent(r)) => {
+                // The first (fake) rotate arrives before the format description, so the reader
+                // cannot strip its checksum: the name then ends with the 4 checksum bytes.
+                let raw = r.name_raw();
+                let with_crc = s.checksum && raw.len() > 4 && header.event_size() as usize == 19 + 8 + raw.len();
+                let raw = if with_crc { &raw[..raw.len() - 4] } else { raw };
+                s.file = String::from_utf8_lossy(raw).into_owned();
+                s.committed.file = s.file.clone();
+                s.committed.pos = r.position();
+                if !s.in_txn {
+                    s.resume = s.committed.clone();
+                    s.resume.event = 0;
+                    s.resume.row = 0;
+                }
+            }
+            Some(EventData::FormatDescriptionEvent(_)) | Some(EventData::HeartbeatEvent) => {}
+            Some(EventData::GtidEvent(g)) => {
+                let sid = g.sid();
+                let uuid = sid.iter().map(|b| format!("{b:02x}")).collect::<String>();
+                let gtid = format!(
+                    "{}-{}-{}-{}-{}:{}",
+                    &uuid[0..8],
+                    &uuid[8..12],
+                    &uuid[12..16],
+                    &uuid[16..20],
+                    &uuid[20..32],
+                    g.gno()
+                );
+                s.begin_txn(start, Some(gtid), false);
+                s.count_event();
+            }
+            Some(EventData::AnonymousGtidEvent(_)) | Some(EventData::PreviousGtidsEvent(_)) => {
+                if !fake {
+                    s.count_event();
+                }
+            }
+            Some(EventData::QueryEvent(q)) => {
+                let sql = q.query();
+                let trimmed = sql.trim_start();
+                let upper: String = trimmed.chars().take(16).collect::<String>().to_ascii_uppercase();
+                s.thread = Some(i64::from(q.thread_id()));
+                if upper.starts_with("BEGIN") || upper.starts_with("XA START") {
+                    if !s.in_txn {
+                        s.begin_txn(start, s.pending_gtid.clone(), true);
+                    }
+                    s.in_txn = true;
+                    s.count_event();
+                } else if upper.starts_with("COMMIT") || upper.starts_with("XA COMMIT") || upper.starts_with("ROLLBACK") {
+                    s.commit(end);
+                } else {
+                    s.count_event();
+                    self.on_statement(s, meta, &q.schema(), trimmed, q.thread_id(), start, end, batch).await?;
+                    if !s.in_txn {
+                        s.commit(end);
+                    }
+                }
+            }
+            Some(EventData::XidEvent(_)) => s.commit(end),
+            Some(EventData::TableMapEvent(t)) => {
+                s.count_event();
+                let id = t.table_id();
+                let known = self.maps.get(&id).is_some_and(|(bytes, _)| bytes.as_slice() == ev.data());
+                if !known && self.config.captures_table(&t.database_name(), &t.table_name()) {
+                    match table_from_map(&t, &self.config) {
+                        Some(table) => {
+                            self.maps.insert(id, (ev.data().to_vec(), Arc::new(table)));
+                        }
+                        None => {
+                            self.maps.remove(&id);
+                        }
+                    }
+                }
+            }
+            Some(EventData::RowsEvent(rows)) => {
+                self.on_rows(s, &rows, stream, meta, start, batch).await?;
+                s.count_event();
+                if !s.in_txn {
+                    s.commit(end);
+                }
+            }
+            Some(EventData::TransactionPayloadEvent(_)) => {
+                return Err(ConnectError::fatal(format!(
+                    "compressed transaction payload at {}: set binlog_transaction_compression=OFF on the server",
+                    position_here(s)
+                )))
+            }
+            Some(EventData::IntvarEvent(_) | EventData::RandEvent(_) | EventData::UserVarEvent(_) | EventData::RowsQueryEvent(_) | EventData::IgnorableEvent(_)) => {
+                s.count_event();
+            }
+            Some(EventData::StopEvent) => {}
+            Some(other) => {
+                return Err(ConnectError::fatal(format!(
+                    "unsupported binlog event {:?} at {}; stopping rather than skipping it",
+                    event_name(&other),
+                    position_here(s)
+                )))
+            }
+            None => {
+                return Err(ConnectError::fatal(format!(
+                    "unknown binlog event type 0x{raw_type:02x} at {} (compressed or encrypted binlog?); stopping rather than skipping it",
+                    position_here(s)
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// A statement outside row events: DDL refreshes schemas (and is published when configured);
+    /// statement-based DML cannot be captured and stops the task.
+    #[allow(clippy::too_many_arguments)]
+    async fn on_statement(
+        &mut self,
+        s: &mut StreamState,
+        meta: &mut Conn,
+        schema: &str,
+        sql: &str,
+        thread: u32,
+        start: u64,
+        end: u64,
+        batch: &mut Vec<SourceRecord>,
+    ) -> Result<(), ConnectError> {
+        let word = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        match word.as_str() {
+            "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE" => {
+                let (kind, target) = ddl_target(sql, schema);
+                // TRUNCATE keeps the table's schema: look it up before the cache is dropped.
+                let truncated = match (&target, word.as_str()) {
+                    (Some((d, t)), "TRUNCATE") if !t.is_empty() && self.config.captures_table(d, t) => {
+                        self.catalog.get(meta, &self.config, d, t).await?
+                    }
+                    _ => None,
+                };
+                self.catalog.invalidate();
+                let db = target.as_ref().map_or(schema.to_string(), |(d, _)| d.clone());
+                let table_captured = target.as_ref().is_none_or(|(d, t)| t.is_empty() || self.config.captures_table(d, t));
+                if !self.config.captures_database(&db) || !table_captured {
+                    return Ok(());
+                }
+                let mut position = s.committed.clone();
+                position.pos = end;
+                position.event = 0;
+                position.row = 0;
+                let info = SourceInfo {
+                    name: &self.config.topic_prefix,
+                    ts_ms: s.ts_sec * 1000,
+                    snapshot: "false",
+                    db: &db,
+                    table: target.as_ref().map(|(_, t)| t.as_str()).filter(|t| !t.is_empty()),
+                    server_id: s.committed.server_id,
+                    gtid: s.gtid.as_deref(),
+                    file: &s.file,
+                    pos: start,
+                    row: 0,
+                    thread: Some(i64::from(thread)),
+                };
+                if let Some(table) = truncated.filter(|_| !self.config.skipped.truncate) {
+                    let mut r = event::change_record(
+                        &table,
+                        "t",
+                        Value::Null,
+                        None,
+                        None,
+                        event::source_struct(&info),
+                        event::offset(&position, None),
+                        &self.config.topic_prefix,
+                    );
+                    r.key_schema = None;
+                    batch.push(r);
+                }
+                if self.config.include_schema_changes {
+                    let changes: Vec<(&str, String)> = match (&target, kind) {
+                        (Some((d, t)), Some(k)) if !t.is_empty() => vec![(k, format!("\"{d}\".\"{t}\""))],
+                        _ => Vec::new(),
+                    };
+                    batch.push(event::schema_change_record(
+                        &self.config.topic_prefix,
+                        &db,
+                        sql,
+                        &changes,
+                        event::source_struct(&info),
+                        event::offset(&position, None),
+                    ));
+                }
+                Ok(())
+            }
+            "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD" if self.config.captures_database(schema) || schema.is_empty() => {
+                Err(ConnectError::fatal(format!(
+                    "statement-based change at {}:{start} cannot be captured (binlog_format must be ROW for every session): {}",
+                    s.file,
+                    sql.chars().take(200).collect::<String>()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn on_rows(
+        &mut self,
+        s: &mut StreamState,
+        rows: &RowsEventData<'_>,
+        stream: &mysql_async::BinlogStream,
+        meta: &mut Conn,
+        start: u64,
+        batch: &mut Vec<SourceRecord>,
+    ) -> Result<(), ConnectError> {
+        let event_index = s.events_in_txn;
+        if event_index < s.skip_events {
+            return Ok(());
+        }
+        let skip_rows = if event_index == s.skip_events { s.skip_rows } else { 0 };
+        let Some(tme) = stream.get_tme(rows.table_id()) else {
+            return Err(ConnectError::fatal(format!("rows event at {}:{start} has no table map", s.file)));
+        };
+        let (db, name) = (tme.database_name().into_owned(), tme.table_name().into_owned());
+        if !self.config.captures_table(&db, &name) {
+            return Ok(());
+        }
+        let op = match rows {
+            RowsEventData::WriteRowsEvent(_) | RowsEventData::WriteRowsEventV1(_) => "c",
+            RowsEventData::UpdateRowsEvent(_) | RowsEventData::UpdateRowsEventV1(_) => "u",
+            RowsEventData::DeleteRowsEvent(_) | RowsEventData::DeleteRowsEventV1(_) => "d",
+            RowsEventData::PartialUpdateRowsEvent(_) => {
+                return Err(ConnectError::fatal(format!(
+                    "partial JSON update at {}:{start} on {db}.{name}: set binlog_row_value_options='' on the server",
+                    s.file
+                )))
+            }
+        };
+        let skipped = match op {
+            "c" => self.config.skipped.create,
+            "u" => self.config.skipped.update,
+            _ => self.config.skipped.delete,
+        };
+        let columns = tme.columns_count() as usize;
+        if let Some((_, table)) = self.maps.get(&rows.table_id()) {
+            let table = table.clone();
+            return self.emit_rows(s, rows, tme, &table, op, skipped, skip_rows, event_index, start, batch);
+        }
+        let mut table = self.catalog.get(meta, &self.config, &db, &name).await?;
+        if table.as_ref().is_some_and(|t| t.columns.len() != columns) {
+            self.catalog.invalidate();
+            table = self.catalog.get(meta, &self.config, &db, &name).await?;
+        }
+        let Some(table) = table else {
+            return Err(ConnectError::fatal(format!(
+                "rows event at {}:{start} for {db}.{name}, which no longer exists",
+                s.file
+            )));
+        };
+        if table.columns.len() != columns {
+            return Err(ConnectError::fatal(format!(
+                "rows event at {}:{start} for {db}.{name} has {columns} columns but the table now has {}: \
+                 the table changed after this event; restart from a newer position or a new snapshot",
+                s.file,
+                table.columns.len()
+            )));
+        }
+        self.emit_rows(s, rows, tme, &table, op, skipped, skip_rows, event_index, start, batch)
+    }
+
+    /// Turns the rows of one rows event into change records (and tombstones).
+    #[allow(clippy::too_many_arguments)]
+    fn emit_rows(
+        &self,
+        s: &mut StreamState,
+        rows: &RowsEventData<'_>,
+        tme: &mysql_async::binlog::events::TableMapEvent<'_>,
+        table: &Arc<Table>,
+        op: &str,
+        skipped: bool,
+        skip_rows: u64,
+        event_index: u64,
+        start: u64,
+        batch: &mut Vec<SourceRecord>,
+    ) -> Result<(), ConnectError> {
+        let (db, name) = (table.db.as_str(), table.name.as_str());
+        let position_of = |row: u64, s: &StreamState| Position { event: event_index, row, ..s.resume_base() };
+        for (i, pair) in rows.rows(tme).enumerate() {
+            let (before, after) = pair.map_err(|e| {
+                ConnectError::fatal(format!(
+                    "rows event at {}:{start} for {db}.{name} could not be decoded: {e}",
+                    s.file
+                ))
+            })?;
+            let row_no = i as u64;
+            if row_no < skip_rows || skipped {
+                continue;
+            }
+            let decode = |row: &mysql_async::binlog::row::BinlogRow| -> Result<Vec<Value>, ConnectError> {
+                table
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(c, col)| {
+                        from_binlog(col, &self.config, row.as_ref(c))
+                            .map_err(|e| ConnectError::fatal(format!("{db}.{name} at {}:{start}: {e}", s.file)))
+                    })
+                    .collect()
+            };
+            let before = before.as_ref().map(decode).transpose()?;
+            let after = after.as_ref().map(decode).transpose()?;
+            let key = table.key(after.as_deref().or(before.as_deref()).unwrap_or(&[]));
+            let position = position_of(row_no + 1, s);
+            let info = SourceInfo {
+                name: &self.config.topic_prefix,
+                ts_ms: s.ts_sec * 1000,
+                snapshot: "false",
+                db,
+                table: Some(name),
+                server_id: s.server_id,
+                gtid: s.gtid.as_deref(),
+                file: &s.file,
+                pos: start,
+                row: i as i32,
+                thread: s.thread,
+            };
+            let record = event::change_record(
+                table,
+                op,
+                key,
+                before.map(|b| table.row_struct(b)),
+                after.map(|a| table.row_struct(a)),
+                event::source_struct(&info),
+                event::offset(&position, None),
+                &self.config.topic_prefix,
+            );
+            let tombstone = (op == "d" && self.config.tombstones_on_delete).then(|| event::tombstone(&record));
+            batch.push(record);
+            batch.extend(tombstone);
+            s.resume = position;
+        }
+        Ok(())
+    }
+}
+
+/// Position tracking while streaming.
+struct StreamState {
+    file: String,
+    /// The last transaction boundary: where a restart with nothing in flight begins.
+    committed: Position,
+    /// Where a reconnect resumes: after the last queued record, or `committed`.
+    resume: Position,
+    in_txn: bool,
+    /// Start of the current transaction.
+    txn_start: u64,
+    /// Events of the current transaction seen so far (its first event counts as 0).
+    events_in_txn: u64,
+    /// On (re)start inside a transaction: events and rows already delivered.
+    skip_events: u64,
+    skip_rows: u64,
+    gtid: Option<String>,
+    pending_gtid: Option<String>,
+    /// MariaDB GTID state per domain, as of the last commit.
+    gtid_state: Vec<(u32, String)>,
+    ts_sec: i64,
+    server_id: u32,
+    thread: Option<i64>,
+    /// Whether events carry a CRC32 (`binlog_checksum`).
+    checksum: bool,
+}
+
+impl StreamState {
+    fn new(position: Position) -> StreamState {
+        let gtid_state = position
+            .gtids
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|g| {
+                let g = g.trim();
+                let domain = g.split('-').next()?.parse().ok()?;
+                Some((domain, g.to_string()))
+            })
+            .collect();
+        StreamState {
+            file: position.file.clone(),
+            skip_events: position.event,
+            skip_rows: position.row,
+            committed: Position { event: 0, row: 0, ..position.clone() },
+            resume: position.clone(),
+            in_txn: false,
+            txn_start: position.pos,
+            events_in_txn: 0,
+            gtid: None,
+            pending_gtid: None,
+            gtid_state,
+            ts_sec: position.ts_sec,
+            server_id: position.server_id,
+            thread: None,
+            checksum: false,
+        }
+    }
+
+    fn gtids(&self) -> Option<String> {
+        (!self.gtid_state.is_empty())
+            .then(|| self.gtid_state.iter().map(|(_, g)| g.as_str()).collect::<Vec<_>>().join(","))
+    }
+
+    /// A transaction starts at `start` (its GTID or BEGIN event).
+    fn begin_txn(&mut self, start: u64, gtid: Option<String>, transactional: bool) {
+        if !self.in_txn {
+            self.txn_start = start;
+            self.events_in_txn = 0;
+        }
+        self.pending_gtid = gtid.clone();
+        self.gtid = gtid;
+        self.in_txn = transactional || self.in_txn;
+    }
+
+    fn count_event(&mut self) {
+        self.events_in_txn += 1;
+    }
+
+    /// The restart point of the current transaction.
+    fn resume_base(&self) -> Position {
+        Position {
+            file: self.file.clone(),
+            pos: if self.in_txn { self.txn_start } else { self.committed.pos },
+            event: 0,
+            row: 0,
+            gtids: self.committed.gtids.clone(),
+            ts_sec: self.ts_sec,
+            server_id: self.server_id,
+        }
+    }
+
+    /// The transaction ended; the next one starts at `end`.
+    fn commit(&mut self, end: u64) {
+        if let Some(g) = self.gtid.take() {
+            if let Some(domain) = g.split('-').next().and_then(|d| d.parse::<u32>().ok()).filter(|_| !g.contains(':')) {
+                match self.gtid_state.iter_mut().find(|(d, _)| *d == domain) {
+                    Some(slot) => slot.1 = g,
+                    None => self.gtid_state.push((domain, g)),
+                }
+            }
+        }
+        self.pending_gtid = None;
+        self.in_txn = false;
+        self.events_in_txn = 0;
+        self.skip_events = 0;
+        self.skip_rows = 0;
+        self.committed = Position {
+            file: self.file.clone(),
+            pos: end,
+            event: 0,
+            row: 0,
+            gtids: self.gtids(),
+            ts_sec: self.ts_sec,
+            server_id: self.server_id,
+        };
+        self.resume = self.committed.clone();
+    }
+}
+
+/// A snapshot row held back until the next one shows whether it was the last.
+struct Held {
+    table: Arc<Table>,
+    values: Vec<Value>,
+    key: Vec<Option<String>>,
+}
+
+impl Held {
+    fn into_record(self, config: &MySqlConfig, position: &Position, marker: &str) -> SourceRecord {
+        let info = SourceInfo {
+            name: &config.topic_prefix,
+            ts_ms: event::now_ms(),
+            snapshot: marker,
+            db: &self.table.db,
+            table: Some(&self.table.name),
+            server_id: 0,
+            gtid: None,
+            file: &position.file,
+            pos: position.pos,
+            row: 0,
+            thread: None,
+        };
+        let progress =
+            SnapshotProgress { table: self.table.id(), key: (!self.table.primary_key.is_empty()).then_some(self.key) };
+        let key = self.table.key(&self.values);
+        let after = self.table.row_struct(self.values);
+        event::change_record(
+            &self.table,
+            "r",
+            key,
+            None,
+            Some(after),
+            event::source_struct(&info),
+            event::offset(&Position { server_id: 0, ..position.clone() }, Some(&progress)),
+            &config.topic_prefix,
+        )
+    }
+}
+
+fn text_of(v: &mysql_async::Value) -> Option<String> {
+    match v {
+        mysql_async::Value::NULL => None,
+        mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+    }
+}
+
+fn snapshot_values(table: &Table, config: &MySqlConfig, row: &Row) -> Result<Vec<Value>, ConnectError> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, col)| {
+            let raw = match row.as_ref(i) {
+                None | Some(mysql_async::Value::NULL) => None,
+                Some(mysql_async::Value::Bytes(b)) => Some(b.as_slice()),
+                Some(other) => {
+                    return Err(ConnectError::fatal(format!(
+                        "snapshot of {}: column {} came back as {other:?}, not text",
+                        table.id(),
+                        col.name
+                    )))
+                }
+            };
+            from_text(col, config, raw).map_err(|e| ConnectError::fatal(format!("snapshot of {}: {e}", table.id())))
+        })
+        .collect()
+}
+
+/// `SELECT` of the next chunk after `after` (primary-key order), or the whole table without a key.
+fn chunk_query(table: &Table, after: Option<&Vec<Option<String>>>, limit: usize) -> String {
+    let cols = table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+    let from = format!("{}.{}", quote_ident(&table.db), quote_ident(&table.name));
+    if table.primary_key.is_empty() {
+        return format!("SELECT {cols} FROM {from}");
+    }
+    let pk: Vec<String> = table.primary_key.iter().map(|&i| quote_ident(&table.columns[i].name)).collect();
+    let mut sql = format!("SELECT {cols} FROM {from}");
+    if let Some(key) = after {
+        // (a > x) OR (a = x AND b > y) OR ...: a range the primary key index serves.
+        let lit = |v: &Option<String>| v.as_deref().map_or("NULL".to_string(), quote_literal);
+        let mut ors = Vec::new();
+        for i in 0..pk.len().min(key.len()) {
+            let mut ands: Vec<String> = (0..i).map(|j| format!("{} = {}", pk[j], lit(&key[j]))).collect();
+            ands.push(format!("{} > {}", pk[i], lit(&key[i])));
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        sql.push_str(&format!(" WHERE {}", ors.join(" OR ")));
+    }
+    sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", pk.join(", ")));
+    sql
+}
+
+/// The change kind and `(db, table)` a DDL statement names, best effort (`table` empty for
+/// database-level statements).
+fn ddl_target(sql: &str, default_db: &str) -> (Option<&'static str>, Option<(String, String)>) {
+    let words: Vec<&str> = sql.split_whitespace().collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let kind = match upper.first().map(String::as_str) {
+        Some("CREATE") => Some("CREATE"),
+        Some("ALTER") | Some("RENAME") | Some("TRUNCATE") => Some("ALTER"),
+        Some("DROP") => Some("DROP"),
+        _ => None,
+    };
+    let Some(t) = upper.iter().position(|w| w == "TABLE" || w == "DATABASE" || w == "SCHEMA") else {
+        return (kind, None);
+    };
+    let mut i = t + 1;
+    while i < upper.len() && matches!(upper[i].as_str(), "IF" | "NOT" | "EXISTS") {
+        i += 1;
+    }
+    let Some(name) = words.get(i) else { return (kind, None) };
+    let name = name.trim_end_matches([';', '(', ',']);
+    let unquote = |s: &str| s.trim_matches('`').to_string();
+    if upper[t] != "TABLE" {
+        return (kind, Some((unquote(name), String::new())));
+    }
+    match name.split_once('.') {
+        Some((d, n)) => (kind, Some((unquote(d), unquote(n)))),
+        None => (kind, Some((default_db.to_string(), unquote(name)))),
+    }
+}
+
+fn event_name(data: &EventData<'_>) -> &'static str {
+    match data {
+        EventData::LoadEvent(_) | EventData::NewLoadEvent(_) => "LOAD",
+        EventData::BeginLoadQueryEvent(_) | EventData::ExecuteLoadQueryEvent(_) => "LOAD DATA",
+        EventData::IncidentEvent(_) => "INCIDENT (the source lost events)",
+        EventData::ViewChangeEvent(_) => "VIEW_CHANGE",
+        EventData::XaPrepareLogEvent(_) => "XA_PREPARE",
+        EventData::TransactionContextEvent(_) => "TRANSACTION_CONTEXT",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_targets() {
+        assert_eq!(
+            ddl_target("ALTER TABLE orders ADD COLUMN x INT", "shop"),
+            (Some("ALTER"), Some(("shop".into(), "orders".into())))
+        );
+        assert_eq!(
+            ddl_target("CREATE TABLE IF NOT EXISTS `a`.`b` (id int)", "shop"),
+            (Some("CREATE"), Some(("a".into(), "b".into())))
+        );
+        assert_eq!(ddl_target("DROP DATABASE x", ""), (Some("DROP"), Some(("x".into(), String::new()))));
+    }
+}

@@ -1,0 +1,418 @@
+//! MySQL/MariaDB CDC against the real MariaDB (binlog ROW) and the real broker: Debezium's event
+//! format for snapshot and streamed rows of every common column type, DDL mid-stream, deletes with
+//! tombstones, kill -9 restarts without loss, and clear failures for bad credentials and a purged
+//! binlog. Rows are written with the `mariadb` command-line client, records read with a plain
+//! Kafka consumer and the JSON converter's output parsed as JSON.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+struct Db {
+    host: String,
+    port: String,
+    user: String,
+    password: String,
+}
+
+impl Db {
+    fn load(s: &Services) -> Db {
+        let get = |k: &str| {
+            s.vars.get(k).cloned().unwrap_or_else(|| {
+                panic!("{k} is not set: start MariaDB with `bash scripts/services.sh start mariadb`")
+            })
+        };
+        Db {
+            host: get("MYSQL_HOST"),
+            port: get("MYSQL_PORT"),
+            user: get("MYSQL_USER"),
+            password: get("MYSQL_PASSWORD"),
+        }
+    }
+
+    /// Runs SQL with the `mariadb` client (UTC session) and returns its tab-separated output.
+    fn sql(&self, statements: &str) -> String {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-N", "-B", "-h", &self.host, "-P", &self.port, "-u", &self.user])
+            .arg(format!("-p{}", self.password))
+            .arg("--init-command=SET time_zone='+00:00'")
+            .arg("-e")
+            .arg(statements)
+            .output()
+            .expect("run the mariadb client");
+        assert!(out.status.success(), "SQL failed: {}\n{statements}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn connector(&self, name: &str, prefix: &str, database: &str, extra: Value) -> String {
+        let mut config = json!({
+            "connector.class": "io.debezium.connector.mysql.MySqlConnector",
+            "database.hostname": self.host,
+            "database.port": self.port,
+            "database.user": self.user,
+            "database.password": self.password,
+            "database.server.id": next_server_id().to_string(),
+            "topic.prefix": prefix,
+            "database.include.list": database,
+            "snapshot.fetch.size": "7",
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        json!({"name": name, "config": config}).to_string()
+    }
+}
+
+/// A replica id no other test uses at the same time.
+fn next_server_id() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let base = (std::process::id() % 10_000) * 100 + 100_000;
+    base + NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn json_worker(dir: &std::path::Path, kafka: &str, port: u16) -> std::path::PathBuf {
+    worker_properties(
+        dir,
+        kafka,
+        port,
+        "key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+         value.converter=org.apache.kafka.connect.json.JsonConverter",
+    )
+}
+
+/// Every record of a topic as (key, value) JSON, reading until `quiet` passes without one.
+fn read_records(kafka: &str, topic: &str, quiet: Duration) -> Vec<(Value, Value)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", unique("cdc-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    if let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("partition");
+            }
+        }
+    }
+    if tpl.count() == 0 {
+        return Vec::new();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let parse = |b: Option<&[u8]>| b.map_or(Value::Null, |b| serde_json::from_slice(b).unwrap_or(Value::Null));
+            out.push((parse(m.key()), parse(m.payload())));
+            last = Instant::now();
+        }
+    }
+    out
+}
+
+/// Waits until the topic holds at least `n` records, and returns them all.
+fn wait_records(kafka: &str, topic: &str, n: usize, timeout: Duration) -> Vec<(Value, Value)> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let records = read_records(kafka, topic, Duration::from_millis(1500));
+        if records.len() >= n || Instant::now() > deadline {
+            return records;
+        }
+    }
+}
+
+fn db_name(prefix: &str) -> String {
+    unique(prefix).replace('-', "_")
+}
+
+const TYPES_TABLE: &str = "CREATE TABLE types (
+    id INT NOT NULL PRIMARY KEY,
+    t TINYINT, tu TINYINT UNSIGNED, s SMALLINT, su SMALLINT UNSIGNED, m MEDIUMINT, i INT, iu INT UNSIGNED,
+    b BIGINT, bu BIGINT UNSIGNED, bit1 BIT(1), bits BIT(12), f FLOAT, d DOUBLE, dec1 DECIMAL(10,2), dec2 DECIMAL(30,10),
+    dt DATE, tm TIME, tm6 TIME(6), dtm DATETIME, dtm3 DATETIME(3), dtm6 DATETIME(6), ts TIMESTAMP(6) NULL,
+    y YEAR, c CHAR(5), vc VARCHAR(50), tx TEXT, l1 VARCHAR(10) CHARACTER SET latin1,
+    bin BINARY(4), vb VARBINARY(10), bl BLOB, e ENUM('small','medium','large'), st SET('a','b','c'), j JSON,
+    n INT NULL
+)";
+
+const TYPES_VALUES: &str = "-5, 250, -300, 65000, -8000000, -2000000000, 4000000000,
+    -9000000000000, 18446744073709551615, b'1', b'101000000011', 1.5, -2.25, 12.34, -12345678901234567890.0123456789,
+    '2024-02-29', '-838:59:59', '12:34:56.123456', '2024-01-02 03:04:05', '2024-01-02 03:04:05.678',
+    '1969-12-31 23:59:59.999999', '2024-01-02 03:04:05.123456',
+    2024, 'ab', 'héllo ✓', 'long text', 'café', x'01', x'00ff', x'deadbeef', 'medium', 'a,c', '{\"k\": [1, 2]}', NULL";
+
+fn check_types_row(after: &Value) {
+    let expect = json!({
+        "t": -5, "tu": 250, "s": -300, "su": 65000, "m": -8000000, "i": -2000000000, "iu": 4000000000u64,
+        "b": -9000000000000i64, "bu": -1, "bit1": true, "bits": "Awo=", "f": 1.5, "d": -2.25,
+        "dec1": "BNI=", "dt": 19782, "tm": -3020399000000i64, "tm6": 45296123456i64,
+        "dtm": 1704164645000i64, "dtm3": 1704164645678i64, "dtm6": -1, "ts": "2024-01-02T03:04:05.123456Z",
+        "y": 2024, "c": "ab", "vc": "héllo ✓", "tx": "long text", "l1": "café", "bin": "AQAAAA==", "vb": "AP8=",
+        "bl": "3q2+7w==", "e": "medium", "st": "a,c", "n": null,
+    });
+    for (k, v) in expect.as_object().expect("object") {
+        assert_eq!(&after[k], v, "column {k} in {after}");
+    }
+    // MariaDB stores JSON as text: the document comes through as written.
+    assert_eq!(after["j"], "{\"k\": [1, 2]}", "{after}");
+    assert!(after["dec2"].is_string(), "{after}");
+}
+
+fn field_schema<'a>(envelope_schema: &'a Value, field: &str, column: &str) -> &'a Value {
+    let part = envelope_schema["fields"]
+        .as_array()
+        .and_then(|f| f.iter().find(|x| x["field"] == field))
+        .expect("envelope field");
+    part["fields"].as_array().and_then(|f| f.iter().find(|x| x["field"] == column)).expect("column schema")
+}
+
+#[test]
+fn snapshot_then_stream_every_type_ddl_and_deletes() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let db = Db::load(&services);
+    let database = db_name("cdc");
+    db.sql(&format!(
+        "CREATE DATABASE {database}; USE {database}; {TYPES_TABLE};
+         INSERT INTO types VALUES (1, {TYPES_VALUES});
+         CREATE TABLE orders (id INT AUTO_INCREMENT PRIMARY KEY, customer VARCHAR(40) NOT NULL, total DECIMAL(10,2));
+         INSERT INTO orders (customer, total) VALUES {};",
+        (1..=20).map(|i| format!("('c{i}', {i}.50)")).collect::<Vec<_>>().join(",")
+    ));
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = json_worker(dir.path(), &kafka, port);
+    let prefix = unique("dbz").replace('-', "_");
+    let connector = dir.path().join("cdc.json");
+    std::fs::write(&connector, db.connector("cdc", &prefix, &database, json!({}))).expect("write");
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+
+    // Snapshot: 20 orders (3 chunks of 7), op r, first/true/last markers, key = primary key.
+    let orders_topic = format!("{prefix}.{database}.orders");
+    let snap = wait_records(&kafka, &orders_topic, 20, Duration::from_secs(60));
+    assert_eq!(snap.len(), 20, "snapshot records: {snap:?}\n{}", sluice.log_text());
+    let ids: Vec<i64> = snap.iter().map(|(k, _)| k["payload"]["id"].as_i64().expect("key id")).collect();
+    assert_eq!(ids, (1..=20).collect::<Vec<_>>());
+    let (key, value) = &snap[0];
+    assert_eq!(key["schema"]["name"], format!("{prefix}.{database}.orders.Key"));
+    assert_eq!(value["schema"]["name"], format!("{prefix}.{database}.orders.Envelope"));
+    let p = &value["payload"];
+    assert_eq!(p["op"], "r");
+    assert_eq!(p["before"], Value::Null);
+    assert_eq!(p["after"]["customer"], "c1");
+    assert_eq!(p["source"]["snapshot"], "first", "{snap:?}\n{}", sluice.log_text());
+    assert_eq!(p["source"]["db"], database.as_str());
+    assert_eq!(p["source"]["table"], "orders");
+    assert_eq!(p["source"]["connector"], "mysql");
+    assert_eq!(p["source"]["name"], prefix.as_str());
+    assert!(p["source"]["file"].as_str().is_some_and(|f| f.starts_with("binlog.")), "{p}");
+    assert_eq!(snap[19].1["payload"]["source"]["snapshot"], "last_in_data_collection");
+    assert!(snap[1..19].iter().all(|(_, v)| v["payload"]["source"]["snapshot"] == "true"));
+    let dec = field_schema(&value["schema"], "after", "total");
+    assert_eq!(dec["name"], "org.apache.kafka.connect.data.Decimal", "{dec}");
+    assert_eq!(dec["parameters"]["scale"], "2", "{dec}");
+    assert_eq!(dec["parameters"]["connect.decimal.precision"], "10", "{dec}");
+
+    let types_topic = format!("{prefix}.{database}.types");
+    let types = wait_records(&kafka, &types_topic, 1, Duration::from_secs(30));
+    assert_eq!(types.len(), 1);
+    assert_eq!(types[0].1["payload"]["source"]["snapshot"], "last");
+    let snapshot_after = types[0].1["payload"]["after"].clone();
+    check_types_row(&snapshot_after);
+    let schema = &types[0].1["schema"];
+    for (column, name) in [
+        ("dt", "io.debezium.time.Date"),
+        ("tm6", "io.debezium.time.MicroTime"),
+        ("dtm", "io.debezium.time.Timestamp"),
+        ("dtm6", "io.debezium.time.MicroTimestamp"),
+        ("ts", "io.debezium.time.ZonedTimestamp"),
+        ("y", "io.debezium.time.Year"),
+        ("e", "io.debezium.data.Enum"),
+        ("st", "io.debezium.data.EnumSet"),
+        ("bits", "io.debezium.data.Bits"),
+    ] {
+        assert_eq!(field_schema(schema, "after", column)["name"], name, "schema of {column}");
+    }
+    assert_eq!(field_schema(schema, "after", "e")["parameters"]["allowed"], "small,medium,large");
+    assert_eq!(field_schema(schema, "after", "t")["type"], "int16");
+    assert_eq!(field_schema(schema, "after", "iu")["type"], "int64");
+
+    // Streaming: the same values through the binlog decode to the same JSON as the snapshot's.
+    db.sql(&format!("USE {database}; INSERT INTO types VALUES (2, {TYPES_VALUES});"));
+    let types = wait_records(&kafka, &types_topic, 2, Duration::from_secs(30));
+    assert_eq!(types.len(), 2, "{}", sluice.log_text());
+    let streamed = &types[1].1["payload"];
+    assert_eq!(streamed["op"], "c");
+    assert_eq!(streamed["source"]["snapshot"], "false");
+    let mut streamed_after = streamed["after"].clone();
+    streamed_after["id"] = json!(1);
+    assert_eq!(streamed_after, snapshot_after, "binlog and snapshot decode differently");
+
+    // One transaction with insert, update and delete; then DDL and a row with the new column.
+    db.sql(&format!(
+        "USE {database}; BEGIN; INSERT INTO orders (customer, total) VALUES ('new', 1.00);
+         UPDATE orders SET total = 99.99 WHERE id = 2; DELETE FROM orders WHERE id = 3; COMMIT;
+         ALTER TABLE orders ADD COLUMN note VARCHAR(20) NULL;
+         INSERT INTO orders (customer, total, note) VALUES ('after-ddl', 2.00, 'hi');
+         ALTER TABLE orders DROP COLUMN note;
+         UPDATE orders SET customer = 'dropped' WHERE id = 1;"
+    ));
+    let all = wait_records(&kafka, &orders_topic, 26, Duration::from_secs(30));
+    let stream: Vec<&(Value, Value)> = all[20..].iter().collect();
+    assert_eq!(stream.len(), 6, "{stream:?}\n{}", sluice.log_text());
+    let ops: Vec<Value> = stream.iter().map(|(_, v)| v["payload"]["op"].clone()).collect();
+    assert_eq!(ops, vec![json!("c"), json!("u"), json!("d"), Value::Null, json!("c"), json!("u")]);
+    assert_eq!(stream[1].1["payload"]["before"]["total"], "APo=", "2.50 → 250 → base64");
+    assert_eq!(stream[1].1["payload"]["after"]["total"], "Jw8=", "99.99 → 9999 → base64");
+    assert_eq!(stream[2].1["payload"]["before"]["id"], 3);
+    assert_eq!(stream[2].1["payload"]["after"], Value::Null);
+    assert_eq!(stream[3].0["payload"]["id"], 3, "the tombstone has the deleted row's key");
+    assert_eq!(stream[4].1["payload"]["after"]["note"], "hi");
+    assert!(stream[5].1["payload"]["after"].get("note").is_none(), "dropped column is gone: {:?}", stream[5]);
+    // Same transaction: same restart position, increasing event/row.
+    let src = |i: usize| stream[i].1["payload"]["source"].clone();
+    assert_eq!(src(0)["file"], src(2)["file"]);
+    assert!(src(0)["pos"].as_i64() < src(2)["pos"].as_i64());
+
+    // Schema changes reach the <prefix> topic with the DDL text.
+    let changes = wait_records(&kafka, &prefix, 2, Duration::from_secs(10));
+    let ddls: Vec<&str> = changes.iter().filter_map(|(_, v)| v["payload"]["ddl"].as_str()).collect();
+    assert!(ddls.iter().any(|d| d.contains("ADD COLUMN note")), "{ddls:?}");
+
+    // A restart resumes after the last acknowledged row: nothing is sent again.
+    assert_eq!(sluice.terminate(), Some(0));
+    let sluice2 = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    wait_until(Duration::from_secs(30), "cdc RUNNING after restart", || running_tasks(port, "cdc", 1).is_some());
+    db.sql(&format!("USE {database}; INSERT INTO orders (customer, total) VALUES ('post-restart', 3.00);"));
+    let all = wait_records(&kafka, &orders_topic, 27, Duration::from_secs(30));
+    assert_eq!(all.len(), 27, "exactly one new record after the restart: {:?}\n{}", &all[20..], sluice2.log_text());
+    assert_eq!(all[26].1["payload"]["after"]["customer"], "post-restart");
+    db.sql(&format!("DROP DATABASE {database}"));
+}
+
+#[test]
+fn kill9_while_streaming_loses_no_row() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let db = Db::load(&services);
+    let database = db_name("cdckill");
+    db.sql(&format!(
+        "CREATE DATABASE {database}; USE {database}; CREATE TABLE ev (id INT PRIMARY KEY, v VARCHAR(32));"
+    ));
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = json_worker(dir.path(), &kafka, port);
+    let log = dir.path().join("sluice.log");
+    let prefix = unique("kill").replace('-', "_");
+    // Standalone workers take their connectors from the command line, so each restart runs it again.
+    let connector = dir.path().join("cdc.json");
+    std::fs::write(&connector, db.connector("cdc", &prefix, &database, json!({"max.batch.size": "100"})))
+        .expect("write");
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    wait_until(Duration::from_secs(30), "cdc RUNNING", || running_tasks(port, "cdc", 1).is_some());
+
+    // A writer commits transactions of 10 rows while the worker is killed five times.
+    let writer_db =
+        Db { host: db.host.clone(), port: db.port.clone(), user: db.user.clone(), password: db.password.clone() };
+    let writer_database = database.clone();
+    let txns = 150;
+    let writer = std::thread::spawn(move || {
+        for t in 0..txns {
+            let rows = (0..10).map(|r| format!("({}, 'v{t}-{r}')", t * 10 + r + 1)).collect::<Vec<_>>().join(",");
+            writer_db.sql(&format!("USE {writer_database}; BEGIN; INSERT INTO ev VALUES {rows}; COMMIT;"));
+            std::thread::sleep(Duration::from_millis(40));
+        }
+    });
+    for round in 0..5 {
+        std::thread::sleep(Duration::from_millis(1200 + 300 * round));
+        sluice.kill9();
+        sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    }
+    writer.join().expect("writer");
+    let total = txns * 10;
+    let topic = format!("{prefix}.{database}.ev");
+    let records = wait_records(&kafka, &topic, total, Duration::from_secs(90));
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for (k, v) in &records {
+        assert_eq!(v["payload"]["op"], "c", "{v}");
+        *counts.entry(k["payload"]["id"].as_i64().expect("id")).or_default() += 1;
+    }
+    let missing: Vec<i64> = (1..=total as i64).filter(|i| !counts.contains_key(i)).collect();
+    let duplicates: usize = counts.values().map(|c| c - 1).sum();
+    eprintln!("kill -9 x5: {} records, {} distinct ids, {duplicates} duplicates", records.len(), counts.len());
+    assert!(missing.is_empty(), "rows lost across kill -9: {missing:?}\n{}", sluice.log_text());
+    db.sql(&format!("DROP DATABASE {database}"));
+}
+
+#[test]
+fn bad_config_and_bad_credentials_fail_with_reasons() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let db = Db::load(&services);
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = json_worker(dir.path(), &kafka, port);
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+
+    // Invalid config: rejected before anything connects, naming the fields.
+    let bad = db.connector(
+        "bad",
+        "p",
+        "x",
+        json!({"table.include.list": "a.b", "table.exclude.list": "c.d", "snapshot.mode": "sometimes", "database.port": "0"}),
+    );
+    let (code, body) = http(port, "POST", "/connectors", Some(&bad)).expect("POST");
+    assert_eq!(code, 400, "{body}");
+    for needle in ["snapshot.mode", "database.port"] {
+        assert!(body.contains(needle), "{needle} in {body}");
+    }
+
+    // Wrong password: the task fails and its trace says why.
+    let wrong = db.connector("denied", &unique("den").replace('-', "_"), "x", json!({"database.password": "wrong"}));
+    let (code, body) = http(port, "POST", "/connectors", Some(&wrong)).expect("POST");
+    assert_eq!(code, 201, "{body}");
+    wait_until(Duration::from_secs(30), "denied FAILED", || {
+        connector_status(port, "denied")["tasks"][0]["state"] == "FAILED"
+    });
+    let trace = connector_status(port, "denied")["tasks"][0]["trace"].as_str().unwrap_or_default().to_string();
+    assert!(trace.contains("rejected the credentials"), "{trace}");
+    drop(sluice);
+}
+
+#[test]
+fn purged_binlog_fails_naming_the_file() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let db = Db::load(&services);
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = json_worker(dir.path(), &kafka, port);
+    // An offset at a binlog file the server never had (as after a purge).
+    let prefix = unique("purged").replace('-', "_");
+    std::fs::write(
+        dir.path().join("offsets.json"),
+        json!({"version": 1, "offsets": [{"key": ["purged", {"server": prefix}], "value": {"file": "binlog.999999", "pos": 4}}]})
+            .to_string(),
+    )
+    .expect("offsets");
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let config = db.connector("purged", &prefix, "nothing_here", json!({}));
+    let (code, body) = http(port, "POST", "/connectors", Some(&config)).expect("POST");
+    assert_eq!(code, 201, "{body}");
+    wait_until(Duration::from_secs(30), "purged FAILED", || {
+        connector_status(port, "purged")["tasks"][0]["state"] == "FAILED"
+    });
+    let trace = connector_status(port, "purged")["tasks"][0]["trace"].as_str().unwrap_or_default().to_string();
+    assert!(trace.contains("binlog.999999") && trace.contains("when_needed"), "{trace}\n{}", sluice.log_text());
+}
