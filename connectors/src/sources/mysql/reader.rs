@@ -129,7 +129,7 @@ impl Reader {
         let server = catalog::check_server(&mut conn, &self.config).await?;
         let position = match self.start.clone() {
             Start::Snapshot { resume } => {
-                let Some(position) = self.snapshot(&mut conn, resume).await? else { return Ok(()) };
+                let Some(position) = self.snapshot(&mut conn, &server, resume).await? else { return Ok(()) };
                 if self.config.snapshot_mode == SnapshotMode::InitialOnly {
                     tracing::info!("snapshot.mode=initial_only: snapshot complete, not streaming");
                     return Ok(());
@@ -161,6 +161,7 @@ impl Reader {
     async fn snapshot(
         &mut self,
         conn: &mut Conn,
+        server: &ServerInfo,
         resume: Option<(Position, SnapshotProgress)>,
     ) -> Result<Option<Position>, ConnectError> {
         let db = |e| catalog::db_error("snapshot", e);
@@ -168,8 +169,7 @@ impl Reader {
         conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(db)?;
         conn.query_drop("SET NAMES utf8mb4").await.map_err(db)?;
         conn.query_drop("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')").await.map_err(db)?;
-        let version: String = conn.query_first("SELECT VERSION()").await.map_err(db)?.unwrap_or_default();
-        let position = if version.to_ascii_lowercase().contains("mariadb") {
+        let position = if server.mariadb {
             // MariaDB reports the binlog position of a consistent snapshot without any lock.
             conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(db)?;
             let rows: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(db)?;
