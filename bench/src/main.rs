@@ -8,12 +8,13 @@
 //! latency at a fixed rate (line written → record readable by a consumer). The broker address comes
 //! from KAFKA_BOOTSTRAP or the services env file.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -21,47 +22,66 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 mod cluster;
+mod mysql;
+
+#[derive(PartialEq)]
+enum Bench {
+    File,
+    Cluster,
+    Mysql,
+}
 
 struct Args {
-    cluster: bool,
+    bench: Bench,
     runs: usize,
     records: usize,
     bytes: usize,
-    rate: usize,
+    rate: Option<usize>,
+    tables: usize,
+    schemas: bool,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args = Args { cluster: false, runs: 5, records: 200_000, bytes: 200, rate: 5_000 };
+    let mut args =
+        Args { bench: Bench::File, runs: 5, records: 200_000, bytes: 200, rate: None, tables: 1, schemas: false };
     let mut it = std::env::args().skip(1);
     match it.next().as_deref() {
         Some("file") => {}
-        Some("cluster") => args.cluster = true,
-        _ => bail!("usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC] | sluice-bench cluster [--runs N]"),
+        Some("cluster") => args.bench = Bench::Cluster,
+        Some("mysql") => args.bench = Bench::Mysql,
+        _ => bail!(
+            "usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]\n\
+             \x20      sluice-bench cluster [--runs N]\n\
+             \x20      sluice-bench mysql [--records ROWS] [--tables T] [--rate ROWS_PER_SEC] [--schemas 0|1]"
+        ),
     }
     while let Some(flag) = it.next() {
         let v: usize = it.next().ok_or_else(|| anyhow!("{flag} needs a value"))?.parse()?;
         match flag.as_str() {
             "--records" => args.records = v,
             "--bytes" => args.bytes = v.max(16),
-            "--rate" => args.rate = v.max(1),
+            "--rate" => args.rate = Some(v.max(1)),
             "--runs" => args.runs = v.max(1),
+            "--tables" => args.tables = v.max(1),
+            "--schemas" => args.schemas = v != 0,
             _ => bail!("unknown flag {flag}"),
         }
     }
     Ok(args)
 }
 
-fn kafka_bootstrap() -> Result<String> {
-    if let Ok(k) = std::env::var("KAFKA_BOOTSTRAP") {
-        return Ok(k);
-    }
+/// The services env file written by `scripts/services.sh` (empty when there is none).
+fn services_vars() -> HashMap<String, String> {
     let env_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.local/services.env");
-    let text = std::fs::read_to_string(&env_file)
-        .with_context(|| format!("no KAFKA_BOOTSTRAP and no {}: run scripts/services.sh start", env_file.display()))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("KAFKA_BOOTSTRAP="))
-        .map(String::from)
-        .ok_or_else(|| anyhow!("KAFKA_BOOTSTRAP missing from {}", env_file.display()))
+    let text = std::fs::read_to_string(env_file).unwrap_or_default();
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn kafka_bootstrap(vars: &HashMap<String, String>) -> Result<String> {
+    std::env::var("KAFKA_BOOTSTRAP")
+        .ok()
+        .or_else(|| vars.get("KAFKA_BOOTSTRAP").cloned())
+        .ok_or_else(|| anyhow!("no KAFKA_BOOTSTRAP: run `bash scripts/services.sh start kafka`"))
 }
 
 fn now_micros() -> u128 {
@@ -180,6 +200,12 @@ struct SluiceProc {
 
 impl SluiceProc {
     fn start(dir: &Path, bootstrap: &str, connectors: &[(&str, String)]) -> Result<SluiceProc> {
+        Self::start_with(dir, bootstrap, "key.converter=string\nvalue.converter=string\n", connectors)
+    }
+
+    /// Starts `sluice standalone` in `dir` with the given converter lines; the offsets file in
+    /// `dir` survives between starts.
+    fn start_with(dir: &Path, bootstrap: &str, converters: &str, connectors: &[(&str, String)]) -> Result<SluiceProc> {
         let bin = std::env::current_exe()?.with_file_name("sluice");
         if !bin.exists() {
             bail!("{} not found: build it with `cargo build --release --bin sluice`", bin.display());
@@ -189,7 +215,7 @@ impl SluiceProc {
             dir.join("worker.properties"),
             format!(
                 "bootstrap.servers={bootstrap}\nlisteners=http://127.0.0.1:{port}\noffset.storage.file.filename={}\n\
-                 offset.flush.interval.ms=1000\nkey.converter=string\nvalue.converter=string\n\
+                 offset.flush.interval.ms=1000\n{converters}\
                  consumer.session.timeout.ms=6000\nconsumer.heartbeat.interval.ms=1000\n",
                 dir.join("offsets.json").display()
             ),
@@ -347,12 +373,28 @@ async fn latency(
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
-    let bootstrap = kafka_bootstrap()?;
+    let vars = services_vars();
+    let bootstrap = kafka_bootstrap(&vars)?;
     let dir = std::env::temp_dir().join(unique("sluice-bench"));
     std::fs::create_dir_all(&dir)?;
-    if args.cluster {
-        return tokio::task::spawn_blocking(move || cluster::bench(&bootstrap, &dir, args.runs)).await?;
+    match args.bench {
+        Bench::Cluster => {
+            return tokio::task::spawn_blocking(move || cluster::bench(&bootstrap, &dir, args.runs)).await?;
+        }
+        Bench::Mysql => {
+            let a = mysql::MysqlArgs {
+                rows: args.records,
+                tables: args.tables,
+                rate: args.rate.unwrap_or(10_000),
+                schemas: args.schemas,
+            };
+            mysql::bench(&bootstrap, &vars, &dir, a).await?;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(());
+        }
+        Bench::File => {}
     }
+    let lat_rate = args.rate.unwrap_or(5_000);
     let (n, b) = (args.records, args.bytes);
     println!("sluice-bench file: {n} records of {b} bytes, broker {bootstrap} (single partition)\n");
 
@@ -366,8 +408,8 @@ async fn main() -> Result<()> {
 
     let raw_lat_topic = unique("bench-raw-lat");
     create_topic(&bootstrap, &raw_lat_topic).await?;
-    let (lat, _) = latency(&bootstrap, &raw_lat_topic, args.rate, b, None).await?;
-    println!("raw rdkafka produce -> consume latency at {} rec/s: {lat}", args.rate);
+    let (lat, _) = latency(&bootstrap, &raw_lat_topic, lat_rate, b, None).await?;
+    println!("raw rdkafka produce -> consume latency at {lat_rate} rec/s: {lat}");
 
     // file-source -> Kafka, bulk.
     let src_topic = unique("bench-src");
@@ -451,10 +493,10 @@ async fn main() -> Result<()> {
             format!("name=bench-lat\nconnector.class=file-source\nfile={}\ntopic={lat_topic}\n", lat_input.display()),
         )],
     )?;
-    let (lat, _) = latency(&bootstrap, &lat_topic, args.rate, b, Some(lat_input)).await?;
+    let (lat, _) = latency(&bootstrap, &lat_topic, lat_rate, b, Some(lat_input)).await?;
     let rss = source.peak_rss_mib();
     source.stop()?;
-    println!("sluice file-source -> Kafka latency at {} lines/s: {lat}  peak RSS {rss:.1} MiB", args.rate);
+    println!("sluice file-source -> Kafka latency at {lat_rate} lines/s: {lat}  peak RSS {rss:.1} MiB");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -80,17 +80,22 @@ impl Value {
         }
     }
 
-    /// A rough size in bytes, used for memory accounting of buffers.
+    /// The approximate heap and inline bytes this value occupies, used to bound buffers: the value
+    /// itself, its heap blocks, and about 16 bytes of allocator overhead per block.
     pub fn approx_size(&self) -> usize {
-        match self {
-            Value::String(s) => s.len() + 8,
-            Value::Bytes(b) => b.len() + 8,
-            Value::Array(items) => items.iter().map(Value::approx_size).sum::<usize>() + 8,
-            Value::Map(entries) => entries.iter().map(|(k, v)| k.approx_size() + v.approx_size()).sum::<usize>() + 8,
-            Value::Struct(s) => s.values.iter().map(Value::approx_size).sum::<usize>() + 8,
-            Value::Decimal(d) => d.unscaled.len() + 12,
-            _ => 8,
-        }
+        const ALLOC: usize = 16;
+        std::mem::size_of::<Value>()
+            + match self {
+                Value::String(s) => s.len() + ALLOC,
+                Value::Bytes(b) => b.len() + ALLOC,
+                Value::Array(items) => items.iter().map(Value::approx_size).sum::<usize>() + ALLOC,
+                Value::Map(entries) => {
+                    entries.iter().map(|(k, v)| k.approx_size() + v.approx_size()).sum::<usize>() + ALLOC
+                }
+                Value::Struct(s) => s.values.iter().map(Value::approx_size).sum::<usize>() + ALLOC,
+                Value::Decimal(d) => d.unscaled.len() + ALLOC,
+                _ => 0,
+            }
     }
 }
 

@@ -51,7 +51,7 @@ impl TopicCreation {
 type BatchAcks = BoxFuture<'static, Vec<Option<Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>>>>;
 
 /// A record in Kafka form: key, value, headers.
-type Converted = (Option<Vec<u8>>, Option<Vec<u8>>, OwnedHeaders);
+type Converted = (Option<Vec<u8>>, Option<Vec<u8>>, Option<OwnedHeaders>);
 
 struct InFlight {
     records: Vec<SourceRecord>,
@@ -231,6 +231,9 @@ impl SourceRunner {
             .value_converter
             .to_bytes(&record.topic, record.value_schema.as_ref(), &record.value)
             .map_err(|e| format!("value converter: {e}"))?;
+        if record.headers.is_empty() {
+            return Ok((key, value, None));
+        }
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for h in &record.headers {
             let bytes: Option<Vec<u8>> = match &h.value {
@@ -241,7 +244,7 @@ impl SourceRunner {
             };
             headers = headers.insert(KafkaHeader { key: &h.key, value: bytes.as_deref() });
         }
-        Ok((key, value, headers))
+        Ok((key, value, Some(headers)))
     }
 
     async fn send(&mut self, records: Vec<SourceRecord>) -> Result<(), ConnectError> {
@@ -263,7 +266,10 @@ impl SourceRunner {
             };
             self.ensure_topic(&record.topic).await;
             loop {
-                let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic).headers(headers.clone());
+                let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic);
+                if let Some(h) = &headers {
+                    fr = fr.headers(h.clone());
+                }
                 if let Some(k) = &key {
                     fr = fr.key(k.as_slice());
                 }
@@ -320,7 +326,8 @@ impl SourceRunner {
     ) -> Result<(), ConnectError> {
         let Some(batch) = self.in_flight.pop_front() else { return Ok(()) };
         self.in_flight_bytes = self.in_flight_bytes.saturating_sub(batch.bytes);
-        for (record, ack) in batch.records.iter().zip(acks) {
+        let records = &batch.records;
+        for (i, (record, ack)) in records.iter().zip(acks).enumerate() {
             let metadata = match ack {
                 None => None,
                 Some(Ok(Ok(Delivery { partition, offset, .. }))) => {
@@ -343,7 +350,10 @@ impl SourceRunner {
                 }
             };
             self.task.commit_record(record, metadata.as_ref());
-            if !record.source_partition.is_empty() {
+            // Only the newest offset of a partition is stored: skip a record whose successor in
+            // the batch has the same partition.
+            let superseded = records.get(i + 1).is_some_and(|next| next.source_partition == record.source_partition);
+            if !record.source_partition.is_empty() && !superseded {
                 self.committable.insert(
                     offset_key(&self.s.id.connector, &record.source_partition),
                     (record.source_partition.clone(), record.source_offset.clone()),

@@ -147,7 +147,7 @@ pub struct MySqlConfig {
 }
 
 /// Byte bound of the read-ahead queue when `max.queue.size.in.bytes` is 0.
-pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
+pub const DEFAULT_QUEUE_BYTES: usize = 32 * 1024 * 1024;
 
 fn check_regex_list(raw: &str) -> Result<(), String> {
     for item in split_list(raw) {
@@ -341,7 +341,7 @@ impl MySqlConfig {
                     .default("0")
                     .validator(Validator::at_least(0))
                     .importance(Importance::Medium)
-                    .doc("Most bytes read ahead of Kafka (0 = 64 MiB)."),
+                    .doc("Most bytes read ahead of Kafka (0 = 32 MiB)."),
             )
             .define(
                 key("schema.history.internal.kafka.topic", ConfigType::String, "History")
