@@ -179,6 +179,7 @@ fn field_schema<'a>(envelope_schema: &'a Value, field: &str, column: &str) -> &'
 
 #[test]
 fn snapshot_then_stream_every_type_ddl_and_deletes() {
+    let _shared = shared_server();
     let services = Services::load();
     let kafka = services.kafka();
     let db = Db::load(&services);
@@ -303,6 +304,7 @@ fn snapshot_then_stream_every_type_ddl_and_deletes() {
 
 #[test]
 fn kill9_while_streaming_loses_no_row() {
+    let _shared = shared_server();
     let services = Services::load();
     let kafka = services.kafka();
     let db = Db::load(&services);
@@ -357,6 +359,7 @@ fn kill9_while_streaming_loses_no_row() {
 
 #[test]
 fn bad_config_and_bad_credentials_fail_with_reasons() {
+    let _shared = shared_server();
     let services = Services::load();
     let kafka = services.kafka();
     let db = Db::load(&services);
@@ -392,6 +395,7 @@ fn bad_config_and_bad_credentials_fail_with_reasons() {
 
 #[test]
 fn purged_binlog_fails_naming_the_file() {
+    let _shared = shared_server();
     let services = Services::load();
     let kafka = services.kafka();
     let db = Db::load(&services);
@@ -415,4 +419,265 @@ fn purged_binlog_fails_naming_the_file() {
     });
     let trace = connector_status(port, "purged")["tasks"][0]["trace"].as_str().unwrap_or_default().to_string();
     assert!(trace.contains("binlog.999999") && trace.contains("when_needed"), "{trace}\n{}", sluice.log_text());
+}
+
+/// How often each id appears as a record key (`{"id":N}` from the schemaless JSON converter) in
+/// every partition of `topic`, reading until `quiet` passes without a record.
+fn count_ids(kafka: &str, topic: &str, max_id: usize, quiet: Duration) -> Vec<u16> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", unique("cdc-count"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut counts = vec![0u16; max_id + 1];
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let key = m.key().unwrap_or_default();
+            let digits: String = key.iter().filter(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
+            let id: usize =
+                digits.parse().unwrap_or_else(|_| panic!("key without id: {:?}", String::from_utf8_lossy(key)));
+            counts[id.min(max_id)] = counts[id.min(max_id)].saturating_add(1);
+            last = Instant::now();
+        }
+    }
+    counts
+}
+
+/// The `snapshot_key` of the stored offset (standalone offsets file), if the snapshot is running.
+fn stored_snapshot_key(offsets: &std::path::Path) -> Option<i64> {
+    let text = std::fs::read_to_string(offsets).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    // The key is the array of primary-key values as text.
+    v["offsets"].as_array()?.iter().find_map(|o| o["value"]["snapshot_key"][0].as_str()?.parse().ok())
+}
+
+#[test]
+fn million_row_snapshot_killed_twice_resumes_without_loss() {
+    let _shared = shared_server();
+    let services = Services::load();
+    let kafka = services.kafka();
+    let db = Db::load(&services);
+    let database = db_name("cdcbig");
+    let rows = 1_000_000usize;
+    db.sql(&format!(
+        "CREATE DATABASE {database}; USE {database}; CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(24) NOT NULL);
+         INSERT INTO big SELECT seq, CONCAT('row-', seq) FROM seq_1_to_{rows};"
+    ));
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = json_worker(dir.path(), &kafka, port);
+    let log = dir.path().join("sluice.log");
+    let prefix = unique("big").replace('-', "_");
+    let connector = dir.path().join("cdc.json");
+    let extra = json!({
+        "snapshot.fetch.size": "10000",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "false",
+        "value.converter.schemas.enable": "false",
+    });
+    std::fs::write(&connector, db.connector("cdc", &prefix, &database, extra)).expect("write");
+    let offsets = dir.path().join("offsets.json");
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    // Kill -9 once the stored snapshot position passes 30 %, and again past 60 %.
+    let mut kill_points = Vec::new();
+    for fraction in [0.3, 0.6] {
+        let mark = (rows as f64 * fraction) as i64;
+        wait_until(Duration::from_secs(120), "snapshot progress", || {
+            stored_snapshot_key(&offsets).is_some_and(|k| k >= mark)
+        });
+        sluice.kill9();
+        kill_points.push(stored_snapshot_key(&offsets).unwrap_or(0));
+        sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    }
+    // After the snapshot, streaming starts from the snapshot's position.
+    wait_until(Duration::from_secs(180), "snapshot finished", || {
+        std::fs::read_to_string(&offsets).is_ok_and(|t| !t.contains("snapshot_key") && t.contains("\"pos\""))
+    });
+    db.sql(&format!("USE {database}; INSERT INTO big VALUES ({}, 'streamed');", rows + 1));
+    let topic = format!("{prefix}.{database}.big");
+    let counts = count_ids(&kafka, &topic, rows + 1, Duration::from_secs(5));
+    let missing: Vec<usize> = (1..=rows + 1).filter(|&i| counts[i] == 0).take(20).collect();
+    let records: usize = counts.iter().map(|&c| c as usize).sum();
+    let duplicates = records - counts.iter().filter(|&&c| c > 0).count();
+    eprintln!("1M-row snapshot, kill -9 at stored keys {kill_points:?}: {records} records, {duplicates} duplicates");
+    assert!(missing.is_empty(), "ids never delivered (first 20): {missing:?}\n{}", sluice.log_text());
+    // Each restart resumed after its stored key: only rows read ahead of the last stored offset
+    // were sent twice, never the snapshot from the start.
+    assert_eq!(counts[1], 1, "the snapshot restarted from the first row");
+    assert!(duplicates < rows / 5, "{duplicates} duplicates: the snapshot did not resume where it stopped");
+    assert_eq!(counts[rows + 1], 1, "the row inserted after the snapshot is streamed once");
+    db.sql(&format!("DROP DATABASE {database}"));
+}
+
+/// Tests that restart the shared MariaDB take this lock for writing; the others for reading.
+static SERVER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared_server() -> std::sync::RwLockReadGuard<'static, ()> {
+    SERVER.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Restarts the MariaDB server in place (same binary, arguments, data and port): SIGTERM, wait for
+/// it to exit, start it again, and record the new pid where `scripts/services.sh` looks for it.
+fn restart_mariadb(db: &Db) {
+    let pid_file = db.sql("SELECT @@pid_file").trim().to_string();
+    let pid = std::fs::read_to_string(&pid_file).expect("pid file").trim().to_string();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("exe");
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .skip(1)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into())
+        .collect();
+    assert!(Command::new("kill").arg("-TERM").arg(&pid).status().expect("kill").success());
+    wait_until(Duration::from_secs(60), "mariadbd exit", || !std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let state_dir = std::path::Path::new(&pid_file).parent().expect("state dir").to_path_buf();
+    let log = std::fs::OpenOptions::new().append(true).create(true).open(state_dir.join("log")).expect("log");
+    let child = {
+        use std::os::unix::process::CommandExt;
+        Command::new(exe)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start mariadbd")
+    };
+    std::fs::write(state_dir.join("pid"), format!("{}\n", child.id())).expect("services pid");
+    wait_until(Duration::from_secs(60), "mariadbd accepting connections", || {
+        Command::new("mariadb")
+            .args(["--no-defaults", "-h", &db.host, "-P", &db.port, "-u", &db.user])
+            .arg(format!("-p{}", db.password))
+            .args(["-e", "SELECT 1"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+}
+
+#[test]
+fn database_restart_reconnects_and_resumes() {
+    let _exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
+    let services = Services::load();
+    let kafka = services.kafka();
+    let db = Db::load(&services);
+    let database = db_name("cdcrestart");
+    db.sql(&format!("CREATE DATABASE {database}; USE {database}; CREATE TABLE ev (id INT PRIMARY KEY, v INT);"));
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = json_worker(dir.path(), &kafka, port);
+    let prefix = unique("restart").replace('-', "_");
+    let connector = dir.path().join("cdc.json");
+    std::fs::write(&connector, db.connector("cdc", &prefix, &database, json!({}))).expect("write");
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    wait_until(Duration::from_secs(30), "cdc RUNNING", || running_tasks(port, "cdc", 1).is_some());
+    let insert = |from: i32, to: i32| {
+        let rows = (from..=to).map(|i| format!("({i}, {i})")).collect::<Vec<_>>().join(",");
+        db.sql(&format!("USE {database}; INSERT INTO ev VALUES {rows};"));
+    };
+    insert(1, 50);
+    let topic = format!("{prefix}.{database}.ev");
+    assert_eq!(wait_records(&kafka, &topic, 50, Duration::from_secs(30)).len(), 50);
+
+    // The server restarts (and starts a new binlog file); the task stays RUNNING and reconnects.
+    restart_mariadb(&db);
+    insert(51, 100);
+    let records = wait_records(&kafka, &topic, 100, Duration::from_secs(90));
+    let ids: Vec<i64> = records.iter().map(|(k, _)| k["payload"]["id"].as_i64().expect("id")).collect();
+    assert_eq!(ids, (1..=100).collect::<Vec<_>>(), "every row once, in order\n{}", sluice.log_text());
+    assert_eq!(connector_status(port, "cdc")["tasks"][0]["state"], "RUNNING");
+    assert!(sluice.log_text().contains("reconnecting"), "the reader noticed the restart");
+    db.sql(&format!("DROP DATABASE {database}"));
+}
+
+#[test]
+fn a_reader_written_for_debezium_consumes_the_output_unchanged() {
+    let _shared = shared_server();
+    let services = Services::load();
+    let kafka = services.kafka();
+    let db = Db::load(&services);
+    let database = db_name("cdcunwrap");
+    db.sql(&format!(
+        "CREATE DATABASE {database}; USE {database};
+         CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(40) NOT NULL, qty INT, note TEXT);
+         INSERT INTO orders SELECT seq, CONCAT('c', seq), seq % 7, NULL FROM seq_1_to_30;"
+    ));
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = json_worker(dir.path(), &kafka, port);
+    let prefix = unique("unwrap").replace('-', "_");
+    let connector = dir.path().join("cdc.json");
+    std::fs::write(&connector, db.connector("cdc", &prefix, &database, json!({}))).expect("write");
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    let topic = format!("{prefix}.{database}.orders");
+    assert_eq!(wait_records(&kafka, &topic, 30, Duration::from_secs(60)).len(), 30, "{}", sluice.log_text());
+    db.sql(&format!(
+        "USE {database};
+         BEGIN; INSERT INTO orders VALUES (31, 'new', 1, 'quote \" and é'); UPDATE orders SET qty = 100 WHERE id <= 5; COMMIT;
+         DELETE FROM orders WHERE id BETWEEN 10 AND 14;
+         UPDATE orders SET customer = 'moved', note = 'n' WHERE id = 20;
+         ALTER TABLE orders ADD COLUMN extra INT NULL;
+         INSERT INTO orders (id, customer, qty, extra) VALUES (32, 'after-ddl', 2, 7);"
+    ));
+    // 30 r + 1 c + 5 u + 5 d + 5 tombstones + 1 u + 1 c.
+    let records = wait_records(&kafka, &topic, 48, Duration::from_secs(30));
+    assert_eq!(records.len(), 48, "{}", sluice.log_text());
+    let input: String =
+        records.iter().map(|(k, v)| json!({"topic": topic, "key": k, "value": v}).to_string() + "\n").collect();
+    let python = services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into());
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/debezium_unwrap.py");
+    let mut child = Command::new(python)
+        .arg(script)
+        .args(["--delete-handling-mode", "rewrite", "--add-fields", "op,table,source.ts_ms"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the Debezium reader");
+    {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("feed the reader");
+    }
+    let out = child.wait_with_output().expect("reader output");
+    assert!(out.status.success(), "the Debezium reader rejected the output: {}", String::from_utf8_lossy(&out.stderr));
+    let tables: Value = serde_json::from_slice(&out.stdout).expect("reader JSON");
+    let mut materialized: Vec<(i64, String, Option<i64>, Option<String>)> = tables["orders"]
+        .as_array()
+        .expect("orders rows")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().expect("id"),
+                r["customer"].as_str().expect("customer").to_string(),
+                r["qty"].as_i64(),
+                r["note"].as_str().map(String::from),
+            )
+        })
+        .collect();
+    materialized.sort();
+    // The same table as the database sees it.
+    let expected: Vec<(i64, String, Option<i64>, Option<String>)> = db
+        .sql(&format!("SELECT id, customer, qty, note FROM {database}.orders ORDER BY id"))
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let opt = |s: &str| (s != "NULL").then(|| s.to_string());
+            (f[0].parse().expect("id"), f[1].to_string(), opt(f[2]).map(|q| q.parse().expect("qty")), opt(f[3]))
+        })
+        .collect();
+    assert_eq!(materialized, expected, "reader: {}", String::from_utf8_lossy(&out.stderr));
+    db.sql(&format!("DROP DATABASE {database}"));
 }

@@ -103,11 +103,17 @@ impl Reader {
     /// Runs until the task stops; retriable failures reconnect with backoff, fatal ones are queued
     /// for `poll` to return.
     pub async fn run(mut self) {
-        let mut backoff = Duration::from_millis(500);
+        const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+        let mut backoff = FIRST_BACKOFF;
         loop {
+            let began = tokio::time::Instant::now();
             match self.run_once().await {
                 Ok(()) => return,
                 Err(e) if e.kind() == ErrorKind::Retriable => {
+                    // A connection that worked for a while starts the backoff over.
+                    if began.elapsed() > Duration::from_secs(60) {
+                        backoff = FIRST_BACKOFF;
+                    }
                     tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "mysql reader failed; reconnecting");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(30));
