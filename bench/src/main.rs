@@ -24,6 +24,10 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 mod cluster;
 mod mysql;
 
+/// The same allocator as the `sluice` binary, so in-process phases compare fairly.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(PartialEq)]
 enum Bench {
     File,

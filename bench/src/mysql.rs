@@ -214,6 +214,72 @@ fn connector(db: &Db, name: &str, database: &str, mode: &str) -> String {
     )
 }
 
+/// Offsets for the in-process task: the given binlog position for every partition.
+struct FixedOffset(serde_json::Map<String, serde_json::Value>);
+
+impl sluice_api::OffsetStorageReader for FixedOffset {
+    fn offset(&self, _partition: &serde_json::Map<String, serde_json::Value>) -> Option<serde_json::Map<String, serde_json::Value>> {
+        Some(self.0.clone())
+    }
+}
+
+/// The CDC task alone, in process, with no Kafka: streams `n` rows from `start` through the
+/// connector's own task (binlog decode → Debezium records), and optionally the JSON converter.
+/// Returns seconds from the first record to the `n`-th.
+async fn task_only(db: &Db, database: &str, start: &(String, u64), n: usize, json: bool) -> Result<f64> {
+    use sluice_api::{ConnectorInstance, SourceTaskContext};
+    let ConnectorInstance::Source(connector) = (sluice_connectors::sources::mysql::PLUGIN.create)() else {
+        bail!("the mysql plugin is not a source");
+    };
+    let config: sluice_api::ConfigMap = [
+        ("database.hostname", db.host.clone()),
+        ("database.port", db.port.to_string()),
+        ("database.user", db.user.clone()),
+        ("database.password", db.password.clone()),
+        ("database.server.id", "4000000900".to_string()),
+        ("topic.prefix", "bench".to_string()),
+        ("database.include.list", database.to_string()),
+        ("include.schema.changes", "false".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut offset = serde_json::Map::new();
+    offset.insert("file".into(), start.0.clone().into());
+    offset.insert("pos".into(), start.1.into());
+    let context = SourceTaskContext { connector: "bench".into(), task: 0, offsets: std::sync::Arc::new(FixedOffset(offset)) };
+    let mut task = connector.create_task();
+    task.start(&config, context).await.map_err(|e| anyhow!("task start: {e}"))?;
+    let converter = sluice_runtime::converters::create_converter(
+        "value.converter",
+        "json",
+        &[("schemas.enable".to_string(), "false".to_string())].into_iter().collect(),
+        false,
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let (mut first, mut count) = (None, 0);
+    let began = Instant::now();
+    while count < n {
+        if began.elapsed() > Duration::from_secs(300) {
+            bail!("task-only: {count} of {n} records");
+        }
+        let records = task.poll().await.map_err(|e| anyhow!("poll: {e}"))?;
+        if !records.is_empty() {
+            first.get_or_insert_with(Instant::now);
+        }
+        for r in &records {
+            if json {
+                let bytes = converter.to_bytes(&r.topic, r.value_schema.as_ref(), &r.value).map_err(|e| anyhow!("{e}"))?;
+                std::hint::black_box(bytes);
+            }
+        }
+        count += records.iter().filter(|r| !r.value.is_null()).count();
+    }
+    let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    task.stop().await.map_err(|e| anyhow!("stop: {e}"))?;
+    Ok(secs)
+}
+
 /// Runs the three phases and the raw limits.
 pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, args: MysqlArgs) -> Result<()> {
     let db = Db::from_env(vars)?;
@@ -300,6 +366,14 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
         n as f64 / secs,
         secs
     );
+    for json in [false, true] {
+        let secs = task_only(&db, &database, &start_pos, n, json).await?;
+        println!(
+            "CDC task alone, no Kafka ({})  {:>9.0} rows/s ({n} rows in {secs:.2} s)",
+            if json { "decode + JSON   " } else { "decode to records" },
+            n as f64 / secs
+        );
+    }
     let raw_topic = unique("bench-cdc-raw");
     create_topic(bootstrap, &raw_topic).await?;
     let produced = raw_produce(bootstrap, &raw_topic, n, record_bytes).await?;
