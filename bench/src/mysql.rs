@@ -218,7 +218,10 @@ fn connector(db: &Db, name: &str, database: &str, mode: &str) -> String {
 struct FixedOffset(serde_json::Map<String, serde_json::Value>);
 
 impl sluice_api::OffsetStorageReader for FixedOffset {
-    fn offset(&self, _partition: &serde_json::Map<String, serde_json::Value>) -> Option<serde_json::Map<String, serde_json::Value>> {
+    fn offset(
+        &self,
+        _partition: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
         Some(self.0.clone())
     }
 }
@@ -247,7 +250,8 @@ async fn task_only(db: &Db, database: &str, start: &(String, u64), n: usize, jso
     let mut offset = serde_json::Map::new();
     offset.insert("file".into(), start.0.clone().into());
     offset.insert("pos".into(), start.1.into());
-    let context = SourceTaskContext { connector: "bench".into(), task: 0, offsets: std::sync::Arc::new(FixedOffset(offset)) };
+    let context =
+        SourceTaskContext { connector: "bench".into(), task: 0, offsets: std::sync::Arc::new(FixedOffset(offset)) };
     let mut task = connector.create_task();
     task.start(&config, context).await.map_err(|e| anyhow!("task start: {e}"))?;
     let converter = sluice_runtime::converters::create_converter(
@@ -269,7 +273,8 @@ async fn task_only(db: &Db, database: &str, start: &(String, u64), n: usize, jso
         }
         for r in &records {
             if json {
-                let bytes = converter.to_bytes(&r.topic, r.value_schema.as_ref(), &r.value).map_err(|e| anyhow!("{e}"))?;
+                let bytes =
+                    converter.to_bytes(&r.topic, r.value_schema.as_ref(), &r.value).map_err(|e| anyhow!("{e}"))?;
                 std::hint::black_box(bytes);
             }
         }
