@@ -136,6 +136,38 @@ fn db_name(prefix: &str) -> String {
     unique(prefix).replace('-', "_")
 }
 
+/// One test's setup: a fresh database (`ddl` run in it), a worker directory with JSON converters,
+/// and the file of connector `cdc` capturing the database (Debezium keys plus `extra`).
+struct Cdc {
+    services: Services,
+    kafka: String,
+    db: Db,
+    database: String,
+    dir: tempfile::TempDir,
+    port: u16,
+    worker: std::path::PathBuf,
+    prefix: String,
+    connector: std::path::PathBuf,
+}
+
+impl Cdc {
+    fn new(name: &str, ddl: &str, extra: Value) -> Cdc {
+        let services = Services::load();
+        let kafka = services.kafka();
+        let db = Db::load(&services);
+        let database = db_name(name);
+        db.sql(&format!("CREATE DATABASE {database}; USE {database}; {ddl}"));
+        let dir = tempfile::tempdir().expect("tmp");
+        let port = free_port();
+        let worker = json_worker(dir.path(), &kafka, port);
+        let prefix = db_name(&format!("{name}p"));
+        // Standalone workers take their connectors from the command line, so each restart runs it again.
+        let connector = dir.path().join("cdc.json");
+        std::fs::write(&connector, db.connector("cdc", &prefix, &database, extra)).expect("write");
+        Cdc { services, kafka, db, database, dir, port, worker, prefix, connector }
+    }
+}
+
 const TYPES_TABLE: &str = "CREATE TABLE types (
     id INT NOT NULL PRIMARY KEY,
     t TINYINT, tu TINYINT UNSIGNED, s SMALLINT, su SMALLINT UNSIGNED, m MEDIUMINT, i INT, iu INT UNSIGNED,
@@ -180,23 +212,14 @@ fn field_schema<'a>(envelope_schema: &'a Value, field: &str, column: &str) -> &'
 #[test]
 fn snapshot_then_stream_every_type_ddl_and_deletes() {
     let _shared = shared_server();
-    let services = Services::load();
-    let kafka = services.kafka();
-    let db = Db::load(&services);
-    let database = db_name("cdc");
-    db.sql(&format!(
-        "CREATE DATABASE {database}; USE {database}; {TYPES_TABLE};
+    let ddl = format!(
+        "{TYPES_TABLE};
          INSERT INTO types VALUES (1, {TYPES_VALUES});
          CREATE TABLE orders (id INT AUTO_INCREMENT PRIMARY KEY, customer VARCHAR(40) NOT NULL, total DECIMAL(10,2));
          INSERT INTO orders (customer, total) VALUES {};",
         (1..=20).map(|i| format!("('c{i}', {i}.50)")).collect::<Vec<_>>().join(",")
-    ));
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let worker = json_worker(dir.path(), &kafka, port);
-    let prefix = unique("dbz").replace('-', "_");
-    let connector = dir.path().join("cdc.json");
-    std::fs::write(&connector, db.connector("cdc", &prefix, &database, json!({}))).expect("write");
+    );
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } = Cdc::new("cdc", &ddl, json!({}));
     let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
 
     // Snapshot: 20 orders (3 chunks of 7), op r, first/true/last markers, key = primary key.
@@ -305,22 +328,9 @@ fn snapshot_then_stream_every_type_ddl_and_deletes() {
 #[test]
 fn kill9_while_streaming_loses_no_row() {
     let _shared = shared_server();
-    let services = Services::load();
-    let kafka = services.kafka();
-    let db = Db::load(&services);
-    let database = db_name("cdckill");
-    db.sql(&format!(
-        "CREATE DATABASE {database}; USE {database}; CREATE TABLE ev (id INT PRIMARY KEY, v VARCHAR(32));"
-    ));
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let worker = json_worker(dir.path(), &kafka, port);
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } =
+        Cdc::new("cdckill", "CREATE TABLE ev (id INT PRIMARY KEY, v VARCHAR(32));", json!({"max.batch.size": "100"}));
     let log = dir.path().join("sluice.log");
-    let prefix = unique("kill").replace('-', "_");
-    // Standalone workers take their connectors from the command line, so each restart runs it again.
-    let connector = dir.path().join("cdc.json");
-    std::fs::write(&connector, db.connector("cdc", &prefix, &database, json!({"max.batch.size": "100"})))
-        .expect("write");
     let mut sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
     wait_until(Duration::from_secs(30), "cdc RUNNING", || running_tasks(port, "cdc", 1).is_some());
 
@@ -466,21 +476,11 @@ fn stored_snapshot_key(offsets: &std::path::Path) -> Option<i64> {
 #[test]
 fn million_row_snapshot_killed_twice_resumes_without_loss() {
     let _shared = shared_server();
-    let services = Services::load();
-    let kafka = services.kafka();
-    let db = Db::load(&services);
-    let database = db_name("cdcbig");
     let rows = 1_000_000usize;
-    db.sql(&format!(
-        "CREATE DATABASE {database}; USE {database}; CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(24) NOT NULL);
+    let ddl = format!(
+        "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(24) NOT NULL);
          INSERT INTO big SELECT seq, CONCAT('row-', seq) FROM seq_1_to_{rows};"
-    ));
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let worker = json_worker(dir.path(), &kafka, port);
-    let log = dir.path().join("sluice.log");
-    let prefix = unique("big").replace('-', "_");
-    let connector = dir.path().join("cdc.json");
+    );
     let extra = json!({
         "snapshot.fetch.size": "10000",
         "key.converter": "org.apache.kafka.connect.json.JsonConverter",
@@ -488,7 +488,8 @@ fn million_row_snapshot_killed_twice_resumes_without_loss() {
         "key.converter.schemas.enable": "false",
         "value.converter.schemas.enable": "false",
     });
-    std::fs::write(&connector, db.connector("cdc", &prefix, &database, extra)).expect("write");
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } = Cdc::new("cdcbig", &ddl, extra);
+    let log = dir.path().join("sluice.log");
     let offsets = dir.path().join("offsets.json");
     let mut sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
     // Kill -9 once the stored snapshot position passes 30 %, and again past 60 %.
@@ -571,17 +572,8 @@ fn restart_mariadb(db: &Db) {
 #[test]
 fn database_restart_reconnects_and_resumes() {
     let _exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
-    let services = Services::load();
-    let kafka = services.kafka();
-    let db = Db::load(&services);
-    let database = db_name("cdcrestart");
-    db.sql(&format!("CREATE DATABASE {database}; USE {database}; CREATE TABLE ev (id INT PRIMARY KEY, v INT);"));
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let worker = json_worker(dir.path(), &kafka, port);
-    let prefix = unique("restart").replace('-', "_");
-    let connector = dir.path().join("cdc.json");
-    std::fs::write(&connector, db.connector("cdc", &prefix, &database, json!({}))).expect("write");
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } =
+        Cdc::new("cdcrestart", "CREATE TABLE ev (id INT PRIMARY KEY, v INT);", json!({}));
     let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
     wait_until(Duration::from_secs(30), "cdc RUNNING", || running_tasks(port, "cdc", 1).is_some());
     let insert = |from: i32, to: i32| {
@@ -606,21 +598,10 @@ fn database_restart_reconnects_and_resumes() {
 #[test]
 fn a_reader_written_for_debezium_consumes_the_output_unchanged() {
     let _shared = shared_server();
-    let services = Services::load();
-    let kafka = services.kafka();
-    let db = Db::load(&services);
-    let database = db_name("cdcunwrap");
-    db.sql(&format!(
-        "CREATE DATABASE {database}; USE {database};
-         CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(40) NOT NULL, qty INT, note TEXT);
-         INSERT INTO orders SELECT seq, CONCAT('c', seq), seq % 7, NULL FROM seq_1_to_30;"
-    ));
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let worker = json_worker(dir.path(), &kafka, port);
-    let prefix = unique("unwrap").replace('-', "_");
-    let connector = dir.path().join("cdc.json");
-    std::fs::write(&connector, db.connector("cdc", &prefix, &database, json!({}))).expect("write");
+    let ddl = "CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(40) NOT NULL, qty INT, note TEXT);
+         INSERT INTO orders SELECT seq, CONCAT('c', seq), seq % 7, NULL FROM seq_1_to_30;";
+    let Cdc { services, kafka, db, database, dir, port, worker, prefix, connector } =
+        Cdc::new("cdcunwrap", ddl, json!({}));
     let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
     let topic = format!("{prefix}.{database}.orders");
     assert_eq!(wait_records(&kafka, &topic, 30, Duration::from_secs(60)).len(), 30, "{}", sluice.log_text());
@@ -639,6 +620,9 @@ fn a_reader_written_for_debezium_consumes_the_output_unchanged() {
         records.iter().map(|(k, v)| json!({"topic": topic, "key": k, "value": v}).to_string() + "\n").collect();
     let python = services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into());
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/debezium_unwrap.py");
+    // The reader's own checks first: it accepts Debezium's documented events and rejects malformed ones.
+    let selftest = Command::new(&python).arg(&script).arg("--self-test").output().expect("reader self-test");
+    assert!(selftest.status.success(), "reader self-test: {}", String::from_utf8_lossy(&selftest.stderr));
     let mut child = Command::new(python)
         .arg(script)
         .args(["--delete-handling-mode", "rewrite", "--add-fields", "op,table,source.ts_ms"])
