@@ -188,7 +188,9 @@ PY
 svc_env() {
     local name="$1" port="$2"
     case "$name" in
-        kafka) echo "KAFKA_BOOTSTRAP=127.0.0.1:$port" ;;
+        kafka)
+            # TANSU_BIN lets a test run a private broker it can stop (tests/http_tracking.rs).
+            printf '%s\n' "KAFKA_BOOTSTRAP=127.0.0.1:$port" "TANSU_BIN=$(svc_exe kafka)" ;;
         mariadb)
             printf '%s\n' MYSQL_HOST=127.0.0.1 "MYSQL_PORT=$port" MYSQL_USER=sluice MYSQL_PASSWORD=sluice MYSQL_ROOT_USER=root ;;
         redis) echo "REDIS_URL=redis://127.0.0.1:$port" ;;

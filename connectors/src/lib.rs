@@ -20,5 +20,7 @@ pub fn plugins() -> Vec<PluginInfo> {
     plugins.push(sources::verifiable::PLUGIN);
     #[cfg(feature = "mysql")]
     plugins.push(sources::mysql::PLUGIN);
+    #[cfg(feature = "http-tracking")]
+    plugins.push(sources::http_tracking::PLUGIN);
     plugins
 }

@@ -8,3 +8,6 @@ pub mod verifiable;
 
 #[cfg(feature = "mysql")]
 pub mod mysql;
+
+#[cfg(feature = "http-tracking")]
+pub mod http_tracking;

@@ -63,6 +63,10 @@ impl KafkaClients {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "none")
+            // As Kafka Connect (delivery.timeout.ms=Integer.MAX_VALUE for source producers): a
+            // record is retried until the broker takes it, never dropped by a local timeout. An
+            // outage stalls the task (and backpressure reaches its source) instead of failing it.
+            .set("message.timeout.ms", "0")
             .set("queue.buffering.max.kbytes", (buffer_max_bytes / 1024).max(1024).to_string());
         apply(&mut c, &self.producer_overrides);
         apply(&mut c, &prefixed(connector_config, "producer.override."));
