@@ -23,6 +23,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 mod cluster;
 mod mysql;
+mod tracking;
 
 /// The same allocator as the `sluice` binary, so in-process phases compare fairly.
 #[global_allocator]
@@ -33,6 +34,7 @@ enum Bench {
     File,
     Cluster,
     Mysql,
+    Tracking,
 }
 
 struct Args {
@@ -43,20 +45,23 @@ struct Args {
     rate: Option<usize>,
     tables: usize,
     schemas: bool,
+    seconds: u64,
 }
 
 fn parse_args() -> Result<Args> {
     let mut args =
-        Args { bench: Bench::File, runs: 5, records: 200_000, bytes: 200, rate: None, tables: 1, schemas: false };
+        Args { bench: Bench::File, runs: 5, records: 200_000, bytes: 200, rate: None, tables: 1, schemas: false, seconds: 5 };
     let mut it = std::env::args().skip(1);
     match it.next().as_deref() {
         Some("file") => {}
         Some("cluster") => args.bench = Bench::Cluster,
         Some("mysql") => args.bench = Bench::Mysql,
+        Some("tracking") => args.bench = Bench::Tracking,
         _ => bail!(
             "usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]\n\
              \x20      sluice-bench cluster [--runs N]\n\
-             \x20      sluice-bench mysql [--records ROWS] [--tables T] [--rate ROWS_PER_SEC] [--schemas 0|1]"
+             \x20      sluice-bench mysql [--records ROWS] [--tables T] [--rate ROWS_PER_SEC] [--schemas 0|1]\n\
+             \x20      sluice-bench tracking [--seconds S] [--rate EVENTS_PER_SEC]"
         ),
     }
     while let Some(flag) = it.next() {
@@ -68,6 +73,7 @@ fn parse_args() -> Result<Args> {
             "--runs" => args.runs = v.max(1),
             "--tables" => args.tables = v.max(1),
             "--schemas" => args.schemas = v != 0,
+            "--seconds" => args.seconds = v.max(1) as u64,
             _ => bail!("unknown flag {flag}"),
         }
     }
@@ -393,6 +399,11 @@ async fn main() -> Result<()> {
                 schemas: args.schemas,
             };
             mysql::bench(&bootstrap, &vars, &dir, a).await?;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(());
+        }
+        Bench::Tracking => {
+            tracking::bench(&bootstrap, &dir, args.seconds, args.rate.unwrap_or(20_000)).await?;
             let _ = std::fs::remove_dir_all(&dir);
             return Ok(());
         }

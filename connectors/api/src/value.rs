@@ -41,6 +41,11 @@ pub enum Value {
     Time(i32),
     /// Timestamp logical type: milliseconds since the epoch.
     Timestamp(i64),
+    /// A schemaless JSON document, already serialized: valid UTF-8 JSON text. Converters write it
+    /// as the JSON it is (the JSON converter verbatim, as the payload; the String and ByteArray
+    /// converters as its text), so a source that receives JSON and passes it on (the HTTP
+    /// collector) need not build a value tree only to serialize it again. Never carries a schema.
+    Json(String),
 }
 
 impl Value {
@@ -64,6 +69,7 @@ impl Value {
             Value::Date(_) => "date",
             Value::Time(_) => "time",
             Value::Timestamp(_) => "timestamp",
+            Value::Json(_) => "json",
         }
     }
 
@@ -86,7 +92,7 @@ impl Value {
         const ALLOC: usize = 16;
         std::mem::size_of::<Value>()
             + match self {
-                Value::String(s) => s.len() + ALLOC,
+                Value::String(s) | Value::Json(s) => s.len() + ALLOC,
                 Value::Bytes(b) => b.len() + ALLOC,
                 Value::Array(items) => items.iter().map(Value::approx_size).sum::<usize>() + ALLOC,
                 Value::Map(entries) => {
@@ -137,7 +143,7 @@ impl fmt::Display for Value {
             Value::Float32(v) => write!(f, "{v:?}"),
             Value::Float64(v) => write!(f, "{v:?}"),
             Value::Boolean(v) => write!(f, "{v}"),
-            Value::String(s) => f.write_str(s),
+            Value::String(s) | Value::Json(s) => f.write_str(s),
             Value::Bytes(b) => write!(f, "{}", String::from_utf8_lossy(b)),
             Value::Decimal(d) => write!(f, "{d}"),
             Value::Array(items) => {

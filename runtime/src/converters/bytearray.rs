@@ -16,6 +16,7 @@ impl Converter for ByteArrayConverter {
         match value {
             Value::Null => Ok(None),
             Value::Bytes(b) => Ok(Some(b.clone())),
+            Value::Json(text) => Ok(Some(text.as_bytes().to_vec())),
             other => Err(DataError::new(format!(
                 "ByteArrayConverter is not compatible with objects of type {}",
                 other.type_name()

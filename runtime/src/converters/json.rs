@@ -224,6 +224,8 @@ impl JsonConverter {
             Value::Float64(v) => write_f64(out, *v),
             Value::Boolean(v) => out.push_str(if *v { "true" } else { "false" }),
             Value::String(s) => write_str(out, s),
+            // Schemaless only: `check_type` above refused it under any schema.
+            Value::Json(text) => out.push_str(text),
             Value::Bytes(b) => {
                 if let Some(scale) = schema.and_then(Schema::decimal_scale) {
                     self.write_decimal(out, &Decimal::from_bytes(b, scale));

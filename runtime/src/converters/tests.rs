@@ -237,3 +237,23 @@ fn converters_are_found_by_kafka_class_name() {
     let bad: ConfigMap = [("schemas.enable".to_string(), "maybe".to_string())].into_iter().collect();
     assert!(create_converter("key.converter", "json", &bad, true).is_err());
 }
+
+#[test]
+fn pre_serialized_json_is_written_as_the_json_it_is() {
+    let doc = r#"{"properties":{"n":1.5,"s":"a\"b"},"type":"track"}"#;
+    let value = Value::Json(doc.to_string());
+    let schemaless = json(&[("schemas.enable", "false")]);
+    let out = schemaless.to_bytes("t", None, &value).expect("converts").expect("not null");
+    assert_eq!(String::from_utf8(out).expect("utf8"), doc);
+    let enveloped = json(&[]).to_bytes("t", None, &value).expect("converts").expect("not null");
+    assert_eq!(String::from_utf8(enveloped).expect("utf8"), format!("{{\"schema\":null,\"payload\":{doc}}}"));
+    // The same bytes as the value tree the document stands for.
+    let (_, tree) = schemaless.to_connect("t", Some(doc.as_bytes())).expect("reads");
+    let from_tree = schemaless.to_bytes("t", None, &tree).expect("converts").expect("not null");
+    assert_eq!(String::from_utf8(from_tree).expect("utf8"), doc);
+    // Never under a schema.
+    let schema: SchemaRef = Arc::new(Schema::string());
+    assert!(json(&[]).to_bytes("t", Some(&schema), &value).is_err());
+    assert_eq!(StringConverter.to_bytes("t", None, &value).expect("string").as_deref(), Some(doc.as_bytes()));
+    assert_eq!(ByteArrayConverter.to_bytes("t", None, &value).expect("bytes").as_deref(), Some(doc.as_bytes()));
+}

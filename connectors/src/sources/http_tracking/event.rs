@@ -521,7 +521,8 @@ impl Parser {
     /// The record value of an event, per `value.schema`.
     pub fn value_of(&self, event: Event) -> Value {
         match self.config.value_schema {
-            ValueSchema::None => to_value(Json::Object(event.body)),
+            // Serialized once, here; the converter writes the text as it is.
+            ValueSchema::None => Value::Json(Json::Object(event.body).to_string()),
             ValueSchema::Segment => {
                 let mut body = event.body;
                 let mut st = Struct::new(self.schema.clone());
@@ -544,21 +545,6 @@ impl Parser {
                 Value::Struct(st)
             }
         }
-    }
-}
-
-/// serde_json → Connect value (schemaless), moving strings rather than copying them.
-pub fn to_value(json: Json) -> Value {
-    match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Boolean(b),
-        Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Int64(i),
-            None => Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        Json::String(s) => Value::String(s),
-        Json::Array(items) => Value::Array(items.into_iter().map(to_value).collect()),
-        Json::Object(obj) => Value::Map(obj.into_iter().map(|(k, v)| (Value::String(k), to_value(v))).collect()),
     }
 }
 

@@ -42,6 +42,10 @@ pub use server::PIXEL_GIF;
 
 use server::{Ack, Shared, Submission};
 
+/// How long `poll` waits for new events while records are in flight (bounds the extra latency of
+/// an answer, and the spin while Kafka is slow).
+const IN_FLIGHT_POLL_WAIT: Duration = Duration::from_millis(2);
+
 /// Registry entry.
 pub const PLUGIN: PluginInfo = PluginInfo {
     class: "io.sluice.connect.tracking.HttpTrackingSourceConnector",
@@ -153,7 +157,10 @@ impl SourceTask for HttpTrackingTask {
         let (Some(rx), Some(shared)) = (self.rx.as_mut(), self.shared.clone()) else {
             return Err(ConnectError::fatal("tracking task polled before start"));
         };
-        let first = match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+        // The runtime hands acknowledgements to `commit_record` only between polls, and every
+        // request waits for its acknowledgements: while records are in flight, come back quickly.
+        let wait = if self.pending.is_empty() { Duration::from_secs(1) } else { IN_FLIGHT_POLL_WAIT };
+        let first = match tokio::time::timeout(wait, rx.recv()).await {
             Ok(Some(s)) => s,
             Ok(None) => return Err(ConnectError::fatal("the tracking collector's HTTP server stopped")),
             Err(_) => return Ok(Vec::new()),
