@@ -514,7 +514,11 @@ impl Parser {
                 KeyField::None => None,
             }
         };
-        let topic = self.config.topic.replace("${type}", kind).replace("${source}", source.unwrap_or("default"));
+        let topic = if self.config.topic.contains("${") {
+            self.config.topic.replace("${type}", kind).replace("${source}", source.unwrap_or("default"))
+        } else {
+            self.config.topic.clone()
+        };
         Ok(Event { topic, key, timestamp, body: obj })
     }
 

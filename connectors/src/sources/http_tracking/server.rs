@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,34 +38,34 @@ pub struct Submission {
 /// The acknowledgement state of one request. Dropping the last reference releases the request's
 /// in-flight bytes; dropping it before every record was acknowledged answers the request with 503.
 pub struct Ack {
-    state: Mutex<AckState>,
+    remaining: AtomicUsize,
+    failed: Mutex<Vec<usize>>,
+    reply: Mutex<Option<oneshot::Sender<Vec<usize>>>>,
     _permit: OwnedSemaphorePermit,
-}
-
-struct AckState {
-    remaining: usize,
-    failed: Vec<usize>,
-    reply: Option<oneshot::Sender<Vec<usize>>>,
 }
 
 impl Ack {
     fn new(n: usize, permit: OwnedSemaphorePermit) -> (Arc<Ack>, oneshot::Receiver<Vec<usize>>) {
         let (tx, rx) = oneshot::channel();
-        let ack =
-            Ack { state: Mutex::new(AckState { remaining: n, failed: Vec::new(), reply: Some(tx) }), _permit: permit };
+        let ack = Ack {
+            remaining: AtomicUsize::new(n),
+            failed: Mutex::new(Vec::new()),
+            reply: Mutex::new(Some(tx)),
+            _permit: permit,
+        };
         (Arc::new(ack), rx)
     }
 
     /// Record `index` of the request was written (`ok`) or given up on.
     pub fn record_done(&self, index: usize, ok: bool) {
-        let Ok(mut s) = self.state.lock() else { return };
         if !ok {
-            s.failed.push(index);
+            if let Ok(mut failed) = self.failed.lock() {
+                failed.push(index);
+            }
         }
-        s.remaining = s.remaining.saturating_sub(1);
-        if s.remaining == 0 {
-            let failed = std::mem::take(&mut s.failed);
-            if let Some(tx) = s.reply.take() {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let failed = self.failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+            if let Some(tx) = self.reply.lock().ok().and_then(|mut r| r.take()) {
                 let _ = tx.send(failed);
             }
         }
