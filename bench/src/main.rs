@@ -49,8 +49,16 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let mut args =
-        Args { bench: Bench::File, runs: 5, records: 200_000, bytes: 200, rate: None, tables: 1, schemas: false, seconds: 5 };
+    let mut args = Args {
+        bench: Bench::File,
+        runs: 5,
+        records: 200_000,
+        bytes: 200,
+        rate: None,
+        tables: 1,
+        schemas: false,
+        seconds: 5,
+    };
     let mut it = std::env::args().skip(1);
     match it.next().as_deref() {
         Some("file") => {}

@@ -67,7 +67,8 @@ fn run_wrk(script: &Path, port: u16, conns: usize, seconds: u64, batch: usize) -
         .output()
         .context("wrk (Debian package `wrk`; scripts/services.sh installs it)")?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.starts_with("RESULT ")).ok_or_else(|| anyhow!("wrk printed no result: {text}"))?;
+    let line =
+        text.lines().find(|l| l.starts_with("RESULT ")).ok_or_else(|| anyhow!("wrk printed no result: {text}"))?;
     let field = |name: &str| -> f64 {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
@@ -190,7 +191,10 @@ pub async fn bench(bootstrap: &str, dir: &Path, seconds: u64, rate: usize) -> Re
     );
     // Warm-up (topic metadata, connections, allocator), not reported.
     run_wrk(&script, port, 16, 2, 20)?;
-    println!("{:>6} {:>6} {:>12} {:>10} {:>9} {:>9} {:>9} {:>8}", "batch", "conns", "events/s", "req/s", "p50 ms", "p99 ms", "p999 ms", "non-2xx");
+    println!(
+        "{:>6} {:>6} {:>12} {:>10} {:>9} {:>9} {:>9} {:>8}",
+        "batch", "conns", "events/s", "req/s", "p50 ms", "p99 ms", "p999 ms", "non-2xx"
+    );
     let mut total_events = 0u64;
     for (batch, conns_list) in [(1usize, [8usize, 32, 128]), (20, [4, 16, 64]), (100, [2, 8, 32])] {
         for conns in conns_list {

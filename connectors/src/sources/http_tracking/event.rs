@@ -6,12 +6,15 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use std::borrow::Cow;
+use std::fmt;
+
 use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use sluice_api::{Schema, SchemaRef, Struct, Value};
 
 use super::config::{KeyField, TrackingConfig, ValueSchema};
+use super::obj::{quote, Kind, Obj, Raw};
 use super::time::{format_millis, parse_millis};
 
 /// Which endpoint a request came in on.
@@ -76,8 +79,8 @@ pub struct Event {
     pub key: Option<String>,
     /// Event time (skew-corrected), epoch milliseconds: the Kafka record timestamp.
     pub timestamp: i64,
-    /// The enriched event.
-    pub body: Map<String, Json>,
+    /// The enriched event as JSON text.
+    pub json: String,
 }
 
 /// Unique enough message ids for events that came without one (UUID v4 text).
@@ -124,26 +127,11 @@ impl IdGen {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BatchBody<'a> {
-    #[serde(borrow)]
-    batch: Option<Vec<&'a RawValue>>,
-    #[serde(default)]
-    context: Option<Json>,
-    #[serde(default)]
-    integrations: Option<Json>,
-    #[serde(default)]
-    sent_at: Option<Json>,
-    #[serde(default)]
-    write_key: Option<Json>,
-}
-
 /// What the batch envelope contributes to each of its events.
 #[derive(Default)]
-struct Envelope {
-    context: Option<Map<String, Json>>,
-    integrations: Option<Json>,
+struct Envelope<'a> {
+    context: Option<Obj<'a>>,
+    integrations: Option<Raw<'a>>,
     sent_at: Option<i64>,
 }
 
@@ -183,6 +171,10 @@ pub fn segment_schema() -> SchemaRef {
     )
 }
 
+fn malformed(e: impl fmt::Display) -> Rejection {
+    Rejection::bad(format!("malformed JSON: {e}"))
+}
+
 impl Parser {
     /// A parser for this config.
     pub fn new(config: Arc<TrackingConfig>) -> Parser {
@@ -203,25 +195,32 @@ impl Parser {
         query: &str,
         meta: &RequestMeta,
     ) -> Result<Vec<Event>, Rejection> {
+        let text = std::str::from_utf8(body).map_err(|e| Rejection::bad(format!("the body is not UTF-8: {e}")))?;
         match endpoint {
             Endpoint::Single(kind) => {
-                let obj = parse_object(body).map_err(|e| Rejection::bad(format!("malformed JSON: {e}")))?;
+                let obj = Obj::parse(text).map_err(malformed)?;
                 self.check_size(0, body.len())?;
-                let source = self.write_key(meta, obj.get("writeKey"))?;
+                let source = self.write_key(meta, obj.string("writeKey").as_deref())?;
                 Ok(vec![self.segment_event(0, Some(kind), obj, &Envelope::default(), meta, source.as_deref())?])
             }
             Endpoint::Batch => {
-                let parsed: BatchBody<'_> =
-                    serde_json::from_slice(body).map_err(|e| Rejection::bad(format!("malformed JSON: {e}")))?;
-                let items = parsed.batch.ok_or_else(|| Rejection {
-                    field: Some("batch".into()),
-                    ..Rejection::bad("the body has no \"batch\" array")
-                })?;
+                let envelope = Obj::parse(text).map_err(malformed)?;
+                let items: Vec<&RawValue> = match envelope.kind("batch") {
+                    Some(Kind::Array) => {
+                        serde_json::from_str(envelope.get("batch").unwrap_or("[]")).map_err(malformed)?
+                    }
+                    _ => {
+                        return Err(Rejection {
+                            field: Some("batch".into()),
+                            ..Rejection::bad("the body has no \"batch\" array")
+                        })
+                    }
+                };
                 self.check_count(items.len())?;
-                let source = self.write_key(meta, parsed.write_key.as_ref())?;
-                let context = match parsed.context {
-                    None | Some(Json::Null) => None,
-                    Some(Json::Object(m)) => Some(m),
+                let source = self.write_key(meta, envelope.string("writeKey").as_deref())?;
+                let context = match envelope.kind("context") {
+                    None | Some(Kind::Null) => None,
+                    Some(Kind::Object) => Some(Obj::parse(envelope.get("context").unwrap_or("{}")).map_err(malformed)?),
                     Some(_) => {
                         return Err(Rejection {
                             field: Some("context".into()),
@@ -229,32 +228,29 @@ impl Parser {
                         })
                     }
                 };
-                let sent_at = match &parsed.sent_at {
-                    None | Some(Json::Null) => None,
-                    Some(v) => Some(timestamp_of(v).ok_or_else(|| Rejection {
-                        field: Some("sentAt".into()),
-                        ..Rejection::bad(format!("sentAt {v} is not an ISO 8601 timestamp"))
-                    })?),
+                let sent_at = match timestamp_field(&envelope, "sentAt") {
+                    Ok(t) => t,
+                    Err(message) => return Err(Rejection { field: Some("sentAt".into()), ..Rejection::bad(message) }),
                 };
-                let env = Envelope { context, integrations: parsed.integrations, sent_at };
+                let integrations = envelope.get("integrations").filter(|t| Kind::of(t) == Kind::Object);
+                let env = Envelope { context, integrations: integrations.map(|t| Raw::Owned(t.to_string())), sent_at };
                 let mut events = Vec::with_capacity(items.len());
                 for (i, raw) in items.iter().enumerate() {
                     self.check_size(i, raw.get().len())?;
-                    let obj = parse_object(raw.get().as_bytes())
-                        .map_err(|e| Rejection::event(i, "batch", format!("event {i}: {e}")))?;
+                    let obj =
+                        Obj::parse(raw.get()).map_err(|e| Rejection::event(i, "batch", format!("event {i}: {e}")))?;
                     events.push(self.segment_event(i, None, obj, &env, meta, source.as_deref())?);
                 }
                 Ok(events)
             }
             Endpoint::Events => {
                 let source = self.write_key(meta, None)?;
-                let trimmed = trim_start(body);
-                let raws: Vec<&[u8]> = if trimmed.first() == Some(&b'[') {
-                    let items: Vec<&RawValue> =
-                        serde_json::from_slice(trimmed).map_err(|e| Rejection::bad(format!("malformed JSON: {e}")))?;
-                    items.into_iter().map(|r| r.get().as_bytes()).collect()
+                let trimmed = text.trim_start();
+                let raws: Vec<&str> = if trimmed.starts_with('[') {
+                    let items: Vec<&RawValue> = serde_json::from_str(trimmed).map_err(malformed)?;
+                    items.into_iter().map(RawValue::get).collect()
                 } else {
-                    body.split(|b| *b == b'\n').filter(|l| !trim_start(l).is_empty()).collect()
+                    text.split('\n').filter(|l| !l.trim().is_empty()).collect()
                 };
                 if raws.is_empty() {
                     return Err(Rejection::bad("no events in the body"));
@@ -263,23 +259,25 @@ impl Parser {
                 let mut events = Vec::with_capacity(raws.len());
                 for (i, raw) in raws.into_iter().enumerate() {
                     self.check_size(i, raw.len())?;
-                    let obj = parse_object(raw).map_err(|e| Rejection::event(i, "", format!("event {i}: {e}")))?;
+                    let obj = Obj::parse(raw).map_err(|e| Rejection::event(i, "", format!("event {i}: {e}")))?;
                     events.push(self.free_event(i, obj, meta, source.as_deref())?);
                 }
                 Ok(events)
             }
             Endpoint::Pixel(kind) => {
-                let obj = pixel_object(query).map_err(Rejection::bad)?;
+                let json = Json::Object(pixel_object(query).map_err(Rejection::bad)?).to_string();
                 self.check_size(0, query.len())?;
-                let source = self.write_key(meta, obj.get("writeKey"))?;
-                let kind = kind.or_else(|| {
-                    let t = obj.get("type").and_then(Json::as_str).unwrap_or(if obj.contains_key("event") {
-                        "track"
-                    } else {
-                        "page"
-                    });
-                    SEGMENT_TYPES.iter().copied().find(|k| *k == t)
-                });
+                let obj = Obj::parse(&json).map_err(malformed)?;
+                let source = self.write_key(meta, obj.string("writeKey").as_deref())?;
+                let kind = match kind {
+                    Some(k) => Some(k),
+                    None => {
+                        let default = if obj.has("event") { "track" } else { "page" };
+                        let t = obj.string("type");
+                        let t = t.as_deref().unwrap_or(default);
+                        SEGMENT_TYPES.iter().copied().find(|k| *k == t)
+                    }
+                };
                 let Some(kind) = kind else {
                     return Err(Rejection::event(
                         0,
@@ -318,93 +316,87 @@ impl Parser {
 
     /// The source name of the request's write key (basic auth wins over the body); the key is
     /// checked when keys are configured, and ignored otherwise.
-    fn write_key(&self, meta: &RequestMeta, body_key: Option<&Json>) -> Result<Option<String>, Rejection> {
+    fn write_key(&self, meta: &RequestMeta, body_key: Option<&str>) -> Result<Option<String>, Rejection> {
         if self.config.write_keys.is_empty() {
             return Ok(None);
         }
-        let key = meta.write_key.clone().or_else(|| body_key.and_then(Json::as_str).map(str::to_string));
+        let key = meta.write_key.as_deref().or(body_key);
         let unauthorized =
             |m: &str| Rejection { status: 401, message: m.to_string(), index: None, field: Some("writeKey".into()) };
         match key {
             None => Err(unauthorized(
                 "a write key is required: send it as the HTTP basic-auth username or as writeKey in the body",
             )),
-            Some(k) => match self.config.write_keys.get(&k) {
+            Some(k) => match self.config.write_keys.get(k) {
                 Some(source) => Ok(Some(source.clone())),
                 None => Err(unauthorized("unknown write key")),
             },
         }
     }
 
-    fn segment_event(
+    fn segment_event<'a>(
         &self,
         i: usize,
         kind: Option<&'static str>,
-        mut obj: Map<String, Json>,
-        env: &Envelope,
+        mut obj: Obj<'a>,
+        env: &Envelope<'a>,
         meta: &RequestMeta,
         source: Option<&str>,
     ) -> Result<Event, Rejection> {
         let kind: &'static str = match kind {
             Some(k) => k,
-            None => match obj.get("type") {
-                Some(Json::String(t)) => SEGMENT_TYPES.iter().copied().find(|k| k == t).ok_or_else(|| {
+            None => match obj.string("type") {
+                Some(t) => SEGMENT_TYPES.iter().copied().find(|k| *k == t).ok_or_else(|| {
                     Rejection::event(
                         i,
                         "type",
                         format!("event {i}: type {t:?} is not one of track, page, screen, identify, group, alias"),
                     )
                 })?,
-                _ => return Err(Rejection::event(i, "type", format!("event {i}: type is required"))),
+                None => return Err(Rejection::event(i, "type", format!("event {i}: type is required"))),
             },
         };
-        obj.insert("type".into(), Json::String(kind.into()));
+        if obj.string("type").as_deref() != Some(kind) {
+            obj.set_string("type", kind);
+        }
         obj.remove("writeKey");
         for field in ["userId", "anonymousId", "previousId", "groupId"] {
             identity(&mut obj, i, field)?;
         }
-        let has = |obj: &Map<String, Json>, f: &str| obj.get(f).is_some_and(|v| !v.is_null());
         match kind {
             "alias" => {
                 for f in ["userId", "previousId"] {
-                    if !has(&obj, f) {
+                    if !obj.has(f) {
                         return Err(Rejection::event(i, f, format!("event {i}: alias requires {f}")));
                     }
                 }
             }
-            _ if !has(&obj, "userId") && !has(&obj, "anonymousId") => {
+            _ if !obj.has("userId") && !obj.has("anonymousId") => {
                 return Err(Rejection::event(i, "userId", format!("event {i}: userId or anonymousId is required")));
             }
             _ => {}
         }
         match kind {
-            "track" => match obj.get("event") {
-                Some(Json::String(e)) if !e.trim().is_empty() => {}
-                _ => {
-                    return Err(Rejection::event(
-                        i,
-                        "event",
-                        format!("event {i}: track requires a non-empty event name"),
-                    ))
-                }
-            },
-            "group" if !has(&obj, "groupId") => {
+            "track" if obj.string("event").is_none_or(|e| e.trim().is_empty()) => {
+                return Err(Rejection::event(i, "event", format!("event {i}: track requires a non-empty event name")))
+            }
+            "group" if !obj.has("groupId") => {
                 return Err(Rejection::event(i, "groupId", format!("event {i}: group requires groupId")))
             }
             _ => {}
         }
         for f in ["name", "event", "category"] {
-            if obj.get(f).is_some_and(|v| !v.is_null() && !v.is_string()) {
+            if obj.kind(f).is_some_and(|k| k != Kind::Null && k != Kind::String) {
                 return Err(Rejection::event(i, f, format!("event {i}: {f} must be a string")));
             }
         }
         for f in ["properties", "traits", "context", "integrations"] {
-            if obj.get(f).is_some_and(|v| !v.is_null() && !v.is_object()) {
+            if obj.kind(f).is_some_and(|k| k != Kind::Null && k != Kind::Object) {
                 return Err(Rejection::event(i, f, format!("event {i}: {f} must be an object")));
             }
         }
-        if let Some(envelope_integrations) = &env.integrations {
-            obj.entry("integrations").or_insert_with(|| envelope_integrations.clone());
+        if let Some(integrations) = &env.integrations {
+            obj.set_default("integrations", integrations.clone());
         }
         self.enrich(i, kind, obj, env, meta, source)
     }
@@ -412,63 +404,56 @@ impl Parser {
     fn free_event(
         &self,
         i: usize,
-        mut obj: Map<String, Json>,
+        mut obj: Obj<'_>,
         meta: &RequestMeta,
         source: Option<&str>,
     ) -> Result<Event, Rejection> {
         obj.remove("writeKey");
-        let kind = match obj.get("type") {
-            Some(Json::String(t)) if !t.is_empty() && is_topic_safe(t) => t.clone(),
+        let kind = match obj.string("type") {
+            Some(t) if !t.is_empty() && is_topic_safe(&t) => t.into_owned(),
             _ => "event".to_string(),
         };
-        if obj.get("context").is_some_and(|v| !v.is_null() && !v.is_object()) {
+        if obj.kind("context").is_some_and(|k| k != Kind::Null && k != Kind::Object) {
             return Err(Rejection::event(i, "context", format!("event {i}: context must be an object")));
         }
-        if self.config.value_schema == ValueSchema::Segment {
-            obj.entry("type").or_insert_with(|| Json::String(kind.clone()));
+        if self.config.value_schema == ValueSchema::Segment && !obj.has("type") {
+            obj.set_string("type", &kind);
         }
         self.enrich(i, &kind, obj, &Envelope::default(), meta, source)
     }
 
     /// Adds messageId, receivedAt, the skew-corrected timestamp, context.ip/userAgent and the
-    /// source name; picks topic and key.
-    fn enrich(
+    /// source name; picks topic and key; writes the JSON.
+    fn enrich<'a>(
         &self,
         i: usize,
         kind: &str,
-        mut obj: Map<String, Json>,
-        env: &Envelope,
+        mut obj: Obj<'a>,
+        env: &Envelope<'a>,
         meta: &RequestMeta,
         source: Option<&str>,
     ) -> Result<Event, Rejection> {
-        match obj.get("messageId") {
-            Some(Json::String(s)) if !s.is_empty() && s.len() <= 256 => {}
-            None | Some(Json::Null) => {
-                obj.insert("messageId".into(), Json::String(self.ids.next()));
-            }
-            Some(Json::Number(n)) => {
-                let s = n.to_string();
-                obj.insert("messageId".into(), Json::String(s));
+        match obj.kind("messageId") {
+            Some(Kind::String) if obj.string("messageId").is_some_and(|s| !s.is_empty() && s.len() <= 256) => {}
+            None | Some(Kind::Null) => obj.set_string("messageId", &self.ids.next()),
+            Some(Kind::Number) => {
+                let text = obj.get("messageId").unwrap_or("0").to_string();
+                obj.set_string("messageId", &text);
             }
             Some(_) => {
                 return Err(Rejection::event(
                     i,
                     "messageId",
-                    format!("event {i}: messageId must be a string of at most 256 characters"),
+                    format!("event {i}: messageId must be a string of 1 to 256 characters"),
                 ))
             }
         }
-        let ts_field = |obj: &Map<String, Json>, f: &str| -> Result<Option<i64>, Rejection> {
-            match obj.get(f) {
-                None | Some(Json::Null) => Ok(None),
-                Some(v) => timestamp_of(v)
-                    .map(Some)
-                    .ok_or_else(|| Rejection::event(i, f, format!("event {i}: {f} {v} is not an ISO 8601 timestamp"))),
-            }
+        let field = |obj: &Obj<'_>, f: &str| {
+            timestamp_field(obj, f).map_err(|message| Rejection::event(i, f, format!("event {i}: {message}")))
         };
-        let ts = ts_field(&obj, "timestamp")?;
-        let sent_at = ts_field(&obj, "sentAt")?.or(env.sent_at);
-        let original = ts_field(&obj, "originalTimestamp")?.or(ts);
+        let ts = field(&obj, "timestamp")?;
+        let sent_at = field(&obj, "sentAt")?.or(env.sent_at);
+        let original = field(&obj, "originalTimestamp")?.or(ts);
         let received = meta.received_at;
         // Segment: timestamp = receivedAt - (sentAt - originalTimestamp) corrects the device clock.
         let timestamp = match (original, sent_at) {
@@ -477,36 +462,37 @@ impl Parser {
             (None, _) => received,
         };
         if let Some(o) = original {
-            obj.insert("originalTimestamp".into(), Json::String(format_millis(o)));
+            obj.set_string("originalTimestamp", &format_millis(o));
         }
         if let Some(s) = sent_at {
-            obj.insert("sentAt".into(), Json::String(format_millis(s)));
+            obj.set_string("sentAt", &format_millis(s));
         }
-        obj.insert("timestamp".into(), Json::String(format_millis(timestamp)));
-        obj.insert("receivedAt".into(), Json::String(format_millis(received)));
+        obj.set_string("timestamp", &format_millis(timestamp));
+        obj.set_string("receivedAt", &format_millis(received));
         if let Some(source) = source {
-            obj.insert("sourceName".into(), Json::String(source.to_string()));
+            obj.set_string("sourceName", source);
         }
         // Context: the event's own keys win over the batch's; ip and userAgent only when absent.
-        let mut context = match obj.remove("context") {
-            Some(Json::Object(m)) => m,
-            _ => Map::new(),
+        let own = obj.get("context").filter(|t| Kind::of(t) == Kind::Object).map(str::to_string);
+        let mut context = match &own {
+            Some(text) => Obj::parse(text).map_err(|e| Rejection::event(i, "context", format!("event {i}: {e}")))?,
+            None => Obj::default(),
         };
         if let Some(batch_ctx) = &env.context {
-            for (k, v) in batch_ctx {
-                context.entry(k.clone()).or_insert_with(|| v.clone());
+            for (k, v) in batch_ctx.entries() {
+                context.set_default(k, v.clone());
             }
         }
         if let Some(ip) = &meta.ip {
-            context.entry("ip").or_insert_with(|| Json::String(ip.clone()));
+            context.set_default("ip", Raw::Owned(quote(ip)));
         }
         if let Some(ua) = &meta.user_agent {
-            context.entry("userAgent").or_insert_with(|| Json::String(ua.clone()));
+            context.set_default("userAgent", Raw::Owned(quote(ua)));
         }
-        obj.insert("context".into(), Json::Object(context));
+        obj.set("context", context.to_json());
 
         let key = {
-            let get = |f: &str| obj.get(f).and_then(Json::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+            let get = |f: &str| obj.string(f).filter(|s| !s.is_empty()).map(Cow::into_owned);
             match self.config.key_field {
                 KeyField::UserId => get("userId").or_else(|| get("anonymousId")),
                 KeyField::AnonymousId => get("anonymousId").or_else(|| get("userId")),
@@ -519,16 +505,19 @@ impl Parser {
         } else {
             self.config.topic.clone()
         };
-        Ok(Event { topic, key, timestamp, body: obj })
+        Ok(Event { topic, key, timestamp, json: obj.to_json() })
     }
 
     /// The record value of an event, per `value.schema`.
     pub fn value_of(&self, event: Event) -> Value {
         match self.config.value_schema {
-            // Serialized once, here; the converter writes the text as it is.
-            ValueSchema::None => Value::Json(Json::Object(event.body).to_string()),
+            // Written once, by `enrich`; the converter writes the text as it is.
+            ValueSchema::None => Value::Json(event.json),
             ValueSchema::Segment => {
-                let mut body = event.body;
+                let mut body = match serde_json::from_str::<Json>(&event.json) {
+                    Ok(Json::Object(m)) => m,
+                    _ => Map::new(),
+                };
                 let mut st = Struct::new(self.schema.clone());
                 for field in &self.schema.fields {
                     let v = match field.name.as_str() {
@@ -552,54 +541,39 @@ impl Parser {
     }
 }
 
-fn trim_start(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
-    &b[n..]
-}
-
 fn is_topic_safe(s: &str) -> bool {
     s.len() <= 100 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-fn parse_object(raw: &[u8]) -> Result<Map<String, Json>, String> {
-    match serde_json::from_slice::<Json>(raw) {
-        Ok(Json::Object(m)) => Ok(m),
-        Ok(other) => Err(format!("expected a JSON object, got {}", kind_of(&other))),
-        Err(e) => Err(e.to_string()),
+/// A timestamp field: absent or null is `None`; anything but an ISO 8601 string is an error.
+fn timestamp_field(obj: &Obj<'_>, f: &str) -> Result<Option<i64>, String> {
+    match obj.kind(f) {
+        None | Some(Kind::Null) => Ok(None),
+        Some(Kind::String) => match obj.string(f).as_deref().and_then(parse_millis) {
+            Some(t) => Ok(Some(t)),
+            None => Err(format!("{f} {} is not an ISO 8601 timestamp", obj.get(f).unwrap_or(""))),
+        },
+        Some(_) => Err(format!("{f} {} is not an ISO 8601 timestamp", obj.get(f).unwrap_or(""))),
     }
-}
-
-fn kind_of(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
-    }
-}
-
-fn timestamp_of(v: &Json) -> Option<i64> {
-    v.as_str().and_then(parse_millis)
 }
 
 /// Identity fields are strings; numbers are accepted and turned into strings, as Segment does.
-fn identity(obj: &mut Map<String, Json>, i: usize, field: &str) -> Result<(), Rejection> {
-    match obj.get(field) {
-        None | Some(Json::Null) => Ok(()),
-        Some(Json::String(s)) if s.is_empty() => {
-            obj.remove(field);
+fn identity(obj: &mut Obj<'_>, i: usize, field: &str) -> Result<(), Rejection> {
+    match obj.kind(field) {
+        None | Some(Kind::Null) => Ok(()),
+        Some(Kind::String) => {
+            if obj.get(field) == Some("\"\"") {
+                obj.remove(field);
+            }
             Ok(())
         }
-        Some(Json::String(_)) => Ok(()),
-        Some(Json::Number(n)) => {
-            let s = n.to_string();
-            obj.insert(field.to_string(), Json::String(s));
+        Some(Kind::Number) => {
+            let text = obj.get(field).unwrap_or("0").to_string();
+            obj.set_string(field, &text);
             Ok(())
         }
         Some(other) => {
-            Err(Rejection::event(i, field, format!("event {i}: {field} must be a string, not {}", kind_of(other))))
+            Err(Rejection::event(i, field, format!("event {i}: {field} must be a string, not {}", other.article())))
         }
     }
 }
@@ -642,7 +616,11 @@ fn pixel_object(query: &str) -> Result<Map<String, Json>, String> {
                 .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(v.trim_end_matches('=')))
                 .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')))
                 .map_err(|_| "data is not base64".to_string())?;
-            let data = parse_object(&raw).map_err(|e| format!("data is not a base64 JSON object: {e}"))?;
+            let data = match serde_json::from_slice::<Json>(&raw) {
+                Ok(Json::Object(m)) => m,
+                Ok(_) => return Err("data is not a base64 JSON object".to_string()),
+                Err(e) => return Err(format!("data is not a base64 JSON object: {e}")),
+            };
             for (dk, dv) in data {
                 obj.insert(dk, dv);
             }
@@ -692,6 +670,10 @@ mod tests {
         Parser::new(Arc::new(TrackingConfig::parse(&map).expect("config")))
     }
 
+    fn doc(e: &Event) -> Json {
+        serde_json::from_str(&e.json).expect("valid JSON")
+    }
+
     fn meta() -> RequestMeta {
         RequestMeta {
             received_at: parse_millis("2026-11-22T10:00:10.000Z").expect("ts"),
@@ -719,7 +701,7 @@ mod tests {
         );
         assert_eq!(e.topic, "tracking.events");
         assert_eq!(e.key.as_deref(), Some("u1"));
-        let b = &e.body;
+        let b = &doc(&e);
         assert_eq!(b["type"], "track");
         assert_eq!(b["originalTimestamp"], "2026-11-22T10:00:00.000Z");
         // The device clock was 5 s behind the send: receivedAt - 5 s.
@@ -744,13 +726,13 @@ mod tests {
         assert_eq!(events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>(), ["tracking.identify", "tracking.page"]);
         assert_eq!(events[0].key.as_deref(), Some("a1"));
         assert_eq!(events[1].key.as_deref(), Some("42"), "numeric userId becomes a string");
-        assert_eq!(events[0].body["timestamp"], "2026-11-22T10:00:08.000Z");
-        assert_eq!(events[0].body["context"]["locale"], "en");
-        assert_eq!(events[1].body["context"]["locale"], "de", "the event's own context wins");
-        assert_eq!(events[1].body["context"]["library"]["name"], "analytics.js");
-        assert_eq!(events[1].body["messageId"], "m-2");
-        assert_eq!(events[1].body["sourceName"], "web");
-        assert_eq!(events[1].body["timestamp"], "2026-11-22T10:00:10.000Z", "no timestamp: receivedAt");
+        assert_eq!(doc(&events[0])["timestamp"], "2026-11-22T10:00:08.000Z");
+        assert_eq!(doc(&events[0])["context"]["locale"], "en");
+        assert_eq!(doc(&events[1])["context"]["locale"], "de", "the event's own context wins");
+        assert_eq!(doc(&events[1])["context"]["library"]["name"], "analytics.js");
+        assert_eq!(doc(&events[1])["messageId"], "m-2");
+        assert_eq!(doc(&events[1])["sourceName"], "web");
+        assert_eq!(doc(&events[1])["timestamp"], "2026-11-22T10:00:10.000Z", "no timestamp: receivedAt");
     }
 
     #[test]
@@ -823,7 +805,7 @@ mod tests {
         assert_eq!(p.parse(Endpoint::Single("track"), body.as_bytes(), "", &m).expect_err("bad key").status, 401);
         let m = RequestMeta { write_key: Some("k1".into()), ..meta() };
         let e = p.parse(Endpoint::Single("track"), body.as_bytes(), "", &m).expect("good key");
-        assert_eq!(e[0].body["sourceName"], "web");
+        assert_eq!(doc(&e[0])["sourceName"], "web");
     }
 
     #[test]
@@ -832,7 +814,7 @@ mod tests {
         let nd = "{\"type\":\"click\",\"x\":1}\n\n{\"y\":2,\"messageId\":\"m7\"}\n";
         let events = p.parse(Endpoint::Events, nd.as_bytes(), "", &meta()).expect("ndjson");
         assert_eq!(events.len(), 2);
-        assert_eq!(events[0].body["x"], 1);
+        assert_eq!(doc(&events[0])["x"], 1);
         assert_eq!(events[1].key.as_deref(), Some("m7"));
         let arr = "[{\"a\":1},{\"b\":true}]";
         assert_eq!(p.parse(Endpoint::Events, arr.as_bytes(), "", &meta()).expect("array").len(), 2);
@@ -857,7 +839,7 @@ mod tests {
                 &meta(),
             )
             .expect("pixel");
-        let b = &e[0].body;
+        let b = &doc(&e[0]);
         assert_eq!(b["type"], "track");
         assert_eq!(b["event"], "Email Opened");
         assert_eq!(b["properties"]["campaign"], "fall sale");
@@ -865,8 +847,8 @@ mod tests {
         let data =
             base64::engine::general_purpose::STANDARD.encode(json!({"userId": "u1", "name": "Home"}).to_string());
         let e = p.parse(Endpoint::Pixel(Some("page")), b"", &format!("data={data}"), &meta()).expect("data pixel");
-        assert_eq!(e[0].body["type"], "page");
-        assert_eq!(e[0].body["name"], "Home");
+        assert_eq!(doc(&e[0])["type"], "page");
+        assert_eq!(doc(&e[0])["name"], "Home");
         assert!(p.parse(Endpoint::Pixel(None), b"", "name=x", &meta()).is_err(), "no identity");
         assert!(p.parse(Endpoint::Pixel(None), b"", "userId=%zz", &meta()).is_err());
     }

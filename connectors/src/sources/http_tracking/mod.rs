@@ -20,6 +20,7 @@
 mod config;
 mod event;
 mod metrics;
+mod obj;
 mod server;
 mod time;
 
