@@ -464,6 +464,17 @@ fn malformed_requests_are_refused_with_their_reason_and_nothing_of_them_is_writt
     assert_eq!(dead.len(), dead_lettered, "{dead:#?}");
     assert!(dead.iter().any(|d| d.value.as_str().is_some_and(|s| s.contains("last tuesday"))), "{dead:#?}");
     assert!(c.sluice.log_text().lines().all(|l| !l.contains("panicked")));
+    // `write.keys` is a PASSWORD key: hidden in every REST answer that shows configs.
+    for path in [
+        "/connectors/collector",
+        "/connectors/collector/config",
+        "/connectors/collector/tasks",
+        "/connectors?expand=info",
+    ] {
+        let (status, body) = common::http(c.sluice.port, "GET", path, None).expect("REST");
+        assert_eq!(status, 200, "{path}");
+        assert!(!body.contains("k1:web") && body.contains("[hidden]"), "{path}: {body}");
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! file), as Kafka's `EnvVarConfigProvider` and `FileConfigProvider`. Resolved values never reach
 //! REST output or logs: [`mask_secrets`] shows the reference instead.
 
-use sluice_api::{ConfigErrors, ConfigMap};
+use sluice_api::{ConfigErrors, ConfigMap, ConfigType, PluginInfo};
 
 use super::properties::parse_properties;
 
@@ -57,16 +57,32 @@ fn is_secret_key(key: &str) -> bool {
     ["password", "secret", "sasl.jaas.config", "access.key", "token", "credentials"].iter().any(|s| k.contains(s))
 }
 
-/// A copy safe to show: secret-looking keys are replaced by `[hidden]` unless they are references.
-pub fn mask_secrets(config: &ConfigMap) -> ConfigMap {
+/// Keys the connector named by `config`'s `connector.class` declares as PASSWORD.
+fn password_keys(config: &ConfigMap, plugins: &[PluginInfo]) -> Vec<String> {
+    let Some(plugin) = config.get("connector.class").and_then(|c| plugins.iter().find(|p| p.matches(c.trim()))) else {
+        return Vec::new();
+    };
+    let connector = (plugin.create)();
+    connector
+        .as_connector()
+        .config_def()
+        .keys()
+        .iter()
+        .filter(|k| k.config_type == ConfigType::Password)
+        .map(|k| k.name.clone())
+        .collect()
+}
+
+/// A copy safe to show: PASSWORD-typed keys of the connector and secret-looking keys are replaced
+/// by `[hidden]` unless they are references.
+pub fn mask_secrets(config: &ConfigMap, plugins: &[PluginInfo]) -> ConfigMap {
+    let passwords = password_keys(config, plugins);
     config
         .iter()
         .map(|(k, v)| {
-            let shown = if is_secret_key(k) && !v.starts_with("${") && !v.is_empty() {
-                "[hidden]".to_string()
-            } else {
-                v.clone()
-            };
+            let secret = is_secret_key(k) || passwords.iter().any(|p| p == k);
+            let shown =
+                if secret && !v.starts_with("${") && !v.is_empty() { "[hidden]".to_string() } else { v.clone() };
             (k.clone(), shown)
         })
         .collect()
@@ -108,7 +124,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let masked = mask_secrets(&config);
+        let masked = mask_secrets(&config, &[]);
         assert_eq!(masked["database.password"], "[hidden]");
         assert_eq!(masked["s3.secret"], "${env:S}");
         assert_eq!(masked["topic"], "t");

@@ -335,7 +335,7 @@ impl DistributedHerder {
         let plugin = self.plugin_for(name, config)?;
         Ok(ConnectorInfo {
             name: name.to_string(),
-            config: mask_secrets(config),
+            config: mask_secrets(config, &self.plugins),
             tasks: (0..task_count as u32).map(|task| TaskRef { connector: name.to_string(), task }).collect(),
             connector_type: plugin.connector_type.name(),
         })
@@ -413,7 +413,10 @@ impl Herder for DistributedHerder {
 
     async fn connector_config(&self, name: &str) -> Result<ConfigMap, HerderError> {
         let s = self.configs.snapshot();
-        s.connectors.get(name).map(mask_secrets).ok_or_else(|| HerderError::connector_not_found(name))
+        s.connectors
+            .get(name)
+            .map(|c| mask_secrets(c, &self.plugins))
+            .ok_or_else(|| HerderError::connector_not_found(name))
     }
 
     async fn connector_status(&self, name: &str) -> Result<ConnectorStateInfo, HerderError> {
@@ -454,7 +457,7 @@ impl Herder for DistributedHerder {
                     .enumerate()
                     .map(|(i, c)| TaskInfo {
                         id: TaskRef { connector: name.to_string(), task: i as u32 },
-                        config: mask_secrets(c),
+                        config: mask_secrets(c, &self.plugins),
                     })
                     .collect()
             })

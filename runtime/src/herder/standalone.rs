@@ -192,7 +192,7 @@ impl StandaloneHerder {
     fn info(&self, name: &str, entry: &Entry) -> ConnectorInfo {
         ConnectorInfo {
             name: name.to_string(),
-            config: mask_secrets(&entry.config),
+            config: mask_secrets(&entry.config, &self.plugins),
             tasks: (0..entry.task_configs.len() as u32)
                 .map(|task| TaskRef { connector: name.to_string(), task })
                 .collect(),
@@ -216,7 +216,7 @@ impl Herder for StandaloneHerder {
     async fn connector_config(&self, name: &str) -> Result<ConfigMap, HerderError> {
         let connectors = self.connectors.lock().await;
         let entry = connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;
-        Ok(mask_secrets(&entry.config))
+        Ok(mask_secrets(&entry.config, &self.plugins))
     }
 
     async fn connector_status(&self, name: &str) -> Result<ConnectorStateInfo, HerderError> {
@@ -247,7 +247,7 @@ impl Herder for StandaloneHerder {
             .enumerate()
             .map(|(i, c)| TaskInfo {
                 id: TaskRef { connector: name.to_string(), task: i as u32 },
-                config: mask_secrets(c),
+                config: mask_secrets(c, &self.plugins),
             })
             .collect())
     }
