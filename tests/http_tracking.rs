@@ -737,3 +737,39 @@ fn the_in_flight_bound_answers_429_and_memory_stays_under_it() {
     assert_eq!(records.len(), accepted.len() * 20);
     assert_eq!(inflight(&c), Some(0), "everything acknowledged releases its bytes");
 }
+
+#[test]
+fn segment_schema_values_carry_a_connect_schema_and_any_origin_is_allowed_without_credentials() {
+    let services = Services::load();
+    let c = Collector::start(
+        &services.kafka(),
+        json!({"value.schema": "segment", "value.converter.schemas.enable": "true"}),
+    );
+    let body = json!({"userId": "u1", "event": "Signed Up", "properties": {"plan": "pro"}, "messageId": "m-1", "extraField": 7}).to_string();
+    let r = c.curl(&["-X", "POST", "-H", "Origin: https://anywhere.example", "--data-binary", &body, "/v1/track"]);
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("access-control-allow-origin").as_deref(), Some("*"), "the default * answers *");
+    assert!(r.header("access-control-allow-credentials").is_none());
+    let records = wait_topic(&c.kafka, &c.topic, 1, Duration::from_secs(20));
+    assert_eq!(records.len(), 1);
+    let v = &records[0].value;
+    assert_eq!(v["schema"]["type"], "struct");
+    assert_eq!(v["schema"]["name"], "sluice.tracking.Event");
+    let fields: Vec<&str> =
+        v["schema"]["fields"].as_array().expect("fields").iter().filter_map(|f| f["field"].as_str()).collect();
+    assert!(fields.starts_with(&["type", "messageId", "userId", "anonymousId", "event"]), "{fields:?}");
+    let p = &v["payload"];
+    assert_eq!(
+        (p["type"].as_str(), p["userId"].as_str(), p["event"].as_str()),
+        (Some("track"), Some("u1"), Some("Signed Up"))
+    );
+    assert_eq!(p["anonymousId"], Value::Null);
+    assert_eq!(
+        serde_json::from_str::<Value>(p["properties"].as_str().expect("JSON text")).ok(),
+        Some(json!({"plan": "pro"}))
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(p["extra"].as_str().expect("JSON text")).ok(),
+        Some(json!({"extraField": 7}))
+    );
+}

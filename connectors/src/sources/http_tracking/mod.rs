@@ -46,6 +46,8 @@ use server::{Ack, Shared, Submission};
 /// How long `poll` waits for new events while records are in flight (bounds the extra latency of
 /// an answer, and the spin while Kafka is slow).
 const IN_FLIGHT_POLL_WAIT: Duration = Duration::from_millis(2);
+/// The same once the oldest record in flight has waited over 100 ms.
+const STALLED_POLL_WAIT: Duration = Duration::from_millis(50);
 
 /// Registry entry.
 pub const PLUGIN: PluginInfo = PluginInfo {
@@ -160,7 +162,13 @@ impl SourceTask for HttpTrackingTask {
         };
         // The runtime hands acknowledgements to `commit_record` only between polls, and every
         // request waits for its acknowledgements: while records are in flight, come back quickly.
-        let wait = if self.pending.is_empty() { Duration::from_secs(1) } else { IN_FLIGHT_POLL_WAIT };
+        let now = u64::try_from(shared.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
+        let wait = match self.pending.front() {
+            None => Duration::from_secs(1),
+            // Kafka is slow or away: no need to spin.
+            Some(p) if now.saturating_sub(p.handed) > 100 => STALLED_POLL_WAIT,
+            Some(_) => IN_FLIGHT_POLL_WAIT,
+        };
         let first = match tokio::time::timeout(wait, rx.recv()).await {
             Ok(Some(s)) => s,
             Ok(None) => return Err(ConnectError::fatal("the tracking collector's HTTP server stopped")),

@@ -299,7 +299,21 @@ async fn accept(
         }
     };
     let mut raw = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(chunk) = body.next().await {
+    loop {
+        // A client that trickles its body must not hold in-flight room past the request timeout.
+        let chunk = match tokio::time::timeout_at(deadline.into(), body.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                return error_reply(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {} ms (http.request.timeout.ms)",
+                        config.request_timeout.as_millis()
+                    ),
+                )
+            }
+        };
         let mut chunk = match chunk {
             Ok(c) => c,
             Err(e) => return error_reply(StatusCode::BAD_REQUEST, format!("could not read the body: {e}")),
@@ -569,21 +583,39 @@ fn client_ip(config: &TrackingConfig, headers: &HeaderMap, remote: Option<Socket
     Some(client.to_string())
 }
 
-fn origin_allowed<'a>(config: &TrackingConfig, origin: &'a str) -> Option<&'a str> {
-    if config.cors_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin)) {
-        Some(origin)
+/// How an origin is allowed: by a listed origin (echoed, with credentials), or by `*` (any
+/// origin, no credentials — cookies are never needed to send events).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    Listed,
+    Any,
+}
+
+fn origin_allowed(config: &TrackingConfig, origin: &str) -> Option<Allowed> {
+    if config.cors_origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+        Some(Allowed::Listed)
+    } else if config.cors_origins.iter().any(|o| o == "*") {
+        Some(Allowed::Any)
     } else {
         None
     }
 }
 
 fn cors(config: &TrackingConfig, origin: Option<&str>, reply: &mut Reply) {
-    let Some(origin) = origin.and_then(|o| origin_allowed(config, o)) else { return };
+    let Some(origin) = origin else { return };
     let h = reply.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(origin) {
-        h.insert("access-control-allow-origin", v);
-        h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
-        h.append("vary", HeaderValue::from_static("Origin"));
+    match origin_allowed(config, origin) {
+        Some(Allowed::Any) => {
+            h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        }
+        Some(Allowed::Listed) => {
+            if let Ok(v) = HeaderValue::from_str(origin) {
+                h.insert("access-control-allow-origin", v);
+                h.insert("access-control-allow-credentials", HeaderValue::from_static("true"));
+                h.append("vary", HeaderValue::from_static("Origin"));
+            }
+        }
+        None => {}
     }
 }
 
