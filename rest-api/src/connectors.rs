@@ -39,7 +39,17 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
         .and(warp::body::json())
         .and(with.clone())
         .and_then(put_config);
+    let patch_config = warp::path!("connectors" / String / "config")
+        .and(warp::patch())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::json())
+        .and(with.clone())
+        .and_then(patch_config);
     let status = warp::path!("connectors" / String / "status").and(warp::get()).and(with.clone()).and_then(status);
+    let task_status = warp::path!("connectors" / String / "tasks" / u32 / "status")
+        .and(warp::get())
+        .and(with.clone())
+        .and_then(task_status);
     let tasks = warp::path!("connectors" / String / "tasks").and(warp::get()).and(with).and_then(tasks);
     list.or(create)
         .unify()
@@ -51,6 +61,10 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
         .unify()
         .or(put_config)
         .unify()
+        .or(patch_config)
+        .unify()
+        .or(task_status)
+        .unify()
         .or(status)
         .unify()
         .or(tasks)
@@ -59,16 +73,17 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
 
 /// Config values may arrive as JSON strings, numbers or booleans; Kafka Connect stores strings.
 fn flatten_config(config: BTreeMap<String, Json>) -> Result<ConfigMap, ApiError> {
-    config
-        .into_iter()
-        .map(|(k, v)| match v {
-            Json::String(s) => Ok((k, s)),
-            Json::Number(n) => Ok((k, n.to_string())),
-            Json::Bool(b) => Ok((k, b.to_string())),
-            Json::Null => Err(ApiError::new(400, format!("Config value of {k} must not be null"))),
-            other => Err(ApiError::new(400, format!("Config value of {k} must be a string, not {other}"))),
-        })
-        .collect()
+    config.into_iter().map(|(k, v)| config_value(&k, v).map(|v| (k, v))).collect()
+}
+
+fn config_value(k: &str, v: Json) -> Result<String, ApiError> {
+    match v {
+        Json::String(s) => Ok(s),
+        Json::Number(n) => Ok(n.to_string()),
+        Json::Bool(b) => Ok(b.to_string()),
+        Json::Null => Err(ApiError::new(400, format!("Config value of {k} must not be null"))),
+        other => Err(ApiError::new(400, format!("Config value of {k} must be a string, not {other}"))),
+    }
 }
 
 async fn list(query: String, herder: SharedHerder) -> Result<Response, Infallible> {
@@ -135,6 +150,50 @@ async fn put_config(name: String, body: BTreeMap<String, Json>, herder: SharedHe
             let config = flatten_config(body)?;
             let (created, info) = herder.put_connector_config(&name, config, true).await?;
             Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, &info))
+        }
+        .await,
+    )
+}
+
+/// `PATCH /connectors/{c}/config`: a merge patch over the stored config; `null` removes a key.
+async fn patch_config(
+    name: String,
+    body: BTreeMap<String, Json>,
+    herder: SharedHerder,
+) -> Result<Response, Infallible> {
+    respond(
+        async {
+            let mut config = herder.stored_connector_config(&name).await?;
+            for (k, v) in body {
+                match v {
+                    Json::Null => {
+                        config.remove(&k);
+                    }
+                    other => {
+                        let v = config_value(&k, other)?;
+                        config.insert(k, v);
+                    }
+                }
+            }
+            let (_, info) = herder.put_connector_config(&name, config, true).await?;
+            Ok(json(StatusCode::OK, &info))
+        }
+        .await,
+    )
+}
+
+/// `GET /connectors/{c}/tasks/{t}/status`.
+async fn task_status(name: String, task: u32, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(
+        async {
+            let status = herder.connector_status(&name).await?;
+            let states = serde_json::to_value(&status).unwrap_or_default();
+            let found = states["tasks"]
+                .as_array()
+                .and_then(|tasks| tasks.iter().find(|t| t["id"].as_u64() == Some(u64::from(task))).cloned());
+            found
+                .map(|t| json(StatusCode::OK, &t))
+                .ok_or_else(|| ApiError::new(404, format!("No status found for task {name}-{task}")))
         }
         .await,
     )

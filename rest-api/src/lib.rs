@@ -6,6 +6,7 @@ mod connectors;
 mod error;
 mod lifecycle;
 mod offsets;
+mod plugins;
 mod root;
 
 use std::convert::Infallible;
@@ -28,7 +29,9 @@ pub fn routes(herder: SharedHerder) -> impl Filter<Extract = (impl warp::Reply,)
         .unify()
         .or(lifecycle::routes(herder.clone()))
         .unify()
-        .or(offsets::routes(herder))
+        .or(offsets::routes(herder.clone()))
+        .unify()
+        .or(plugins::routes(herder))
         .unify()
         .recover(error::recover)
         .unify()

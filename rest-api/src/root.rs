@@ -17,12 +17,11 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
             &json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}),
         )
     });
-    let plugins = warp::path!("connector-plugins").and(warp::get()).and(with.clone()).and_then(plugins);
     let cluster = warp::path!("admin" / "cluster")
         .and(warp::get())
         .and(with)
         .map(|h: SharedHerder| json(StatusCode::OK, &h.cluster()));
-    root.or(health).unify().or(plugins).unify().or(cluster).unify()
+    root.or(health).unify().or(cluster).unify()
 }
 
 /// `GET /`, fields in Kafka Connect's order.
@@ -40,13 +39,4 @@ async fn server_info(herder: SharedHerder) -> Result<Response, Infallible> {
         kafka_cluster_id: herder.kafka_cluster_id(),
     };
     respond(Ok(json(StatusCode::OK, &info)))
-}
-
-async fn plugins(herder: SharedHerder) -> Result<Response, Infallible> {
-    let list: Vec<_> = herder
-        .plugins()
-        .iter()
-        .map(|p| json!({"class": p.class, "type": p.connector_type.name(), "version": p.version}))
-        .collect();
-    respond(Ok(json(StatusCode::OK, &list)))
 }

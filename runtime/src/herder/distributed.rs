@@ -419,6 +419,11 @@ impl Herder for DistributedHerder {
             .ok_or_else(|| HerderError::connector_not_found(name))
     }
 
+    async fn stored_connector_config(&self, name: &str) -> Result<ConfigMap, HerderError> {
+        let s = self.configs.snapshot();
+        s.connectors.get(name).cloned().ok_or_else(|| HerderError::connector_not_found(name))
+    }
+
     async fn connector_status(&self, name: &str) -> Result<ConnectorStateInfo, HerderError> {
         let s = self.configs.snapshot();
         let config = s.connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;

@@ -3,6 +3,7 @@
 
 mod distributed;
 mod standalone;
+pub mod validate;
 
 use async_trait::async_trait;
 use sluice_api::{ConfigErrors, ConfigMap, ConnectorType, PluginInfo};
@@ -188,6 +189,9 @@ pub trait Herder: Send + Sync {
     async fn connector_info(&self, name: &str) -> Result<ConnectorInfo, HerderError>;
     /// Connector config (secrets masked).
     async fn connector_config(&self, name: &str) -> Result<ConfigMap, HerderError>;
+    /// Connector config as stored, secrets in clear: for merges inside the worker (PATCH), never
+    /// for output.
+    async fn stored_connector_config(&self, name: &str) -> Result<ConfigMap, HerderError>;
     /// Connector and task states.
     async fn connector_status(&self, name: &str) -> Result<ConnectorStateInfo, HerderError>;
     /// Task configs.

@@ -219,6 +219,12 @@ impl Herder for StandaloneHerder {
         Ok(mask_secrets(&entry.config, &self.plugins))
     }
 
+    async fn stored_connector_config(&self, name: &str) -> Result<ConfigMap, HerderError> {
+        let connectors = self.connectors.lock().await;
+        let entry = connectors.get(name).ok_or_else(|| HerderError::connector_not_found(name))?;
+        Ok(entry.config.clone())
+    }
+
     async fn connector_status(&self, name: &str) -> Result<ConnectorStateInfo, HerderError> {
         let connector_type = {
             let connectors = self.connectors.lock().await;
