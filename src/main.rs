@@ -11,6 +11,8 @@ use sluice_runtime::herder::{Herder, StandaloneHerder};
 use sluice_runtime::storage::{FileOffsetStore, MemoryOffsetStore, MemoryStatusStore, OffsetStore};
 use sluice_runtime::worker::Worker;
 
+mod logging;
+
 const USAGE: &str = "\
 sluice — a Kafka Connect-compatible connector and CDC platform
 
@@ -42,8 +44,8 @@ fn main() {
                 0
             }
         }
-        Some("standalone") if args.len() >= 2 => run(standalone(args[1].clone(), args[2..].to_vec())),
-        Some("distributed") if args.len() == 2 => run(distributed(args[1].clone())),
+        Some("standalone") if args.len() >= 2 => run(|levels| standalone(args[1].clone(), args[2..].to_vec(), levels)),
+        Some("distributed") if args.len() == 2 => run(|levels| distributed(args[1].clone(), levels)),
         Some(other) => {
             eprintln!("error: unexpected arguments starting at '{other}'\n\n{USAGE}");
             2
@@ -52,14 +54,9 @@ fn main() {
     std::process::exit(code);
 }
 
-fn run(fut: impl std::future::Future<Output = Result<()>>) -> i32 {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,librdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+fn run<F: std::future::Future<Output = Result<()>>>(fut: impl FnOnce(Arc<logging::Levels>) -> F) -> i32 {
+    let levels = Arc::new(logging::init());
+    let fut = fut(levels);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -118,8 +115,9 @@ fn listener_addr(listener: &str) -> Result<SocketAddr> {
         .ok_or_else(|| anyhow!("listener {listener}: host does not resolve"))
 }
 
-async fn standalone(worker_file: String, connector_files: Vec<String>) -> Result<()> {
+async fn standalone(worker_file: String, connector_files: Vec<String>, levels: Arc<logging::Levels>) -> Result<()> {
     let worker_config = load_worker_config(&worker_file)?;
+    let rest_options = rest_options(&worker_config, levels)?;
     let connectors: Vec<ConfigMap> = connector_files.iter().map(|f| read_config_file(f)).collect::<Result<_>>()?;
 
     let offsets: Arc<dyn OffsetStore> = match worker_config.offset_file() {
@@ -141,8 +139,9 @@ async fn standalone(worker_file: String, connector_files: Vec<String>) -> Result
         Arc::new(Worker::new(worker_config, worker_id.clone(), offsets, Arc::new(MemoryStatusStore::default()))?);
     let herder = StandaloneHerder::new(worker, sluice_connectors::plugins());
     herder.fetch_cluster_id().await;
-    let server =
-        tokio::spawn(sluice_rest::serve(herder.clone(), listener, async move { rest_shutdown.cancelled().await }));
+    let server = tokio::spawn(sluice_rest::serve(herder.clone(), listener, rest_options, async move {
+        rest_shutdown.cancelled().await
+    }));
     tracing::info!(%bound, worker_id, "REST API listening");
 
     for config in connectors {
@@ -159,12 +158,13 @@ async fn standalone(worker_file: String, connector_files: Vec<String>) -> Result
     Ok(())
 }
 
-async fn distributed(worker_file: String) -> Result<()> {
+async fn distributed(worker_file: String, levels: Arc<logging::Levels>) -> Result<()> {
     use sluice_runtime::distributed::membership::MembershipConfig;
     use sluice_runtime::herder::DistributedHerder;
     use sluice_runtime::storage::{KafkaConfigStore, KafkaOffsetStore, KafkaStatusStore, KafkaStoreConfig, TopicSpec};
 
     let worker_config = load_worker_config(&worker_file)?;
+    let rest_options = rest_options(&worker_config, levels)?;
     let p = worker_config.parsed().clone();
     let listener = worker_config.listeners().first().cloned().unwrap_or_else(|| "http://0.0.0.0:8083".into());
     let addr = listener_addr(&listener)?;
@@ -206,7 +206,13 @@ async fn distributed(worker_file: String) -> Result<()> {
     herder.fetch_cluster_id().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
     let rest_shutdown = shutdown.clone();
-    let server = tokio::spawn(sluice_rest::serve(herder.clone(), tcp, async move { rest_shutdown.cancelled().await }));
+    let server =
+        tokio::spawn(sluice_rest::serve(
+            herder.clone(),
+            tcp,
+            rest_options,
+            async move { rest_shutdown.cancelled().await },
+        ));
     tracing::info!(%bound, worker_id, "distributed worker started; REST API listening");
 
     wait_for_signal().await;
@@ -242,4 +248,36 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// REST authentication (`rest.auth.*`) and the log-level control.
+fn rest_options(config: &WorkerConfig, levels: Arc<logging::Levels>) -> Result<sluice_rest::RestOptions> {
+    let p = config.parsed();
+    let list = |key: &str| -> Vec<String> {
+        p.string(key).split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+    };
+    let auth = match p.string("rest.auth.type").to_ascii_lowercase().as_str() {
+        "basic" => {
+            let mut users = Vec::new();
+            for entry in list("rest.auth.basic.users") {
+                let (user, password) = entry
+                    .split_once(':')
+                    .ok_or_else(|| anyhow!("rest.auth.basic.users: an entry is not user:password"))?;
+                users.push((user.to_string(), password.to_string()));
+            }
+            if users.is_empty() {
+                bail!("rest.auth.type=basic needs rest.auth.basic.users (user:password, comma-separated)");
+            }
+            sluice_rest::Auth::Basic(users)
+        }
+        "bearer" => {
+            let tokens = list("rest.auth.bearer.tokens");
+            if tokens.is_empty() {
+                bail!("rest.auth.type=bearer needs rest.auth.bearer.tokens");
+            }
+            sluice_rest::Auth::Bearer(tokens)
+        }
+        _ => sluice_rest::Auth::None,
+    };
+    Ok(sluice_rest::RestOptions { auth, loggers: Some(levels) })
 }

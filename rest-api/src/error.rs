@@ -47,6 +47,11 @@ pub(crate) fn respond(result: Result<Response, ApiError>) -> Result<Response, In
 
 /// Transport rejections in Kafka Connect's error shape (Jersey's messages).
 pub(crate) async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    if let Some(u) = rejection.find::<crate::auth::Unauthorized>() {
+        let mut reply = ApiError::new(401, u.message).into_response();
+        reply.headers_mut().insert("www-authenticate", u.challenge.clone());
+        return Ok(reply);
+    }
     let error = if rejection.is_not_found() {
         ApiError::new(404, "HTTP 404 Not Found")
     } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {

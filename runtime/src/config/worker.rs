@@ -46,6 +46,27 @@ impl WorkerConfig {
                 "Host name other workers and clients use for this worker",
             ))
             .define(key("rest.advertised.port", Int, "0", "Port other workers and clients use for this worker"))
+            .define(
+                key(
+                    "rest.auth.type",
+                    String,
+                    "none",
+                    "REST authentication: none, basic or bearer (GET /health stays open)",
+                )
+                .validator(sluice_api::Validator::OneOf(vec!["none", "basic", "bearer"])),
+            )
+            .define(key(
+                "rest.auth.basic.users",
+                Password,
+                "",
+                "With rest.auth.type=basic: accepted user:password pairs, comma-separated",
+            ))
+            .define(key(
+                "rest.auth.bearer.tokens",
+                Password,
+                "",
+                "With rest.auth.type=bearer: accepted tokens, comma-separated",
+            ))
             .define(key("key.converter", Class, "org.apache.kafka.connect.json.JsonConverter", "Default key converter"))
             .define(key(
                 "value.converter",

@@ -1,0 +1,96 @@
+//! `/admin/loggers`: log levels read and changed at runtime, on this worker (`scope=worker`).
+//! Logger names are Rust targets (`sluice_runtime`, `sluice_connectors::sources::mysql`,
+//! `sluice::rest`); `root` is the default level.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::error::{json, respond, ApiError};
+
+/// One logger's level, as Kafka Connect's `LoggerLevel`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LoggerLevel {
+    /// `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR` or `OFF`.
+    pub level: String,
+    /// When it was last set through the API, epoch milliseconds (`null`: from start-up).
+    pub last_modified: Option<i64>,
+}
+
+/// The process's log levels, as the binary's logging set-up exposes them.
+pub trait LogLevels: Send + Sync {
+    /// Every logger with a level of its own, and `root`.
+    fn loggers(&self) -> BTreeMap<String, LoggerLevel>;
+    /// Sets `name` (and every logger below it) to `level`, a valid upper-case level. Returns the
+    /// loggers changed.
+    fn set(&self, name: &str, level: &str) -> Result<Vec<String>, String>;
+}
+
+/// Kafka Connect's levels; FATAL is taken as ERROR.
+const LEVELS: [&str; 7] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"];
+
+#[derive(Deserialize)]
+struct LevelRequest {
+    level: Option<String>,
+}
+
+pub(crate) fn routes(
+    levels: Arc<dyn LogLevels>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let with = warp::any().map(move || levels.clone());
+    let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let all = warp::path!("admin" / "loggers")
+        .and(warp::get())
+        .and(with.clone())
+        .map(|l: Arc<dyn LogLevels>| json(StatusCode::OK, &l.loggers()));
+    let one = warp::path!("admin" / "loggers" / String).and(warp::get()).and(with.clone()).and_then(one);
+    let set = warp::path!("admin" / "loggers" / String)
+        .and(warp::put())
+        .and(raw_query)
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::json())
+        .and(with)
+        .and_then(set);
+    all.or(one).unify().or(set).unify()
+}
+
+async fn one(name: String, levels: Arc<dyn LogLevels>) -> Result<Response, Infallible> {
+    respond(
+        levels
+            .loggers()
+            .remove(&name)
+            .map(|l| json(StatusCode::OK, &l))
+            .ok_or_else(|| ApiError::new(404, format!("Logger {name} not found."))),
+    )
+}
+
+async fn set(
+    name: String,
+    query: String,
+    body: LevelRequest,
+    levels: Arc<dyn LogLevels>,
+) -> Result<Response, Infallible> {
+    respond((|| {
+        let scope = query.split('&').find_map(|kv| kv.strip_prefix("scope=")).unwrap_or("worker");
+        if !scope.eq_ignore_ascii_case("worker") {
+            return Err(ApiError::new(
+                400,
+                format!("scope={scope} is not supported yet: set the level on each worker with scope=worker"),
+            ));
+        }
+        let level =
+            body.level.ok_or_else(|| ApiError::new(400, "Desired 'level' parameter was not specified in request."))?;
+        let upper = level.trim().to_ascii_uppercase();
+        if !LEVELS.contains(&upper.as_str()) {
+            return Err(ApiError::new(404, format!("invalid log level '{level}'.")));
+        }
+        let upper = if upper == "FATAL" { "ERROR".to_string() } else { upper };
+        let changed = levels.set(&name, &upper).map_err(|e| ApiError::new(400, e))?;
+        Ok(json(StatusCode::OK, &changed))
+    })())
+}
