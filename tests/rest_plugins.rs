@@ -131,6 +131,22 @@ fn plugins_definitions_validation_task_status_and_patch() {
     assert_eq!(task["worker_id"], format!("127.0.0.1:{port}"));
     let (code, err) = call(port, "GET", "/connectors/src/tasks/3/status", None);
     assert_eq!((code, err["message"].clone()), (404, json!("No status found for task src-3")));
+    // Prometheus text with Kafka Connect's metric names.
+    wait_until(Duration::from_secs(20), "both lines written", || {
+        http(port, "GET", "/metrics", None)
+            .is_some_and(|(_, text)| text.contains("sluice_source_record_write_total{connector=\"src\",task=\"0\"} 2"))
+    });
+    let (code, text) = http(port, "GET", "/metrics", None).expect("metrics");
+    assert_eq!(code, 200);
+    for line in [
+        "sluice_connector_count 1",
+        "sluice_task_count 1",
+        "sluice_source_record_poll_total{connector=\"src\",task=\"0\"} 2",
+        "sluice_source_record_active_count{connector=\"src\",task=\"0\"} 0",
+        "# TYPE sluice_offset_commit_success_total counter",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+    }
     let (code, info) =
         call(port, "PATCH", "/connectors/src/config", Some(&json!({"batch.size": 7, "tasks.max": null}).to_string()));
     assert_eq!(code, 200, "{info}");

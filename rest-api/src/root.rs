@@ -9,6 +9,7 @@ use crate::error::{json, respond};
 use crate::SharedHerder;
 
 pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let herder_for_metrics = herder.clone();
     let with = warp::any().map(move || herder.clone());
     let root = warp::path::end().and(warp::get()).and(with.clone()).and_then(server_info);
     let health = warp::path!("health").and(warp::get()).map(|| {
@@ -21,7 +22,16 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
         .and(warp::get())
         .and(with)
         .map(|h: SharedHerder| json(StatusCode::OK, &h.cluster()));
-    root.or(health).unify().or(cluster).unify()
+    let metrics = warp::path!("metrics").and(warp::get()).and(with_metrics(herder_for_metrics)).then(
+        |h: SharedHerder| async move {
+            let mut reply = Response::new(h.metrics_text().await.into());
+            if let Ok(v) = "text/plain; version=0.0.4".parse() {
+                reply.headers_mut().insert("content-type", v);
+            }
+            reply
+        },
+    );
+    root.or(health).unify().or(cluster).unify().or(metrics).unify()
 }
 
 /// `GET /`, fields in Kafka Connect's order.
@@ -39,4 +49,8 @@ async fn server_info(herder: SharedHerder) -> Result<Response, Infallible> {
         kafka_cluster_id: herder.kafka_cluster_id(),
     };
     respond(Ok(json(StatusCode::OK, &info)))
+}
+
+fn with_metrics(herder: SharedHerder) -> impl Filter<Extract = (SharedHerder,), Error = Infallible> + Clone {
+    warp::any().map(move || herder.clone())
 }

@@ -5,5 +5,6 @@ pub mod config;
 pub mod converters;
 pub mod distributed;
 pub mod herder;
+pub mod metrics;
 pub mod storage;
 pub mod worker;

@@ -622,4 +622,9 @@ impl Herder for DistributedHerder {
     fn kafka_cluster_id(&self) -> Option<String> {
         self.cluster_id.get().cloned().flatten()
     }
+
+    async fn metrics_text(&self) -> String {
+        let connectors = self.configs.snapshot().connectors.len();
+        super::render_metrics(&self.worker, connectors, &self.cluster())
+    }
 }

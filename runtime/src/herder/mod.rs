@@ -237,6 +237,8 @@ pub trait Herder: Send + Sync {
     }
     /// The Kafka cluster id, when known.
     fn kafka_cluster_id(&self) -> Option<String>;
+    /// Prometheus text of this worker's metrics (`GET /metrics`).
+    async fn metrics_text(&self) -> String;
 }
 
 /// Checks a config's `name` against the name in the URL, filling it in when absent (as Kafka Connect).
@@ -321,4 +323,33 @@ pub fn validate_connector_config(
         Err(e) => errors.extend(e),
     }
     errors.into_result().map(|_| (plugin, plugin.connector_type))
+}
+
+/// Worker-level gauges and every task's counters, as Prometheus text.
+pub(crate) fn render_metrics(worker: &crate::worker::Worker, connectors: usize, cluster: &serde_json::Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(4096);
+    let _ = writeln!(
+        out,
+        "# HELP sluice_connector_count Connectors configured in the cluster.\n# TYPE sluice_connector_count gauge\nsluice_connector_count {connectors}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sluice_task_count Tasks running on this worker.\n# TYPE sluice_task_count gauge\nsluice_task_count {}",
+        worker.running_task_count()
+    );
+    if let Some(n) = cluster.get("rebalances").and_then(serde_json::Value::as_u64) {
+        let _ = writeln!(
+            out,
+            "# HELP sluice_completed_rebalances_total Rebalances this worker completed.\n# TYPE sluice_completed_rebalances_total counter\nsluice_completed_rebalances_total {n}"
+        );
+    }
+    if let Some(ms) = cluster.get("last_rebalance_ms").and_then(serde_json::Value::as_f64) {
+        let _ = writeln!(
+            out,
+            "# HELP sluice_rebalance_last_time_ms Duration of the last rebalance.\n# TYPE sluice_rebalance_last_time_ms gauge\nsluice_rebalance_last_time_ms {ms}"
+        );
+    }
+    worker.metrics().render(&mut out);
+    out
 }

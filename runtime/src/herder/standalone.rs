@@ -404,6 +404,11 @@ impl Herder for StandaloneHerder {
     fn kafka_cluster_id(&self) -> Option<String> {
         self.cluster_id.get().cloned().flatten()
     }
+
+    async fn metrics_text(&self) -> String {
+        let connectors = self.connectors.lock().await.len();
+        super::render_metrics(&self.worker, connectors, &self.cluster())
+    }
 }
 
 impl std::fmt::Debug for StandaloneHerder {

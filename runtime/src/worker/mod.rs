@@ -73,6 +73,7 @@ pub struct Worker {
     tasks: Mutex<BTreeMap<TaskId, RunningTask>>,
     /// Connectors whose target state is PAUSED: their tasks start paused.
     paused: Mutex<std::collections::BTreeSet<String>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Per-connector settings the task loops need, resolved from the connector config.
@@ -90,6 +91,7 @@ pub(crate) struct TaskSettings {
     pub flush_interval: Duration,
     pub buffer_max_bytes: usize,
     pub shutdown_timeout: Duration,
+    pub metrics: Arc<crate::metrics::TaskMetrics>,
 }
 
 impl Worker {
@@ -109,7 +111,18 @@ impl Worker {
             statuses,
             tasks: Mutex::new(BTreeMap::new()),
             paused: Mutex::new(Default::default()),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Task counters, for `GET /metrics`.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Tasks running on this worker.
+    pub fn running_task_count(&self) -> usize {
+        self.tasks.lock().map(|t| t.len()).unwrap_or(0)
     }
 
     /// This worker's id (`host:port`).
@@ -187,6 +200,7 @@ impl Worker {
             flush_interval: self.config.offset_flush_interval(),
             buffer_max_bytes: self.config.task_buffer_max_bytes(),
             shutdown_timeout: self.config.shutdown_timeout(),
+            metrics: self.metrics.task(id),
         })
     }
 

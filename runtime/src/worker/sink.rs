@@ -26,6 +26,7 @@ use super::dlq::{DeadLetterQueue, Failure};
 use super::kafka::{RebalanceEvent, SinkConsumerContext, SinkEvents};
 use super::{StatusReporter, TaskSettings};
 use crate::config::ErrorTolerance;
+use crate::metrics::TaskMetrics;
 use crate::storage::ConnectorState;
 
 /// Most records in one `put`.
@@ -299,7 +300,10 @@ impl SinkRunner {
         let mut backoff = Duration::from_millis(100);
         loop {
             match self.task.put(batch).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    TaskMetrics::add(&self.s.metrics.sink_record_send_total, batch.len());
+                    return Ok(());
+                }
                 Err(e) if e.kind() == ErrorKind::Retriable => {
                     tracing::warn!(task = %self.s.id, error = %e, backoff_ms = backoff.as_millis() as u64, "put failed, retrying the same batch");
                     tokio::select! {
@@ -333,8 +337,11 @@ impl SinkRunner {
             return Ok(());
         }
         let consumer = &self.consumer;
-        tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync))
-            .map_err(|e| ConnectError::retriable_from(format!("task {} could not commit offsets", self.s.id), e))?;
+        tokio::task::block_in_place(|| consumer.commit(&tpl, CommitMode::Sync)).map_err(|e| {
+            TaskMetrics::add(&self.s.metrics.offset_commit_failure_total, 1);
+            ConnectError::retriable_from(format!("task {} could not commit offsets", self.s.id), e)
+        })?;
+        TaskMetrics::add(&self.s.metrics.offset_commit_success_total, 1);
         for (tp, offset) in safe {
             if self.assigned.contains(&tp) {
                 self.committed.insert(tp, offset);
@@ -356,6 +363,7 @@ fn collect(
     bytes: &mut usize,
 ) -> Result<(), ConnectError> {
     *bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64;
+    TaskMetrics::add(&s.metrics.sink_record_read_total, 1);
     let (stage, class, error) = match convert(s, m) {
         Ok(r) => {
             batch.push(r);
@@ -370,13 +378,16 @@ fn collect(
         m.partition(),
         m.offset()
     );
+    TaskMetrics::add(&s.metrics.total_record_errors, 1);
     if s.tolerance != ErrorTolerance::All {
         return Err(ConnectError::fatal(msg));
     }
+    TaskMetrics::add(&s.metrics.total_records_skipped, 1);
     match dlq.as_mut() {
         Some(dlq) => {
             tracing::warn!(task = %s.id, error = %msg, "record sent to the dead-letter topic (errors.tolerance=all)");
             dlq.send(m, &Failure { stage, class, message: &error })?;
+            TaskMetrics::add(&s.metrics.deadletterqueue_produce_requests, 1);
         }
         None => {
             tracing::warn!(task = %s.id, error = %msg, "record skipped (errors.tolerance=all, no dead-letter topic)")

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{StatusReporter, TaskSettings};
 use crate::config::ErrorTolerance;
+use crate::metrics::TaskMetrics;
 use crate::storage::{offset_key, ConnectorOffsetReader, ConnectorState, OffsetStore};
 
 /// Topic creation settings for topics a source writes to (`topic.creation.default.*`).
@@ -174,6 +175,8 @@ impl SourceRunner {
             match polled {
                 Ok(records) => {
                     backoff = Duration::from_millis(100);
+                    TaskMetrics::add(&self.s.metrics.source_record_poll_total, records.len());
+                    TaskMetrics::add(&self.s.metrics.source_record_active_count, records.len());
                     if !records.is_empty() {
                         self.send(records).await?;
                     }
@@ -256,8 +259,10 @@ impl SourceRunner {
                 Ok(c) => c,
                 Err(e) => {
                     let msg = format!("task {} could not convert a record for topic {}: {e}", self.s.id, record.topic);
+                    TaskMetrics::add(&self.s.metrics.total_record_errors, 1);
                     if self.s.tolerance == ErrorTolerance::All {
                         tracing::warn!(task = %self.s.id, error = %msg, "skipping record (errors.tolerance=all)");
+                        TaskMetrics::add(&self.s.metrics.total_records_skipped, 1);
                         futures.push(None);
                         continue;
                     }
@@ -327,15 +332,19 @@ impl SourceRunner {
         let Some(batch) = self.in_flight.pop_front() else { return Ok(()) };
         self.in_flight_bytes = self.in_flight_bytes.saturating_sub(batch.bytes);
         let records = &batch.records;
+        TaskMetrics::sub(&self.s.metrics.source_record_active_count, records.len());
         for (i, (record, ack)) in records.iter().zip(acks).enumerate() {
             let metadata = match ack {
                 None => None,
                 Some(Ok(Ok(Delivery { partition, offset, .. }))) => {
+                    TaskMetrics::add(&self.s.metrics.source_record_write_total, 1);
                     Some(RecordMetadata { topic: record.topic.clone(), partition, offset })
                 }
                 Some(Ok(Err((e, _)))) => {
                     let msg = format!("task {} failed to send a record to topic {}: {e}", self.s.id, record.topic);
+                    TaskMetrics::add(&self.s.metrics.total_record_errors, 1);
                     if self.s.tolerance == ErrorTolerance::All {
+                        TaskMetrics::add(&self.s.metrics.total_records_skipped, 1);
                         tracing::warn!(task = %self.s.id, error = %msg, "skipping record (errors.tolerance=all)");
                         None
                     } else {
@@ -388,8 +397,10 @@ impl SourceRunner {
         let entries: Vec<(JsonMap, Option<JsonMap>)> =
             self.committable.values().map(|(p, o)| (p.clone(), Some(o.clone()))).collect();
         self.offsets.set(&self.s.id.connector, entries).await.map_err(|e| {
+            TaskMetrics::add(&self.s.metrics.offset_commit_failure_total, 1);
             ConnectError::retriable_from(format!("task {} could not write source offsets", self.s.id), e)
         })?;
+        TaskMetrics::add(&self.s.metrics.offset_commit_success_total, 1);
         self.dirty = false;
         tracing::debug!(task = %self.s.id, partitions = self.committable.len(), elapsed_ms = started.elapsed().as_millis() as u64, "source offsets committed");
         self.task.commit().await
