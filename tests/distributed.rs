@@ -25,6 +25,12 @@ fn a_cluster_runs_connectors_and_survives_kill_9_of_a_worker() {
             ))
         })
         .collect();
+    // `GET /health` answers 200 once a worker has joined the group (503 "starting" before).
+    wait_until(Duration::from_secs(60), "every worker healthy", || {
+        ports.iter().all(|p| {
+            http(*p, "GET", "/health", None).is_some_and(|(code, body)| code == 200 && body.contains("\"healthy\""))
+        })
+    });
 
     let input = dir.path().join("in.txt");
     let output = dir.path().join("out.txt");

@@ -12,11 +12,13 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
     let herder_for_metrics = herder.clone();
     let with = warp::any().map(move || herder.clone());
     let root = warp::path::end().and(warp::get()).and(with.clone()).and_then(server_info);
-    let health = warp::path!("health").and(warp::get()).map(|| {
-        json(
+    // Kafka Connect's `GET /health` (KIP-1017): 200 healthy, 503 while starting.
+    let health = warp::path!("health").and(warp::get()).and(with.clone()).map(|h: SharedHerder| match h.health() {
+        Ok(()) => json(
             StatusCode::OK,
             &json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}),
-        )
+        ),
+        Err(message) => json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "starting", "message": message})),
     });
     let cluster = warp::path!("admin" / "cluster")
         .and(warp::get())

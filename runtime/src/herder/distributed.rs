@@ -623,6 +623,13 @@ impl Herder for DistributedHerder {
         self.cluster_id.get().cloned().flatten()
     }
 
+    fn health(&self) -> Result<(), String> {
+        match self.group_status() {
+            Some(g) if g.generation >= 0 => Ok(()),
+            _ => Err("Worker is still starting up: it has not joined its group yet.".to_string()),
+        }
+    }
+
     async fn metrics_text(&self) -> String {
         let connectors = self.configs.snapshot().connectors.len();
         super::render_metrics(&self.worker, connectors, &self.cluster())

@@ -237,6 +237,11 @@ pub trait Herder: Send + Sync {
     }
     /// The Kafka cluster id, when known.
     fn kafka_cluster_id(&self) -> Option<String>;
+    /// `Ok` when the worker can serve (distributed: it has joined its group; the stores are read
+    /// before the API starts); otherwise what it is waiting for.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
     /// Prometheus text of this worker's metrics (`GET /metrics`).
     async fn metrics_text(&self) -> String;
 }
