@@ -142,40 +142,16 @@ struct Read_ {
 
 /// Every record of `topic`, reading until `quiet` passes without one.
 fn read_topic(kafka: &str, topic: &str, quiet: Duration) -> Vec<Read_> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
-    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", kafka)
-        .set("group.id", unique("tracking-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    if let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("partition");
-            }
-        }
-    }
-    if tpl.count() == 0 {
-        return Vec::new();
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let mut last = Instant::now();
-    while last.elapsed() < quiet {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            out.push(Read_ {
-                partition: m.partition(),
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                value: m.payload().and_then(|p| serde_json::from_slice(p).ok()).unwrap_or(Value::Null),
-                timestamp: m.timestamp().to_millis(),
-            });
-            last = Instant::now();
-        }
-    }
-    out
+    common::read_messages(kafka, topic, quiet)
+        .iter()
+        .map(|m| Read_ {
+            partition: m.partition(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: m.payload().and_then(|p| serde_json::from_slice(p).ok()).unwrap_or(Value::Null),
+            timestamp: m.timestamp().to_millis(),
+        })
+        .collect()
 }
 
 /// Waits until `topic` holds at least `n` records; returns them all.

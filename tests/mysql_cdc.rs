@@ -89,36 +89,9 @@ fn json_worker(dir: &std::path::Path, kafka: &str, port: u16) -> std::path::Path
 
 /// Every record of a topic as (key, value) JSON, reading until `quiet` passes without one.
 fn read_records(kafka: &str, topic: &str, quiet: Duration) -> Vec<(Value, Value)> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
-    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", kafka)
-        .set("group.id", unique("cdc-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    if let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("partition");
-            }
-        }
-    }
-    if tpl.count() == 0 {
-        return Vec::new();
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let mut last = Instant::now();
-    while last.elapsed() < quiet {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let parse = |b: Option<&[u8]>| b.map_or(Value::Null, |b| serde_json::from_slice(b).unwrap_or(Value::Null));
-            out.push((parse(m.key()), parse(m.payload())));
-            last = Instant::now();
-        }
-    }
-    out
+    let parse = |b: Option<&[u8]>| b.map_or(Value::Null, |b| serde_json::from_slice(b).unwrap_or(Value::Null));
+    read_messages(kafka, topic, quiet).iter().map(|m| (parse(m.key()), parse(m.payload()))).collect()
 }
 
 /// Waits until the topic holds at least `n` records, and returns them all.

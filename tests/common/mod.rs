@@ -292,3 +292,36 @@ pub fn check_seqnos(seqnos: &HashMap<i64, Vec<i64>>) -> HashMap<i64, (usize, usi
         })
         .collect()
 }
+
+/// Every record of `topic` (all partitions, from the beginning) read by a fresh consumer, until
+/// `quiet` passes without one. Empty when the topic does not exist.
+pub fn read_messages(kafka: &str, topic: &str, quiet: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    if let Ok(metadata) = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning).expect("partition");
+            }
+        }
+    }
+    if tpl.count() == 0 {
+        return Vec::new();
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while last.elapsed() < quiet {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            out.push(m.detach());
+            last = Instant::now();
+        }
+    }
+    out
+}
