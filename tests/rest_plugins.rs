@@ -159,3 +159,45 @@ fn plugins_definitions_validation_task_status_and_patch() {
     assert!(err["message"].as_str().unwrap_or("").contains("batch.size"), "{err}");
     assert_eq!(call(port, "PATCH", "/connectors/nope/config", Some("{}")).0, 404);
 }
+
+/// Every endpoint `/openapi.json` documents is routed (none answers the router's own 404/405), and
+/// the document served is the one built from the code's table.
+#[test]
+fn the_openapi_document_matches_the_routes() {
+    let kafka = Services::load().kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = worker_properties(dir.path(), &kafka, port, "");
+    let _sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let (code, doc) = call(port, "GET", "/openapi.json", None);
+    assert_eq!(code, 200);
+    assert_eq!(doc, sluice_rest::openapi::document());
+    assert_eq!(doc["openapi"], "3.0.3");
+    let mut checked = 0;
+    for (path, methods) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in methods.as_object().expect("methods") {
+            let concrete = path
+                .replace("{connector}", "no-such-connector")
+                .replace("{task}", "0")
+                .replace("{plugin}", "FileStreamSource")
+                .replace("{logger}", "root");
+            let body = op.get("requestBody").map(|_| "{}");
+            let (status, text) = http(port, &method.to_uppercase(), &concrete, body).expect("answer");
+            assert!(
+                !text.contains("HTTP 404 Not Found") && !text.contains("HTTP 405 Method Not Allowed"),
+                "{method} {path} is documented but not routed: {status} {text}"
+            );
+            let documented: Vec<u16> =
+                op["responses"].as_object().expect("responses").keys().filter_map(|k| k.parse().ok()).collect();
+            assert!(
+                documented.contains(&status),
+                "{method} {path} answered {status}, documented {documented:?}: {text}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, sluice_rest::openapi::ENDPOINTS.len());
+    // And an undocumented route is the router's 404.
+    let (status, body) = call(port, "GET", "/no/such/route", None);
+    assert_eq!((status, body["error_code"].clone()), (404, json!(404)));
+}

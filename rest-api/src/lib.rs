@@ -8,6 +8,7 @@ mod error;
 mod lifecycle;
 mod loggers;
 mod offsets;
+pub mod openapi;
 mod plugins;
 mod root;
 
@@ -63,6 +64,10 @@ pub fn routes(
         .or(plugins::routes(herder))
         .unify()
         .or(loggers::routes(levels))
+        .unify()
+        .or(warp::path!("openapi.json")
+            .and(warp::get())
+            .map(|| error::json(warp::http::StatusCode::OK, &openapi::document())))
         .unify();
     options.auth.filter().and(api).recover(error::recover).unify().with(warp::log::custom(request_log))
 }
