@@ -7,4 +7,5 @@ pub mod distributed;
 pub mod herder;
 pub mod metrics;
 pub mod storage;
+pub mod transforms;
 pub mod worker;

@@ -295,13 +295,8 @@ pub fn validate_connector_config(
     if let Err(e) = common.parse(config) {
         errors.extend(e);
     }
-    for key in ["transforms", "predicates"] {
-        if config.get(key).is_some_and(|v| !v.trim().is_empty()) {
-            errors.0.push(sluice_api::ConfigError::new(
-                key,
-                format!("Invalid value {} for configuration {key}: single message transforms are not available in this build yet; remove '{key}' rather than have it ignored", config[key]),
-            ));
-        }
+    if let Err(e) = crate::transforms::TransformChain::from_config(config) {
+        errors.extend(e);
     }
     if plugin.connector_type == ConnectorType::Sink {
         let topics = config.get("topics").is_some_and(|t| !t.trim().is_empty());

@@ -92,6 +92,7 @@ pub(crate) struct TaskSettings {
     pub buffer_max_bytes: usize,
     pub shutdown_timeout: Duration,
     pub metrics: Arc<crate::metrics::TaskMetrics>,
+    pub transforms: crate::transforms::TransformChain,
 }
 
 impl Worker {
@@ -201,6 +202,7 @@ impl Worker {
             buffer_max_bytes: self.config.task_buffer_max_bytes(),
             shutdown_timeout: self.config.shutdown_timeout(),
             metrics: self.metrics.task(id),
+            transforms: crate::transforms::TransformChain::from_config(&connector_config)?,
         })
     }
 

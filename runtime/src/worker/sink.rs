@@ -28,6 +28,7 @@ use super::{StatusReporter, TaskSettings};
 use crate::config::ErrorTolerance;
 use crate::metrics::TaskMetrics;
 use crate::storage::ConnectorState;
+use crate::transforms::Parts;
 
 /// Most records in one `put`.
 const MAX_BATCH_RECORDS: usize = 10_000;
@@ -364,9 +365,14 @@ fn collect(
 ) -> Result<(), ConnectError> {
     *bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64;
     TaskMetrics::add(&s.metrics.sink_record_read_total, 1);
-    let (stage, class, error) = match convert(s, m) {
-        Ok(r) => {
+    let (stage, class, error) = match convert(s, m).and_then(|r| transform(s, r)) {
+        Ok(Some(r)) => {
             batch.push(r);
+            return Ok(());
+        }
+        Ok(None) => {
+            // Dropped by a transform: handled, so its offset may be committed.
+            skipped.push((TopicPartition::new(m.topic(), m.partition()), m.offset()));
             return Ok(());
         }
         Err(e) => e,
@@ -401,6 +407,19 @@ fn collect(
 }
 
 type ConvertError<'a> = (&'static str, &'a str, String);
+
+/// The connector's transforms; `None` when one dropped the record.
+fn transform<'a>(s: &'a TaskSettings, r: SinkRecord) -> Result<Option<SinkRecord>, ConvertError<'a>> {
+    if s.transforms.is_empty() {
+        return Ok(Some(r));
+    }
+    let (parts, original) = Parts::of_sink(r);
+    match s.transforms.apply(parts) {
+        Ok(Some(p)) => Ok(Some(p.into_sink(original))),
+        Ok(None) => Ok(None),
+        Err(e) => Err(("TRANSFORMATION", "transforms", e)),
+    }
+}
 
 fn convert<'a>(s: &'a TaskSettings, m: &BorrowedMessage<'_>) -> Result<SinkRecord, ConvertError<'a>> {
     let topic = m.topic();

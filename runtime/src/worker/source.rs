@@ -32,6 +32,7 @@ use super::{StatusReporter, TaskSettings};
 use crate::config::ErrorTolerance;
 use crate::metrics::TaskMetrics;
 use crate::storage::{offset_key, ConnectorOffsetReader, ConnectorState, OffsetStore};
+use crate::transforms::Parts;
 
 /// Topic creation settings for topics a source writes to (`topic.creation.default.*`).
 pub(crate) struct TopicCreation {
@@ -253,8 +254,38 @@ impl SourceRunner {
     async fn send(&mut self, records: Vec<SourceRecord>) -> Result<(), ConnectError> {
         let mut futures = Vec::with_capacity(records.len());
         let mut bytes = 0;
-        for record in &records {
-            bytes += record.approx_size();
+        for original in &records {
+            bytes += original.approx_size();
+            // Transforms work on a copy: the original keeps its place for acks and offsets.
+            let transformed;
+            let record = if self.s.transforms.is_empty() {
+                original
+            } else {
+                match self.s.transforms.apply(Parts::of_source(original)) {
+                    Ok(Some(parts)) => {
+                        transformed = parts.into_source(original);
+                        &transformed
+                    }
+                    Ok(None) => {
+                        futures.push(None);
+                        continue;
+                    }
+                    Err(e) => {
+                        let msg = format!(
+                            "task {} could not transform a record for topic {}: {e}",
+                            self.s.id, original.topic
+                        );
+                        TaskMetrics::add(&self.s.metrics.total_record_errors, 1);
+                        if self.s.tolerance == ErrorTolerance::All {
+                            tracing::warn!(task = %self.s.id, error = %msg, "skipping record (errors.tolerance=all)");
+                            TaskMetrics::add(&self.s.metrics.total_records_skipped, 1);
+                            futures.push(None);
+                            continue;
+                        }
+                        return Err(ConnectError::fatal(msg));
+                    }
+                }
+            };
             let (key, value, headers) = match self.convert(record) {
                 Ok(c) => c,
                 Err(e) => {
