@@ -8,7 +8,7 @@ use super::{struct_schema, Parts, Predicate, Props, Transform};
 
 /// `$Key` or `$Value`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     Key,
     Value,
 }
@@ -22,14 +22,14 @@ impl Side {
         }
     }
 
-    fn take(self, r: &mut Parts) -> (Option<SchemaRef>, Value) {
+    pub(super) fn take(self, r: &mut Parts) -> (Option<SchemaRef>, Value) {
         match self {
             Side::Key => (r.key_schema.take(), std::mem::replace(&mut r.key, Value::Null)),
             Side::Value => (r.value_schema.take(), std::mem::replace(&mut r.value, Value::Null)),
         }
     }
 
-    fn put(self, r: &mut Parts, schema: Option<SchemaRef>, value: Value) {
+    pub(super) fn put(self, r: &mut Parts, schema: Option<SchemaRef>, value: Value) {
         match self {
             Side::Key => {
                 r.key_schema = schema;
@@ -45,6 +45,13 @@ impl Side {
 
 /// Builds a Kafka transform by simple class name; `None` when the name is not one of them.
 pub(super) fn create(name: &str, p: &Props<'_>) -> Result<Option<Box<dyn Transform>>, ConfigErrors> {
+    let (base, side) = match Side::of(name) {
+        Some((base, side)) => (base, Some(side)),
+        None => (name, None),
+    };
+    if let Some(t) = super::reshape::create(base, side, p)? {
+        return Ok(Some(t));
+    }
     if let Some((base, side)) = Side::of(name) {
         let t: Box<dyn Transform> = match base {
             "InsertField" => Box::new(InsertField::configure(side, p)?),

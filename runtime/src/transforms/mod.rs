@@ -9,6 +9,7 @@
 
 mod debezium;
 mod kafka;
+mod reshape;
 
 use std::sync::Arc;
 
@@ -209,7 +210,7 @@ fn transform(class: &str, p: &Props<'_>) -> Result<Box<dyn Transform>, ConfigErr
     Err(p.invalid(
         "type",
         class,
-        "Class could not be found (known: InsertField, ReplaceField, ValueToKey, ExtractField, HoistField, RegexRouter, Filter, DropHeaders, io.debezium.transforms.ExtractNewRecordState, with $Key/$Value where Kafka has them)",
+        "Class could not be found (known: InsertField, ReplaceField, MaskField, Cast, Flatten, TimestampConverter, HeaderFrom, ExtractField, HoistField (each $Key/$Value), ValueToKey, RegexRouter, TimestampRouter, Filter, InsertHeader, DropHeaders, io.debezium.transforms.ExtractNewRecordState)",
     ))
 }
 

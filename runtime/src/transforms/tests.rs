@@ -256,3 +256,108 @@ fn transform_errors_say_which_transform() {
     let err = c.apply(parts(Some(row_schema()), row(1, "x"))).expect_err("no such field");
     assert!(err.starts_with("transform pick: ") && err.contains("nope"), "{err}");
 }
+
+#[test]
+fn mask_cast_flatten() {
+    let c = chain(&[
+        ("transforms", "mask,cast"),
+        ("transforms.mask.type", "MaskField$Value"),
+        ("transforms.mask.fields", "status"),
+        ("transforms.mask.replacement", "***"),
+        ("transforms.cast.type", "Cast$Value"),
+        ("transforms.cast.spec", "id:string"),
+    ]);
+    let out = c.apply(parts(Some(row_schema()), row(12, "secret"))).expect("ok").expect("kept");
+    assert_eq!(field(&out.value, "status"), Value::String("***".into()));
+    assert_eq!(field(&out.value, "id"), Value::String("12".into()));
+    assert_eq!(
+        out.value_schema.as_ref().and_then(|s| s.field("id")).map(|f| f.schema.schema_type),
+        Some(SchemaType::String)
+    );
+    out.value_schema.as_ref().expect("schema").validate_value(&out.value).expect("fits");
+    // Whole-value cast, and masking to the type's empty value.
+    let c = chain(&[("transforms", "c"), ("transforms.c.type", "Cast$Value"), ("transforms.c.spec", "int64")]);
+    let out = c.apply(parts(Some(Arc::new(Schema::string())), Value::String("42".into()))).expect("ok").expect("kept");
+    assert_eq!(out.value, Value::Int64(42));
+    let c = chain(&[("transforms", "m"), ("transforms.m.type", "MaskField$Value"), ("transforms.m.fields", "id")]);
+    assert_eq!(
+        field(&c.apply(parts(Some(row_schema()), row(5, "x"))).expect("ok").expect("kept").value, "id"),
+        Value::Int32(0)
+    );
+    // Flatten nests with the delimiter, structs and maps.
+    let (s, v) = envelope("c", None, Some(row(3, "new")));
+    let c = chain(&[("transforms", "f"), ("transforms.f.type", "Flatten$Value"), ("transforms.f.delimiter", "_")]);
+    let out = c.apply(parts(Some(s), v)).expect("ok").expect("kept");
+    let names: Vec<&str> = out.value_schema.as_ref().expect("schema").fields.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "before_id",
+            "before_status",
+            "after_id",
+            "after_status",
+            "source_db",
+            "source_table",
+            "source_ts_ms",
+            "op",
+            "ts_ms"
+        ]
+    );
+    assert_eq!(field(&out.value, "after_id"), Value::Int32(3));
+    assert_eq!(field(&out.value, "before_id"), Value::Null);
+    out.value_schema.as_ref().expect("schema").validate_value(&out.value).expect("fits");
+    let nested =
+        Value::Map(vec![(Value::String("a".into()), Value::Map(vec![(Value::String("b".into()), Value::Int64(1))]))]);
+    let out = c.apply(parts(None, nested)).expect("ok").expect("kept");
+    assert_eq!(field(&out.value, "a_b"), Value::Int64(1));
+}
+
+#[test]
+fn timestamps_and_headers() {
+    let schema = Arc::new(Schema::struct_of([("id", Schema::int32()), ("at", Schema::int64())]));
+    let v = Value::Struct(Struct {
+        schema: schema.clone(),
+        values: vec![Value::Int32(1), Value::Int64(1_795_342_530_123)],
+    });
+    let c = chain(&[
+        ("transforms", "ts,route,hdr,from"),
+        ("transforms.ts.type", "TimestampConverter$Value"),
+        ("transforms.ts.field", "at"),
+        ("transforms.ts.target.type", "string"),
+        ("transforms.ts.format", "yyyy-MM-dd HH:mm:ss"),
+        ("transforms.route.type", "org.apache.kafka.connect.transforms.TimestampRouter"),
+        ("transforms.route.topic.format", "${topic}_${timestamp}"),
+        ("transforms.route.timestamp.format", "yyyyMM"),
+        ("transforms.hdr.type", "InsertHeader"),
+        ("transforms.hdr.header", "origin"),
+        ("transforms.hdr.value.literal", "sluice"),
+        ("transforms.from.type", "HeaderFrom$Value"),
+        ("transforms.from.fields", "id"),
+        ("transforms.from.headers", "order-id"),
+        ("transforms.from.operation", "move"),
+    ]);
+    let out = c.apply(parts(Some(schema), v)).expect("ok").expect("kept");
+    assert_eq!(field(&out.value, "at"), Value::String("2026-11-22 10:15:30".into()));
+    assert_eq!(field(&out.value, "id"), Value::Null, "moved to a header");
+    assert_eq!(out.value_schema.as_ref().expect("schema").fields.len(), 1);
+    assert_eq!(out.topic, "db.shop.orders_202311", "the record timestamp (2023-11-14) picks the topic");
+    assert!(out.headers.iter().any(|h| h.key == "origin" && h.value == Value::String("sluice".into())));
+    assert!(out.headers.iter().any(|h| h.key == "order-id" && h.value == Value::Int32(1)));
+    // And back: a formatted string to a Timestamp.
+    let c = chain(&[
+        ("transforms", "ts"),
+        ("transforms.ts.type", "TimestampConverter$Value"),
+        ("transforms.ts.field", "at"),
+        ("transforms.ts.target.type", "Timestamp"),
+        ("transforms.ts.format", "yyyy-MM-dd HH:mm:ss"),
+    ]);
+    let out = c.apply(out).expect("ok").expect("kept");
+    assert_eq!(field(&out.value, "at"), Value::Timestamp(1_795_342_530_000));
+    assert!(errors(&[
+        ("transforms", "t"),
+        ("transforms.t.type", "TimestampConverter$Value"),
+        ("transforms.t.target.type", "string")
+    ])
+    .iter()
+    .any(|e| e.starts_with("transforms.t.format")));
+}
