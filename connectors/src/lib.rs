@@ -22,5 +22,7 @@ pub fn plugins() -> Vec<PluginInfo> {
     plugins.push(sources::mysql::PLUGIN);
     #[cfg(feature = "http-tracking")]
     plugins.push(sources::http_tracking::PLUGIN);
+    #[cfg(feature = "redis")]
+    plugins.push(sinks::redis::PLUGIN);
     plugins
 }

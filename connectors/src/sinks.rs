@@ -2,3 +2,6 @@
 
 #[cfg(feature = "file")]
 pub mod file;
+
+#[cfg(feature = "redis")]
+pub mod redis;

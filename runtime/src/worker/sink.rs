@@ -80,6 +80,9 @@ pub(crate) struct SinkRunner {
     assigned: HashSet<TopicPartition>,
     consumed: Offsets,
     committed: Offsets,
+    /// Where a sink that keeps its own offsets said to resume: records below are already durable
+    /// in the sink (they may have been fetched before the seek took effect) and are not put again.
+    floor: Offsets,
     dlq: Option<DeadLetterQueue>,
     admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
 }
@@ -103,6 +106,7 @@ impl SinkRunner {
             assigned: HashSet::new(),
             consumed: Offsets::new(),
             committed: Offsets::new(),
+            floor: Offsets::new(),
             dlq,
             admin,
         }
@@ -197,7 +201,13 @@ impl SinkRunner {
                 dlq.flush().await?;
             }
             self.handle_rebalances().await?;
-            batch.retain(|r: &SinkRecord| self.assigned.contains(&r.topic_partition()));
+            let below_floor =
+                |floor: &Offsets, tp: &TopicPartition, offset: i64| floor.get(tp).is_some_and(|f| offset < *f);
+            batch.retain(|r: &SinkRecord| {
+                let tp = r.topic_partition();
+                self.assigned.contains(&tp) && !below_floor(&self.floor, &tp, r.kafka_offset)
+            });
+            skipped.retain(|(tp, offset)| !below_floor(&self.floor, tp, *offset));
             if !batch.is_empty() {
                 self.put(&batch, cancel).await?;
             }
@@ -274,6 +284,7 @@ impl SinkRunner {
                         self.assigned.remove(tp);
                         self.consumed.remove(tp);
                         self.committed.remove(tp);
+                        self.floor.remove(tp);
                     }
                     self.task.close(&parts).await?;
                 }
@@ -290,6 +301,9 @@ impl SinkRunner {
                                 e,
                             ));
                         }
+                        // What the sink holds counts as consumed, so Kafka's commit catches up too.
+                        self.consumed.insert(tp.clone(), offset);
+                        self.floor.insert(tp, offset);
                     }
                 }
             }

@@ -1,0 +1,177 @@
+//! Redis Inc's sink keys (`com.redis.kafka.connect.RedisSinkConnector`), parsed without I/O.
+
+use sluice_api::{ConfigDef, ConfigErrors, ConfigKey, ConfigMap, ConfigType, Importance, Validator};
+
+/// `redis.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisType {
+    /// HSET of the value's fields (the key is replaced whole: DEL then HSET).
+    Hash,
+    /// SET of the value as text (JSON for structs and maps).
+    String,
+    /// XADD of the value's fields to the keyspace stream.
+    Stream,
+}
+
+/// Where the server is and how to log in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisUri {
+    /// `host:port`.
+    pub addr: String,
+    /// ACL user.
+    pub user: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+    /// Database number.
+    pub db: u32,
+}
+
+/// The parsed config.
+#[derive(Debug, Clone)]
+pub struct RedisSinkConfig {
+    /// `redis.uri`.
+    pub uri: RedisUri,
+    /// `redis.type`.
+    pub redis_type: RedisType,
+    /// `redis.keyspace` (`${topic}` is replaced by the topic).
+    pub keyspace: String,
+    /// `redis.separator`.
+    pub separator: String,
+    /// `redis.key.ttl` seconds (≤ 0: none).
+    pub ttl: i64,
+}
+
+impl RedisSinkConfig {
+    /// The documented keys.
+    pub fn def() -> ConfigDef {
+        ConfigDef::new()
+            .define(
+                ConfigKey::new("redis.uri", ConfigType::Password)
+                    .default("redis://localhost:6379")
+                    .importance(Importance::High)
+                    .validator(Validator::Custom(|v| parse_uri(v).map(|_| ())))
+                    .doc("redis://[[user]:password@]host:port[/database]. rediss:// (TLS) is not supported yet."),
+            )
+            .define(
+                ConfigKey::new("redis.type", ConfigType::String)
+                    .default("STREAM")
+                    .importance(Importance::High)
+                    .validator(Validator::Custom(check_type))
+                    .doc("HASH (the value's fields; the key is replaced whole), STRING (the value as text, JSON for structs), STREAM (XADD to the keyspace stream). JSON, LIST, SET, ZSET, TIMESERIES: not supported yet."),
+            )
+            .define(
+                ConfigKey::new("redis.keyspace", ConfigType::String)
+                    .default("${topic}")
+                    .importance(Importance::Medium)
+                    .doc("Key prefix (HASH, STRING) or stream name (STREAM); ${topic} is the record's topic. Empty: the raw record key."),
+            )
+            .define(
+                ConfigKey::new("redis.separator", ConfigType::String)
+                    .default(":")
+                    .importance(Importance::Low)
+                    .doc("Between the keyspace and the record key, and between the fields of a struct key."),
+            )
+            .define(
+                ConfigKey::new("redis.key.ttl", ConfigType::Long)
+                    .default("-1")
+                    .importance(Importance::Low)
+                    .doc("Seconds before a written key expires; -1: never."),
+            )
+    }
+
+    /// Parses and validates.
+    pub fn parse(config: &ConfigMap) -> Result<RedisSinkConfig, ConfigErrors> {
+        let p = Self::def().parse(config)?;
+        let uri = parse_uri(&p.string("redis.uri")).map_err(|e| ConfigErrors::one("redis.uri", e))?;
+        let redis_type = match p.string("redis.type").to_ascii_uppercase().as_str() {
+            "HASH" => RedisType::Hash,
+            "STRING" => RedisType::String,
+            _ => RedisType::Stream,
+        };
+        Ok(RedisSinkConfig {
+            uri,
+            redis_type,
+            keyspace: p.string("redis.keyspace"),
+            separator: p.string("redis.separator"),
+            ttl: p.long("redis.key.ttl"),
+        })
+    }
+}
+
+fn check_type(v: &str) -> Result<(), String> {
+    match v.trim().to_ascii_uppercase().as_str() {
+        "HASH" | "STRING" | "STREAM" => Ok(()),
+        "JSON" | "LIST" | "SET" | "ZSET" | "TIMESERIES" => {
+            Err(format!("{v} is not supported yet (HASH, STRING, STREAM are)"))
+        }
+        _ => Err("String must be one of: HASH, STRING, STREAM".to_string()),
+    }
+}
+
+fn parse_uri(raw: &str) -> Result<RedisUri, String> {
+    let raw = raw.trim();
+    if raw.starts_with("rediss://") {
+        return Err("rediss:// (TLS) is not supported yet".to_string());
+    }
+    let rest = raw.strip_prefix("redis://").ok_or("the URI must start with redis://")?;
+    let (auth, hostpart) = match rest.rsplit_once('@') {
+        Some((a, h)) => (Some(a), h),
+        None => (None, rest),
+    };
+    let (hostport, db) = match hostpart.split_once('/') {
+        Some((h, d)) if !d.is_empty() => (h, d.parse::<u32>().map_err(|_| format!("database {d:?} is not a number"))?),
+        Some((h, _)) => (h, 0),
+        None => (hostpart, 0),
+    };
+    if hostport.is_empty() {
+        return Err("the URI has no host".to_string());
+    }
+    let addr = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:6379")
+    };
+    let (user, password) = match auth {
+        None => (None, None),
+        Some(a) => match a.split_once(':') {
+            Some((u, p)) => ((!u.is_empty()).then(|| u.to_string()), Some(p.to_string())),
+            None => (None, Some(a.to_string())),
+        },
+    };
+    Ok(RedisUri { addr, user, password, db })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        let u = parse_uri("redis://default:s3cret@cache:6380/2").expect("uri");
+        assert_eq!(
+            u,
+            RedisUri {
+                addr: "cache:6380".into(),
+                user: Some("default".into()),
+                password: Some("s3cret".into()),
+                db: 2
+            }
+        );
+        assert_eq!(parse_uri("redis://:pw@h").expect("uri").password.as_deref(), Some("pw"));
+        assert_eq!(parse_uri("redis://h").expect("uri").addr, "h:6379");
+        assert!(parse_uri("rediss://h").is_err());
+        assert!(parse_uri("http://h").is_err());
+        assert!(parse_uri("redis://h/x").is_err());
+    }
+
+    #[test]
+    fn types_and_errors() {
+        let m = |pairs: &[(&str, &str)]| -> ConfigMap {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(RedisSinkConfig::parse(&m(&[("redis.type", "hash")])).expect("ok").redis_type, RedisType::Hash);
+        let err = RedisSinkConfig::parse(&m(&[("redis.type", "ZSET"), ("redis.uri", "x")])).expect_err("bad");
+        assert!(err.for_key("redis.type")[0].contains("not supported yet"));
+        assert!(!err.for_key("redis.uri").is_empty());
+    }
+}

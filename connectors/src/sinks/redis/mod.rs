@@ -1,0 +1,350 @@
+//! Redis sink, as Redis Inc's `com.redis.kafka.connect.RedisSinkConnector`: records become hashes,
+//! strings or stream entries; a tombstone deletes the key.
+//!
+//! Delivery: **exactly-once for the cache**. Each `put` batch is one pipeline: `MULTI`, the
+//! records' commands in Kafka order, the next offset of every partition in the batch
+//! (`SET com.redis.kafka.connect.sink.offset.<topic>.<partition> {"topic","partition","offset"}`,
+//! where `offset` is the next one to read), `EXEC`. Data and offsets land together or not at all;
+//! on partition assignment the task reads those keys back and the worker seeks there, so a batch
+//! that reached Redis is never applied again, even if the worker died before committing to Kafka.
+//! HASH writes replace the key whole (`DEL` then `HSET`), so an update that nulls a column removes
+//! that field.
+
+mod config;
+mod resp;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sluice_api::{
+    ConfigDef, ConfigMap, ConnectError, Connector, ConnectorContext, ConnectorInstance, ConnectorType, Offsets,
+    PluginInfo, SinkConnector, SinkRecord, SinkTask, SinkTaskContext, TopicPartition, Value,
+};
+
+pub use config::{RedisSinkConfig, RedisType};
+use resp::{encode, Conn, Reply};
+
+/// Registry entry.
+pub const PLUGIN: PluginInfo = PluginInfo {
+    class: "com.redis.kafka.connect.RedisSinkConnector",
+    aliases: &["redis", "RedisSinkConnector", "redis-sink"],
+    connector_type: ConnectorType::Sink,
+    version: env!("CARGO_PKG_VERSION"),
+    create: || ConnectorInstance::Sink(Box::new(RedisSinkConnector::default())),
+};
+
+/// The connector: `tasks.max` identical tasks (partitions are spread by the consumer group).
+#[derive(Default)]
+pub struct RedisSinkConnector {
+    config: ConfigMap,
+}
+
+#[async_trait]
+impl Connector for RedisSinkConnector {
+    fn config_def(&self) -> ConfigDef {
+        RedisSinkConfig::def()
+    }
+
+    fn validate(&self, config: &ConfigMap) -> Result<(), sluice_api::ConfigErrors> {
+        RedisSinkConfig::parse(config).map(|_| ())
+    }
+
+    async fn start(&mut self, config: &ConfigMap, _context: Arc<dyn ConnectorContext>) -> Result<(), ConnectError> {
+        RedisSinkConfig::parse(config)?;
+        self.config = config.clone();
+        Ok(())
+    }
+
+    fn task_configs(&self, max_tasks: usize) -> Result<Vec<ConfigMap>, ConnectError> {
+        Ok(vec![self.config.clone(); max_tasks.max(1)])
+    }
+
+    async fn stop(&mut self) -> Result<(), ConnectError> {
+        Ok(())
+    }
+}
+
+impl SinkConnector for RedisSinkConnector {
+    fn create_task(&self) -> Box<dyn SinkTask> {
+        Box::new(RedisSinkTask::default())
+    }
+}
+
+/// Writes batches in MULTI/EXEC with their offsets.
+#[derive(Default)]
+pub struct RedisSinkTask {
+    config: Option<RedisSinkConfig>,
+    conn: Option<Conn>,
+}
+
+fn offset_key(tp: &TopicPartition) -> String {
+    format!("com.redis.kafka.connect.sink.offset.{}.{}", tp.topic, tp.partition)
+}
+
+/// JSON text of a Connect value (structs and string-keyed maps as objects).
+fn json_of(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Null => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Int8(n) => J::from(*n),
+        Value::Int16(n) => J::from(*n),
+        Value::Int32(n) | Value::Date(n) | Value::Time(n) => J::from(*n),
+        Value::Int64(n) | Value::Timestamp(n) => J::from(*n),
+        Value::Float32(f) => J::from(f64::from(*f)),
+        Value::Float64(f) => J::from(*f),
+        Value::String(s) => J::String(s.clone()),
+        Value::Json(s) => serde_json::from_str(s).unwrap_or(J::Null),
+        Value::Decimal(d) => J::String(d.to_string()),
+        Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
+        Value::Array(items) => J::Array(items.iter().map(json_of).collect()),
+        Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (text_of(k), json_of(v))).collect()),
+        Value::Struct(s) => {
+            J::Object(s.schema.fields.iter().zip(&s.values).map(|(f, v)| (f.name.clone(), json_of(v))).collect())
+        }
+    }
+}
+
+/// A scalar as text; containers as JSON.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) | Value::Json(s) => s.clone(),
+        Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::Array(_) | Value::Map(_) | Value::Struct(_) => json_of(v).to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The value's fields as (name, text), nulls left out.
+fn fields_of(v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::Struct(s) => s
+            .schema
+            .fields
+            .iter()
+            .zip(&s.values)
+            .filter(|(_, v)| !v.is_null())
+            .map(|(f, v)| (f.name.clone(), text_of(v)))
+            .collect(),
+        Value::Map(entries) => {
+            entries.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (text_of(k), text_of(v))).collect()
+        }
+        Value::Json(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(m)) => m
+                .into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), String::from)))
+                .collect(),
+            _ => vec![("value".to_string(), text.clone())],
+        },
+        other => vec![("value".to_string(), text_of(other))],
+    }
+}
+
+impl RedisSinkTask {
+    fn config(&self) -> Result<&RedisSinkConfig, ConnectError> {
+        self.config.as_ref().ok_or_else(|| ConnectError::fatal("redis sink used before start"))
+    }
+
+    /// The connection, opened (and logged in) when needed.
+    async fn conn(&mut self) -> Result<&mut Conn, ConnectError> {
+        if self.conn.is_none() {
+            let uri = self.config()?.uri.clone();
+            let mut conn = Conn::connect(&uri.addr)
+                .await
+                .map_err(|e| ConnectError::retriable_from(format!("cannot reach redis at {}", uri.addr), e))?;
+            if let Some(password) = &uri.password {
+                let reply = match &uri.user {
+                    Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]).await,
+                    None => conn.call(&[b"AUTH", password.as_bytes()]).await,
+                }
+                .map_err(|e| ConnectError::retriable_from("redis AUTH", e))?;
+                if let Reply::Error(e) = reply {
+                    return Err(ConnectError::fatal(format!("redis.uri: authentication to {} failed: {e}", uri.addr)));
+                }
+            }
+            if uri.db != 0 {
+                let db = uri.db.to_string();
+                if let Reply::Error(e) = conn
+                    .call(&[b"SELECT", db.as_bytes()])
+                    .await
+                    .map_err(|e| ConnectError::retriable_from("redis SELECT", e))?
+                {
+                    return Err(ConnectError::fatal(format!("redis.uri: cannot select database {db}: {e}")));
+                }
+            }
+            match conn.call(&[b"PING"]).await.map_err(|e| ConnectError::retriable_from("redis PING", e))? {
+                Reply::Error(e) if e.starts_with("NOAUTH") => {
+                    return Err(ConnectError::fatal(format!("redis.uri: {} needs a password: {e}", uri.addr)))
+                }
+                Reply::Error(e) => return Err(ConnectError::retriable(format!("redis PING: {e}"))),
+                _ => {}
+            }
+            self.conn = Some(conn);
+        }
+        self.conn.as_mut().ok_or_else(|| ConnectError::fatal("redis connection missing"))
+    }
+
+    fn key_of(&self, r: &SinkRecord) -> Result<String, ConnectError> {
+        let config = self.config()?;
+        let key = match &r.key {
+            Value::Null => {
+                return Err(ConnectError::fatal(format!(
+                    "the record at {}-{} offset {} has no key; redis.type HASH and STRING need one",
+                    r.topic, r.kafka_partition, r.kafka_offset
+                )))
+            }
+            Value::Struct(s) => s.values.iter().map(text_of).collect::<Vec<_>>().join(&config.separator),
+            Value::Map(m) => m.iter().map(|(_, v)| text_of(v)).collect::<Vec<_>>().join(&config.separator),
+            other => text_of(other),
+        };
+        let space = config.keyspace.replace("${topic}", &r.topic);
+        Ok(if space.is_empty() { key } else { format!("{space}{}{key}", config.separator) })
+    }
+
+    /// Appends one record's commands; returns how many.
+    fn commands(&self, r: &SinkRecord, out: &mut Vec<u8>) -> Result<usize, ConnectError> {
+        let config = self.config()?;
+        let ttl = (config.ttl > 0).then(|| config.ttl.to_string());
+        match config.redis_type {
+            RedisType::Stream => {
+                if r.value.is_null() {
+                    return Ok(0);
+                }
+                let stream = config.keyspace.replace("${topic}", &r.topic);
+                let fields = fields_of(&r.value);
+                let mut args: Vec<&[u8]> = vec![b"XADD", stream.as_bytes(), b"*"];
+                for (k, v) in &fields {
+                    args.push(k.as_bytes());
+                    args.push(v.as_bytes());
+                }
+                if fields.is_empty() {
+                    args.extend([&b"value"[..], &b""[..]]);
+                }
+                encode(&args, out);
+                Ok(1)
+            }
+            RedisType::String => {
+                let key = self.key_of(r)?;
+                if r.value.is_null() {
+                    encode(&[b"DEL", key.as_bytes()], out);
+                    return Ok(1);
+                }
+                let text = text_of(&r.value);
+                match &ttl {
+                    Some(t) => encode(&[b"SET", key.as_bytes(), text.as_bytes(), b"EX", t.as_bytes()], out),
+                    None => encode(&[b"SET", key.as_bytes(), text.as_bytes()], out),
+                }
+                Ok(1)
+            }
+            RedisType::Hash => {
+                let key = self.key_of(r)?;
+                encode(&[b"DEL", key.as_bytes()], out);
+                let fields = if r.value.is_null() { Vec::new() } else { fields_of(&r.value) };
+                if fields.is_empty() {
+                    return Ok(1);
+                }
+                let mut args: Vec<&[u8]> = vec![b"HSET", key.as_bytes()];
+                for (k, v) in &fields {
+                    args.push(k.as_bytes());
+                    args.push(v.as_bytes());
+                }
+                encode(&args, out);
+                if let Some(t) = &ttl {
+                    encode(&[b"EXPIRE", key.as_bytes(), t.as_bytes()], out);
+                    return Ok(3);
+                }
+                Ok(2)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SinkTask for RedisSinkTask {
+    async fn start(&mut self, config: &ConfigMap, _context: SinkTaskContext) -> Result<(), ConnectError> {
+        self.config = Some(RedisSinkConfig::parse(config)?);
+        self.conn().await?;
+        Ok(())
+    }
+
+    async fn open(&mut self, partitions: &[TopicPartition]) -> Result<Offsets, ConnectError> {
+        if partitions.is_empty() {
+            return Ok(Offsets::new());
+        }
+        let keys: Vec<String> = partitions.iter().map(offset_key).collect();
+        let mut args: Vec<&[u8]> = vec![b"MGET"];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        let reply = self.conn().await?.call(&args).await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                self.conn = None;
+                return Err(ConnectError::retriable_from("redis: reading stored offsets", e));
+            }
+        };
+        let mut out = Offsets::new();
+        if let Reply::Array(Some(values)) = reply {
+            for (tp, v) in partitions.iter().zip(values) {
+                if let Reply::Bulk(Some(bytes)) = v {
+                    let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                    if let Some(offset) = parsed["offset"].as_i64() {
+                        tracing::info!(partition = %tp, offset, "redis sink resumes from the offset stored in redis");
+                        out.insert(tp.clone(), offset);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut pipeline = Vec::with_capacity(records.len() * 128);
+        encode(&[b"MULTI"], &mut pipeline);
+        let mut queued = 0;
+        let mut next: std::collections::BTreeMap<TopicPartition, i64> = Default::default();
+        for r in records {
+            queued += self.commands(r, &mut pipeline)?;
+            next.insert(r.topic_partition(), r.kafka_offset + 1);
+        }
+        for (tp, offset) in &next {
+            let value = serde_json::json!({"topic": tp.topic, "partition": tp.partition, "offset": offset}).to_string();
+            encode(&[b"SET", offset_key(tp).as_bytes(), value.as_bytes()], &mut pipeline);
+            queued += 1;
+        }
+        encode(&[b"EXEC"], &mut pipeline);
+        let result = self.conn().await?.pipeline(&pipeline, queued + 2).await;
+        let replies = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Unknown whether EXEC ran: the next open() reads the stored offsets either way.
+                self.conn = None;
+                return Err(ConnectError::retriable_from("redis: writing a batch", e));
+            }
+        };
+        match replies.last() {
+            Some(Reply::Array(Some(results))) => {
+                if let Some(Reply::Error(e)) = results.iter().find(|r| matches!(r, Reply::Error(_))) {
+                    return Err(ConnectError::fatal(format!(
+                        "redis rejected a command of the batch ({}-{} offsets {}..{}): {e}",
+                        records[0].topic,
+                        records[0].kafka_partition,
+                        records[0].kafka_offset,
+                        records[records.len() - 1].kafka_offset
+                    )));
+                }
+                Ok(())
+            }
+            Some(Reply::Error(e)) => Err(ConnectError::fatal(format!("redis refused the batch: {e}"))),
+            other => Err(ConnectError::fatal(format!("redis: unexpected EXEC reply {other:?}"))),
+        }
+    }
+
+    async fn stop(&mut self) -> Result<(), ConnectError> {
+        self.conn = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! A minimal Redis client: RESP2 over one TCP connection, commands sent as one pipeline and their
+//! replies read in order. Enough for a sink that writes batches in MULTI/EXEC.
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A reply.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `+OK`
+    Status(String),
+    /// `-ERR ...`
+    Error(String),
+    /// `:42`
+    Int(i64),
+    /// `$n` bulk string (`None`: nil).
+    Bulk(Option<Vec<u8>>),
+    /// `*n` array (`None`: nil, e.g. an aborted EXEC).
+    Array(Option<Vec<Reply>>),
+}
+
+/// An I/O or protocol failure (the connection is no longer usable).
+#[derive(Debug, thiserror::Error)]
+pub enum RespError {
+    /// Network.
+    #[error("redis connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server sent something that is not RESP.
+    #[error("redis protocol: {0}")]
+    Protocol(String),
+}
+
+/// One connection.
+pub struct Conn {
+    stream: BufReader<TcpStream>,
+}
+
+/// Appends one command in RESP.
+pub fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Conn {
+    /// Connects to `host:port`.
+    pub async fn connect(addr: &str) -> Result<Conn, RespError> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream: BufReader::new(stream) })
+    }
+
+    /// Sends pre-encoded commands and reads `n` replies.
+    pub async fn pipeline(&mut self, encoded: &[u8], n: usize) -> Result<Vec<Reply>, RespError> {
+        self.stream.get_mut().write_all(encoded).await?;
+        let mut replies = Vec::with_capacity(n);
+        for _ in 0..n {
+            replies.push(self.read().await?);
+        }
+        Ok(replies)
+    }
+
+    /// One command.
+    pub async fn call(&mut self, args: &[&[u8]]) -> Result<Reply, RespError> {
+        let mut buf = Vec::new();
+        encode(args, &mut buf);
+        Ok(self.pipeline(&buf, 1).await?.remove(0))
+    }
+
+    async fn line(&mut self) -> Result<String, RespError> {
+        let mut line = String::new();
+        if self.stream.read_line(&mut line).await? == 0 {
+            return Err(RespError::Protocol("the server closed the connection".into()));
+        }
+        Ok(line.trim_end_matches(['\r', '\n']).to_string())
+    }
+
+    fn read(&mut self) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, RespError>> + Send + '_>> {
+        Box::pin(async move {
+            let line = self.line().await?;
+            let (kind, rest) = line.split_at(line.len().min(1));
+            let int = |s: &str| s.parse::<i64>().map_err(|_| RespError::Protocol(format!("bad length {s:?}")));
+            Ok(match kind {
+                "+" => Reply::Status(rest.to_string()),
+                "-" => Reply::Error(rest.to_string()),
+                ":" => Reply::Int(int(rest)?),
+                "$" => match int(rest)? {
+                    n if n < 0 => Reply::Bulk(None),
+                    n => {
+                        let mut buf = vec![0; n as usize + 2];
+                        self.stream.read_exact(&mut buf).await?;
+                        buf.truncate(n as usize);
+                        Reply::Bulk(Some(buf))
+                    }
+                },
+                "*" => match int(rest)? {
+                    n if n < 0 => Reply::Array(None),
+                    n => {
+                        let mut items = Vec::with_capacity(n as usize);
+                        for _ in 0..n {
+                            items.push(self.read().await?);
+                        }
+                        Reply::Array(Some(items))
+                    }
+                },
+                _ => return Err(RespError::Protocol(format!("unexpected reply {line:?}"))),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_commands() {
+        let mut out = Vec::new();
+        encode(&[b"SET", b"k", b"v 1"], &mut out);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv 1\r\n");
+    }
+}
