@@ -251,6 +251,19 @@ impl SourceRunner {
         Ok((key, value, Some(headers)))
     }
 
+    /// A record that cannot be sent: skipped (and counted) under `errors.tolerance=all`, else the
+    /// task fails with `what`.
+    fn record_failed(&self, what: String) -> Result<(), ConnectError> {
+        let msg = format!("task {} {what}", self.s.id);
+        TaskMetrics::add(&self.s.metrics.total_record_errors, 1);
+        if self.s.tolerance != ErrorTolerance::All {
+            return Err(ConnectError::fatal(msg));
+        }
+        tracing::warn!(task = %self.s.id, error = %msg, "skipping record (errors.tolerance=all)");
+        TaskMetrics::add(&self.s.metrics.total_records_skipped, 1);
+        Ok(())
+    }
+
     async fn send(&mut self, records: Vec<SourceRecord>) -> Result<(), ConnectError> {
         let mut futures = Vec::with_capacity(records.len());
         let mut bytes = 0;
@@ -271,33 +284,18 @@ impl SourceRunner {
                         continue;
                     }
                     Err(e) => {
-                        let msg = format!(
-                            "task {} could not transform a record for topic {}: {e}",
-                            self.s.id, original.topic
-                        );
-                        TaskMetrics::add(&self.s.metrics.total_record_errors, 1);
-                        if self.s.tolerance == ErrorTolerance::All {
-                            tracing::warn!(task = %self.s.id, error = %msg, "skipping record (errors.tolerance=all)");
-                            TaskMetrics::add(&self.s.metrics.total_records_skipped, 1);
-                            futures.push(None);
-                            continue;
-                        }
-                        return Err(ConnectError::fatal(msg));
+                        self.record_failed(format!("could not transform a record for topic {}: {e}", original.topic))?;
+                        futures.push(None);
+                        continue;
                     }
                 }
             };
             let (key, value, headers) = match self.convert(record) {
                 Ok(c) => c,
                 Err(e) => {
-                    let msg = format!("task {} could not convert a record for topic {}: {e}", self.s.id, record.topic);
-                    TaskMetrics::add(&self.s.metrics.total_record_errors, 1);
-                    if self.s.tolerance == ErrorTolerance::All {
-                        tracing::warn!(task = %self.s.id, error = %msg, "skipping record (errors.tolerance=all)");
-                        TaskMetrics::add(&self.s.metrics.total_records_skipped, 1);
-                        futures.push(None);
-                        continue;
-                    }
-                    return Err(ConnectError::fatal(msg));
+                    self.record_failed(format!("could not convert a record for topic {}: {e}", record.topic))?;
+                    futures.push(None);
+                    continue;
                 }
             };
             self.ensure_topic(&record.topic).await;
