@@ -173,3 +173,76 @@ pub trait SinkTask: Send {
     /// Stops the task.
     async fn stop(&mut self) -> Result<(), ConnectError>;
 }
+
+/// How a [`ConfigConnector`] splits its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskSplit {
+    /// One task, whatever `tasks.max` says (a file, a binlog).
+    One,
+    /// `tasks.max` identical tasks (they share the work through the consumer group or a port).
+    UpToMax,
+}
+
+/// A connector whose only work is to check its config and give it, unchanged, to its tasks. `T`
+/// is `dyn SourceTask` or `dyn SinkTask`.
+pub struct ConfigConnector<T: ?Sized> {
+    def: fn() -> ConfigDef,
+    check: fn(&ConfigMap) -> Result<(), ConfigErrors>,
+    split: TaskSplit,
+    task: fn() -> Box<T>,
+    config: ConfigMap,
+}
+
+impl<T: ?Sized> ConfigConnector<T> {
+    /// A connector with these keys (`def`), this validation (`check`, pure), this split, and
+    /// this task constructor.
+    pub fn new(
+        def: fn() -> ConfigDef,
+        check: fn(&ConfigMap) -> Result<(), ConfigErrors>,
+        split: TaskSplit,
+        task: fn() -> Box<T>,
+    ) -> ConfigConnector<T> {
+        ConfigConnector { def, check, split, task, config: ConfigMap::new() }
+    }
+}
+
+#[async_trait]
+impl<T: ?Sized + 'static> Connector for ConfigConnector<T> {
+    fn config_def(&self) -> ConfigDef {
+        (self.def)()
+    }
+
+    fn validate(&self, config: &ConfigMap) -> Result<(), ConfigErrors> {
+        (self.check)(config)
+    }
+
+    async fn start(&mut self, config: &ConfigMap, _context: Arc<dyn ConnectorContext>) -> Result<(), ConnectError> {
+        (self.check)(config)?;
+        self.config = config.clone();
+        Ok(())
+    }
+
+    fn task_configs(&self, max_tasks: usize) -> Result<Vec<ConfigMap>, ConnectError> {
+        let n = match self.split {
+            TaskSplit::One => 1,
+            TaskSplit::UpToMax => max_tasks.max(1),
+        };
+        Ok(vec![self.config.clone(); n])
+    }
+
+    async fn stop(&mut self) -> Result<(), ConnectError> {
+        Ok(())
+    }
+}
+
+impl SourceConnector for ConfigConnector<dyn SourceTask> {
+    fn create_task(&self) -> Box<dyn SourceTask> {
+        (self.task)()
+    }
+}
+
+impl SinkConnector for ConfigConnector<dyn SinkTask> {
+    fn create_task(&self) -> Box<dyn SinkTask> {
+        (self.task)()
+    }
+}

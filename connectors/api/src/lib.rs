@@ -24,8 +24,8 @@ pub use config::{
     Validator,
 };
 pub use connector::{
-    Connector, ConnectorContext, ConnectorType, OffsetStorageReader, Offsets, SinkConnector, SinkTask, SinkTaskContext,
-    SourceConnector, SourceTask, SourceTaskContext,
+    ConfigConnector, Connector, ConnectorContext, ConnectorType, OffsetStorageReader, Offsets, SinkConnector, SinkTask,
+    SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext, TaskSplit,
 };
 pub use error::{ConnectError, ErrorKind};
 pub use plugin::{ConnectorInstance, PluginInfo};

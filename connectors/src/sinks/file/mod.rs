@@ -11,9 +11,9 @@ mod sink;
 mod tests;
 
 pub use config::FileSinkConfig;
-pub use sink::{FileSinkConnector, FileSinkTask};
+pub use sink::FileSinkTask;
 
-use sluice_api::{ConnectorInstance, ConnectorType, PluginInfo};
+use sluice_api::{ConfigConnector, ConnectorInstance, ConnectorType, PluginInfo, SinkTask, TaskSplit};
 
 /// Registry entry.
 pub const PLUGIN: PluginInfo = PluginInfo {
@@ -21,5 +21,12 @@ pub const PLUGIN: PluginInfo = PluginInfo {
     aliases: &["FileStreamSink", "FileStreamSinkConnector", "file-sink"],
     connector_type: ConnectorType::Sink,
     version: env!("CARGO_PKG_VERSION"),
-    create: || ConnectorInstance::Sink(Box::new(FileSinkConnector::default())),
+    create: || {
+        ConnectorInstance::Sink(Box::new(ConfigConnector::<dyn SinkTask>::new(
+            FileSinkConfig::def,
+            |c| FileSinkConfig::parse(c).map(|_| ()),
+            TaskSplit::UpToMax,
+            || Box::new(FileSinkTask::default()),
+        )))
+    },
 };

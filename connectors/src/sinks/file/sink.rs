@@ -1,50 +1,13 @@
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use async_trait::async_trait;
-use sluice_api::{
-    ConfigDef, ConfigMap, ConnectError, Connector, ConnectorContext, Offsets, SinkConnector, SinkRecord, SinkTask,
-    SinkTaskContext,
-};
+use sluice_api::{ConfigMap, ConnectError, Offsets, SinkRecord, SinkTask, SinkTaskContext};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::config::FileSinkConfig;
 
 /// Buffered bytes that trigger a write to the file before the next flush.
 const WRITE_THRESHOLD: usize = 1 << 20;
-
-/// The FileStream sink connector.
-#[derive(Default)]
-pub struct FileSinkConnector {
-    config: ConfigMap,
-}
-
-#[async_trait]
-impl Connector for FileSinkConnector {
-    fn config_def(&self) -> ConfigDef {
-        FileSinkConfig::def()
-    }
-
-    async fn start(&mut self, config: &ConfigMap, _context: Arc<dyn ConnectorContext>) -> Result<(), ConnectError> {
-        FileSinkConfig::parse(config)?;
-        self.config = config.clone();
-        Ok(())
-    }
-
-    fn task_configs(&self, max_tasks: usize) -> Result<Vec<ConfigMap>, ConnectError> {
-        Ok(vec![self.config.clone(); max_tasks.max(1)])
-    }
-
-    async fn stop(&mut self) -> Result<(), ConnectError> {
-        Ok(())
-    }
-}
-
-impl SinkConnector for FileSinkConnector {
-    fn create_task(&self) -> Box<dyn SinkTask> {
-        Box::new(FileSinkTask::default())
-    }
-}
 
 enum Output {
     File(tokio::fs::File),

@@ -13,12 +13,10 @@
 mod config;
 mod resp;
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use sluice_api::{
-    ConfigDef, ConfigMap, ConnectError, Connector, ConnectorContext, ConnectorInstance, ConnectorType, Offsets,
-    PluginInfo, SinkConnector, SinkRecord, SinkTask, SinkTaskContext, TopicPartition, Value,
+    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, Offsets, PluginInfo, SinkRecord,
+    SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
 };
 
 pub use config::{RedisSinkConfig, RedisType};
@@ -30,45 +28,16 @@ pub const PLUGIN: PluginInfo = PluginInfo {
     aliases: &["redis", "RedisSinkConnector", "redis-sink"],
     connector_type: ConnectorType::Sink,
     version: env!("CARGO_PKG_VERSION"),
-    create: || ConnectorInstance::Sink(Box::new(RedisSinkConnector::default())),
+    // `tasks.max` identical tasks; partitions are spread by the consumer group.
+    create: || {
+        ConnectorInstance::Sink(Box::new(ConfigConnector::<dyn SinkTask>::new(
+            RedisSinkConfig::def,
+            |c| RedisSinkConfig::parse(c).map(|_| ()),
+            TaskSplit::UpToMax,
+            || Box::new(RedisSinkTask::default()),
+        )))
+    },
 };
-
-/// The connector: `tasks.max` identical tasks (partitions are spread by the consumer group).
-#[derive(Default)]
-pub struct RedisSinkConnector {
-    config: ConfigMap,
-}
-
-#[async_trait]
-impl Connector for RedisSinkConnector {
-    fn config_def(&self) -> ConfigDef {
-        RedisSinkConfig::def()
-    }
-
-    fn validate(&self, config: &ConfigMap) -> Result<(), sluice_api::ConfigErrors> {
-        RedisSinkConfig::parse(config).map(|_| ())
-    }
-
-    async fn start(&mut self, config: &ConfigMap, _context: Arc<dyn ConnectorContext>) -> Result<(), ConnectError> {
-        RedisSinkConfig::parse(config)?;
-        self.config = config.clone();
-        Ok(())
-    }
-
-    fn task_configs(&self, max_tasks: usize) -> Result<Vec<ConfigMap>, ConnectError> {
-        Ok(vec![self.config.clone(); max_tasks.max(1)])
-    }
-
-    async fn stop(&mut self) -> Result<(), ConnectError> {
-        Ok(())
-    }
-}
-
-impl SinkConnector for RedisSinkConnector {
-    fn create_task(&self) -> Box<dyn SinkTask> {
-        Box::new(RedisSinkTask::default())
-    }
-}
 
 /// Writes batches in MULTI/EXEC with their offsets.
 #[derive(Default)]

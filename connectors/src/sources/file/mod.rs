@@ -10,9 +10,9 @@ mod source;
 mod tests;
 
 pub use config::FileSourceConfig;
-pub use source::{FileSourceConnector, FileSourceTask};
+pub use source::FileSourceTask;
 
-use sluice_api::{ConnectorInstance, ConnectorType, PluginInfo};
+use sluice_api::{ConfigConnector, ConnectorInstance, ConnectorType, PluginInfo, SourceTask, TaskSplit};
 
 /// Registry entry.
 pub const PLUGIN: PluginInfo = PluginInfo {
@@ -20,5 +20,13 @@ pub const PLUGIN: PluginInfo = PluginInfo {
     aliases: &["FileStreamSource", "FileStreamSourceConnector", "file-source"],
     connector_type: ConnectorType::Source,
     version: env!("CARGO_PKG_VERSION"),
-    create: || ConnectorInstance::Source(Box::new(FileSourceConnector::default())),
+    // A file cannot be split: one task, as Kafka Connect's FileStreamSourceConnector.
+    create: || {
+        ConnectorInstance::Source(Box::new(ConfigConnector::<dyn SourceTask>::new(
+            FileSourceConfig::def,
+            |c| FileSourceConfig::parse(c).map(|_| ()),
+            TaskSplit::One,
+            || Box::new(FileSourceTask::default()),
+        )))
+    },
 };

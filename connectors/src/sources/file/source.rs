@@ -5,8 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use sluice_api::{
-    ConfigDef, ConfigMap, ConnectError, Connector, ConnectorContext, JsonMap, Schema, SchemaRef, SourceConnector,
-    SourceRecord, SourceTask, SourceTaskContext, Value,
+    ConfigMap, ConnectError, JsonMap, Schema, SchemaRef, SourceRecord, SourceTask, SourceTaskContext, Value,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt};
 
@@ -16,40 +15,6 @@ use super::config::FileSourceConfig;
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 /// Bytes read from the file per read call.
 const READ_CHUNK: usize = 64 * 1024;
-
-/// The FileStream source connector: one task per file.
-#[derive(Default)]
-pub struct FileSourceConnector {
-    config: ConfigMap,
-}
-
-#[async_trait]
-impl Connector for FileSourceConnector {
-    fn config_def(&self) -> ConfigDef {
-        FileSourceConfig::def()
-    }
-
-    async fn start(&mut self, config: &ConfigMap, _context: Arc<dyn ConnectorContext>) -> Result<(), ConnectError> {
-        FileSourceConfig::parse(config)?;
-        self.config = config.clone();
-        Ok(())
-    }
-
-    fn task_configs(&self, _max_tasks: usize) -> Result<Vec<ConfigMap>, ConnectError> {
-        // A file cannot be split: one task, as Kafka Connect's FileStreamSourceConnector.
-        Ok(vec![self.config.clone()])
-    }
-
-    async fn stop(&mut self) -> Result<(), ConnectError> {
-        Ok(())
-    }
-}
-
-impl SourceConnector for FileSourceConnector {
-    fn create_task(&self) -> Box<dyn SourceTask> {
-        Box::new(FileSourceTask::default())
-    }
-}
 
 type Input = Box<dyn AsyncRead + Send + Unpin>;
 

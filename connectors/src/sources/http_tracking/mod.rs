@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sluice_api::{
-    ConfigDef, ConfigMap, ConnectError, Connector, ConnectorContext, ConnectorInstance, ConnectorType, PluginInfo,
-    RecordMetadata, Schema, SourceConnector, SourceRecord, SourceTask, SourceTaskContext,
+    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, PluginInfo, RecordMetadata, Schema,
+    SourceRecord, SourceTask, SourceTaskContext, TaskSplit,
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
@@ -55,45 +55,16 @@ pub const PLUGIN: PluginInfo = PluginInfo {
     aliases: &["http-tracking", "HttpTrackingSourceConnector", "HttpTrackingSource"],
     connector_type: ConnectorType::Source,
     version: env!("CARGO_PKG_VERSION"),
-    create: || ConnectorInstance::Source(Box::new(HttpTrackingConnector::default())),
+    // `tasks.max` identical tasks, each serving `http.listener`.
+    create: || {
+        ConnectorInstance::Source(Box::new(ConfigConnector::<dyn SourceTask>::new(
+            TrackingConfig::def,
+            |c| TrackingConfig::parse(c).map(|_| ()),
+            TaskSplit::UpToMax,
+            || Box::new(HttpTrackingTask::default()),
+        )))
+    },
 };
-
-/// The connector: `tasks.max` identical tasks, each serving `http.listener`.
-#[derive(Default)]
-pub struct HttpTrackingConnector {
-    config: ConfigMap,
-}
-
-#[async_trait]
-impl Connector for HttpTrackingConnector {
-    fn config_def(&self) -> ConfigDef {
-        TrackingConfig::def()
-    }
-
-    fn validate(&self, config: &ConfigMap) -> Result<(), sluice_api::ConfigErrors> {
-        TrackingConfig::parse(config).map(|_| ())
-    }
-
-    async fn start(&mut self, config: &ConfigMap, _context: Arc<dyn ConnectorContext>) -> Result<(), ConnectError> {
-        TrackingConfig::parse(config)?;
-        self.config = config.clone();
-        Ok(())
-    }
-
-    fn task_configs(&self, max_tasks: usize) -> Result<Vec<ConfigMap>, ConnectError> {
-        Ok(vec![self.config.clone(); max_tasks.max(1)])
-    }
-
-    async fn stop(&mut self) -> Result<(), ConnectError> {
-        Ok(())
-    }
-}
-
-impl SourceConnector for HttpTrackingConnector {
-    fn create_task(&self) -> Box<dyn SourceTask> {
-        Box::new(HttpTrackingTask::default())
-    }
-}
 
 /// One record handed to the producer and not yet acknowledged.
 struct Pending {

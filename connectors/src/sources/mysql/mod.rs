@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sluice_api::{
-    ConfigDef, ConfigMap, ConnectError, Connector, ConnectorContext, ConnectorInstance, ConnectorType, PluginInfo,
-    SourceConnector, SourceRecord, SourceTask, SourceTaskContext,
+    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, PluginInfo, SourceRecord, SourceTask,
+    SourceTaskContext, TaskSplit,
 };
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
@@ -56,45 +56,16 @@ pub const PLUGIN: PluginInfo = PluginInfo {
     ],
     connector_type: ConnectorType::Source,
     version: env!("CARGO_PKG_VERSION"),
-    create: || ConnectorInstance::Source(Box::new(MySqlSourceConnector::default())),
+    // One task, as Debezium.
+    create: || {
+        ConnectorInstance::Source(Box::new(ConfigConnector::<dyn SourceTask>::new(
+            MySqlConfig::def,
+            |c| MySqlConfig::parse(c).map(|_| ()),
+            TaskSplit::One,
+            || Box::new(MySqlSourceTask::default()),
+        )))
+    },
 };
-
-/// The connector: always one task, as Debezium.
-#[derive(Default)]
-pub struct MySqlSourceConnector {
-    config: ConfigMap,
-}
-
-#[async_trait]
-impl Connector for MySqlSourceConnector {
-    fn config_def(&self) -> ConfigDef {
-        MySqlConfig::def()
-    }
-
-    fn validate(&self, config: &ConfigMap) -> Result<(), sluice_api::ConfigErrors> {
-        MySqlConfig::parse(config).map(|_| ())
-    }
-
-    async fn start(&mut self, config: &ConfigMap, _context: Arc<dyn ConnectorContext>) -> Result<(), ConnectError> {
-        MySqlConfig::parse(config)?;
-        self.config = config.clone();
-        Ok(())
-    }
-
-    fn task_configs(&self, _max_tasks: usize) -> Result<Vec<ConfigMap>, ConnectError> {
-        Ok(vec![self.config.clone()])
-    }
-
-    async fn stop(&mut self) -> Result<(), ConnectError> {
-        Ok(())
-    }
-}
-
-impl SourceConnector for MySqlSourceConnector {
-    fn create_task(&self) -> Box<dyn SourceTask> {
-        Box::new(MySqlSourceTask::default())
-    }
-}
 
 /// The task: a background reader fills a bounded queue; `poll` drains it.
 #[derive(Default)]
