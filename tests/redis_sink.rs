@@ -8,7 +8,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use serde_json::{json, Value};
 
 fn redis(url: &str, args: &[&str]) -> String {
@@ -32,33 +31,6 @@ fn order(id: i64, status: Option<&str>, total: f64) -> String {
         "payload": {"id": id, "status": status, "total": total}
     })
     .to_string()
-}
-
-fn produce(kafka: &str, topic: &str, records: &[(&str, Option<String>)]) {
-    let p: ThreadedProducer<DefaultProducerContext> = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", kafka)
-        .set("acks", "all")
-        .create()
-        .expect("producer");
-    for (k, v) in records {
-        let mut r: BaseRecord<'_, str, str> = BaseRecord::to(topic).key(*k).partition(0);
-        if let Some(v) = v {
-            r = r.payload(v.as_str());
-        }
-        p.send(r).map_err(|(e, _)| e).expect("send");
-    }
-    p.flush(Duration::from_secs(10)).expect("flush");
-}
-
-fn create_topic(kafka: &str, topic: &str) {
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        rdkafka::config::ClientConfig::new().set("bootstrap.servers", kafka).create().expect("admin");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-    rt.block_on(admin.create_topics(
-        [&rdkafka::admin::NewTopic::new(topic, 1, rdkafka::admin::TopicReplication::Fixed(-1))],
-        &rdkafka::admin::AdminOptions::new(),
-    ))
-    .expect("create topic");
 }
 
 #[test]

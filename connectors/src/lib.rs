@@ -24,5 +24,7 @@ pub fn plugins() -> Vec<PluginInfo> {
     plugins.push(sources::http_tracking::PLUGIN);
     #[cfg(feature = "redis")]
     plugins.push(sinks::redis::PLUGIN);
+    #[cfg(feature = "elasticsearch")]
+    plugins.push(sinks::elasticsearch::PLUGIN);
     plugins
 }

@@ -5,3 +5,6 @@ pub mod file;
 
 #[cfg(feature = "redis")]
 pub mod redis;
+
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;

@@ -325,3 +325,34 @@ pub fn read_messages(kafka: &str, topic: &str, quiet: Duration) -> Vec<rdkafka::
     }
     out
 }
+
+/// Produces keyed records (a `None` value is a tombstone) to partition 0, acks=all.
+pub fn produce(kafka: &str, topic: &str, records: &[(&str, Option<String>)]) {
+    let p: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        rdkafka::config::ClientConfig::new()
+            .set("bootstrap.servers", kafka)
+            .set("acks", "all")
+            .create()
+            .expect("producer");
+    for (k, v) in records {
+        let mut r: rdkafka::producer::BaseRecord<'_, str, str> =
+            rdkafka::producer::BaseRecord::to(topic).key(*k).partition(0);
+        if let Some(v) = v {
+            r = r.payload(v.as_str());
+        }
+        p.send(r).map_err(|(e, _)| e).expect("send");
+    }
+    rdkafka::producer::Producer::flush(&p, Duration::from_secs(10)).expect("flush");
+}
+
+/// Creates a one-partition topic.
+pub fn create_topic(kafka: &str, topic: &str) {
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::config::ClientConfig::new().set("bootstrap.servers", kafka).create().expect("admin");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(admin.create_topics(
+        [&rdkafka::admin::NewTopic::new(topic, 1, rdkafka::admin::TopicReplication::Fixed(-1))],
+        &rdkafka::admin::AdminOptions::new(),
+    ))
+    .expect("create topic");
+}

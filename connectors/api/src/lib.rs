@@ -13,6 +13,7 @@
 pub mod config;
 pub mod connector;
 pub mod error;
+pub mod json;
 pub mod plugin;
 pub mod record;
 pub mod schema;

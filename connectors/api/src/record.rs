@@ -114,8 +114,11 @@ pub enum TimestampType {
 /// A record read from Kafka, handed to a sink task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
-    /// Topic it was read from.
+    /// Topic: the one it was read from, or the one a transform routed it to.
     pub topic: String,
+    /// The topic it was read from, when a transform changed `topic` (Kafka's
+    /// `SinkRecord.originalTopic()`, KIP-793); offsets are always those of this one.
+    pub original_topic: Option<String>,
     /// Kafka partition.
     pub kafka_partition: i32,
     /// Kafka offset.
@@ -137,9 +140,10 @@ pub struct SinkRecord {
 }
 
 impl SinkRecord {
-    /// The topic-partition this record came from.
+    /// The topic-partition this record was read from (before any routing transform): the one
+    /// its offset belongs to.
     pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition::new(self.topic.clone(), self.kafka_partition)
+        TopicPartition::new(self.original_topic.as_deref().unwrap_or(&self.topic), self.kafka_partition)
     }
 
     /// A rough in-memory size, for bounding buffers.

@@ -2,7 +2,7 @@
 
 mod bytearray;
 mod json;
-mod jsonwrite;
+use sluice_api::json as jsonwrite;
 mod string;
 #[cfg(test)]
 mod tests;

@@ -90,7 +90,11 @@ impl Parts {
 
     /// The sink record with these parts (its Kafka coordinates stay those it was read at).
     pub fn into_sink(self, mut original: SinkRecord) -> SinkRecord {
-        original.topic = self.topic;
+        if self.topic != original.topic && original.original_topic.is_none() {
+            original.original_topic = Some(std::mem::replace(&mut original.topic, self.topic));
+        } else {
+            original.topic = self.topic;
+        }
         original.key_schema = self.key_schema;
         original.key = self.key;
         original.value_schema = self.value_schema;

@@ -361,3 +361,30 @@ fn timestamps_and_headers() {
     .iter()
     .any(|e| e.starts_with("transforms.t.format")));
 }
+
+#[test]
+fn a_routed_sink_record_keeps_the_partition_its_offset_belongs_to() {
+    let record = sluice_api::SinkRecord {
+        topic: "db.shop.orders".into(),
+        original_topic: None,
+        kafka_partition: 2,
+        kafka_offset: 7,
+        timestamp: None,
+        timestamp_type: sluice_api::TimestampType::CreateTime,
+        key_schema: None,
+        key: Value::Null,
+        value_schema: None,
+        value: Value::Null,
+        headers: Vec::new(),
+    };
+    let c = chain(&[
+        ("transforms", "r"),
+        ("transforms.r.type", "RegexRouter"),
+        ("transforms.r.regex", ".*\\.(.*)"),
+        ("transforms.r.replacement", "$1"),
+    ]);
+    let (p, original) = Parts::of_sink(record);
+    let routed = c.apply(p).expect("ok").expect("kept").into_sink(original);
+    assert_eq!(routed.topic, "orders");
+    assert_eq!(routed.topic_partition(), sluice_api::TopicPartition::new("db.shop.orders", 2));
+}

@@ -470,6 +470,7 @@ fn convert<'a>(s: &'a TaskSettings, m: &BorrowedMessage<'_>) -> Result<SinkRecor
         .unwrap_or_default();
     Ok(SinkRecord {
         topic: topic.to_string(),
+        original_topic: None,
         kafka_partition: m.partition(),
         kafka_offset: m.offset(),
         timestamp,

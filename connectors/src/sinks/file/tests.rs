@@ -5,6 +5,7 @@ use super::*;
 fn record(offset: i64, value: Value) -> SinkRecord {
     SinkRecord {
         topic: "t".into(),
+        original_topic: None,
         kafka_partition: 0,
         kafka_offset: offset,
         timestamp: None,
