@@ -23,6 +23,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 mod cluster;
 mod mysql;
+mod sinks;
 mod tracking;
 
 /// The same allocator as the `sluice` binary, so in-process phases compare fairly.
@@ -35,6 +36,8 @@ enum Bench {
     Cluster,
     Mysql,
     Tracking,
+    Redis,
+    Elasticsearch,
 }
 
 struct Args {
@@ -65,11 +68,14 @@ fn parse_args() -> Result<Args> {
         Some("cluster") => args.bench = Bench::Cluster,
         Some("mysql") => args.bench = Bench::Mysql,
         Some("tracking") => args.bench = Bench::Tracking,
+        Some("redis") => args.bench = Bench::Redis,
+        Some("elasticsearch") => args.bench = Bench::Elasticsearch,
         _ => bail!(
             "usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]\n\
              \x20      sluice-bench cluster [--runs N]\n\
              \x20      sluice-bench mysql [--records ROWS] [--tables T] [--rate ROWS_PER_SEC] [--schemas 0|1]\n\
-             \x20      sluice-bench tracking [--seconds S] [--rate EVENTS_PER_SEC]"
+             \x20      sluice-bench tracking [--seconds S] [--rate EVENTS_PER_SEC]\n\
+             \x20      sluice-bench redis|elasticsearch [--records N] [--rate RECORDS_PER_SEC]"
         ),
     }
     while let Some(flag) = it.next() {
@@ -412,6 +418,16 @@ async fn main() -> Result<()> {
         }
         Bench::Tracking => {
             tracking::bench(&bootstrap, &dir, args.seconds, args.rate.unwrap_or(20_000)).await?;
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(());
+        }
+        Bench::Redis | Bench::Elasticsearch => {
+            let (n, rate) = (args.records, args.rate.unwrap_or(2_000));
+            if args.bench == Bench::Redis {
+                sinks::redis(&bootstrap, &vars, &dir, n, rate).await?;
+            } else {
+                sinks::elasticsearch(&bootstrap, &vars, &dir, n, rate).await?;
+            }
             let _ = std::fs::remove_dir_all(&dir);
             return Ok(());
         }

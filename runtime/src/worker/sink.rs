@@ -293,13 +293,20 @@ impl SinkRunner {
                     self.assigned.extend(parts.iter().cloned());
                     let resume = self.task.open(&parts).await?;
                     for (tp, offset) in resume {
-                        if let Err(e) =
+                        // Right after an assignment librdkafka may refuse a seek ("Erroneous
+                        // state") until the partition's fetcher has started: try a few times. If
+                        // it still refuses, reading goes on from the committed offset and the
+                        // floor below keeps records the sink already holds from being put again.
+                        let mut tries = 0;
+                        while let Err(e) =
                             self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(10))
                         {
-                            return Err(ConnectError::retriable_from(
-                                format!("task {} could not seek {tp} to {offset}", self.s.id),
-                                e,
-                            ));
+                            tries += 1;
+                            if tries >= 10 {
+                                tracing::warn!(task = %self.s.id, partition = %tp, offset, error = %e, "could not seek to the sink's own offset; records before it are skipped instead");
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                         // What the sink holds counts as consumed, so Kafka's commit catches up too.
                         self.consumed.insert(tp.clone(), offset);
