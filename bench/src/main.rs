@@ -220,6 +220,8 @@ async fn raw_consume(bootstrap: &str, topic: &str, n: usize, bytes: usize) -> Re
 struct SluiceProc {
     child: Child,
     dir: PathBuf,
+    /// The REST port.
+    port: u16,
 }
 
 impl SluiceProc {
@@ -259,7 +261,7 @@ impl SluiceProc {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
-        Ok(SluiceProc { child, dir: dir.to_path_buf() })
+        Ok(SluiceProc { child, dir: dir.to_path_buf(), port })
     }
 
     /// Peak resident memory (VmHWM) in MiB.
@@ -422,7 +424,8 @@ async fn main() -> Result<()> {
             return Ok(());
         }
         Bench::Redis | Bench::Elasticsearch => {
-            let (n, rate) = (args.records, args.rate.unwrap_or(2_000));
+            let default_rate = if args.bench == Bench::Redis { 5_000 } else { 1_000 };
+            let (n, rate) = (args.records, args.rate.unwrap_or(default_rate));
             if args.bench == Bench::Redis {
                 sinks::redis(&bootstrap, &vars, &dir, n, rate).await?;
             } else {

@@ -9,6 +9,11 @@
 //! that reached Redis is never applied again, even if the worker died before committing to Kafka.
 //! HASH writes replace the key whole (`DEL` then `HSET`), so an update that nulls a column removes
 //! that field.
+//!
+//! Pipelining: a batch is sent and `put` returns; its replies are read when the next batch is
+//! ready (or at `flush`, before any Kafka commit), so the worker prepares batch N+1 while Redis
+//! executes batch N. If the connection breaks with a batch unconfirmed, the task reconnects and
+//! reads the stored offsets: the batch is sent again only if its EXEC did not run.
 
 mod config;
 mod resp;
@@ -44,6 +49,17 @@ pub const PLUGIN: PluginInfo = PluginInfo {
 pub struct RedisSinkTask {
     config: Option<RedisSinkConfig>,
     conn: Option<Conn>,
+    /// The batch sent whose replies are not read yet.
+    unconfirmed: Option<Batch>,
+}
+
+/// One MULTI/EXEC pipeline, kept until Redis confirmed it.
+struct Batch {
+    pipeline: Vec<u8>,
+    replies: usize,
+    /// The next offset per partition, as the batch stores them.
+    next: std::collections::BTreeMap<TopicPartition, i64>,
+    what: String,
 }
 
 fn offset_key(tp: &TopicPartition) -> String {
@@ -171,6 +187,80 @@ impl RedisSinkTask {
         Ok(if space.is_empty() { key } else { format!("{space}{}{key}", config.separator) })
     }
 
+    /// Reads the replies of the unconfirmed batch. After a broken connection, reconnects and sends
+    /// the batch again unless the stored offsets show its EXEC ran. On an error the batch stays
+    /// unconfirmed, so the next call (or the worker's retry) tries again.
+    async fn settle(&mut self) -> Result<(), ConnectError> {
+        let Some(batch) = self.unconfirmed.take() else { return Ok(()) };
+        let result = self.confirm(&batch).await;
+        if result.as_ref().is_err_and(|e| e.kind() == sluice_api::ErrorKind::Retriable) {
+            self.unconfirmed = Some(batch);
+        }
+        result
+    }
+
+    async fn confirm(&mut self, batch: &Batch) -> Result<(), ConnectError> {
+        if self.conn.is_some() {
+            let replies = self.conn().await?.replies(batch.replies).await;
+            match replies {
+                Ok(replies) => return check_exec(replies.last(), &batch.what),
+                Err(e) => {
+                    tracing::warn!(error = %e, batch = %batch.what, "redis connection lost with a batch unconfirmed");
+                    self.conn = None;
+                }
+            }
+        }
+        // Reconnected: did the EXEC run?
+        let stored = self.stored_offsets(&batch.next.keys().cloned().collect::<Vec<_>>()).await?;
+        if batch.next.iter().all(|(tp, next)| stored.get(tp).is_some_and(|s| s >= next)) {
+            return Ok(());
+        }
+        let replies = match self.conn().await?.pipeline(&batch.pipeline, batch.replies).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.conn = None;
+                return Err(ConnectError::retriable_from(format!("redis: writing the batch {}", batch.what), e));
+            }
+        };
+        check_exec(replies.last(), &batch.what)
+    }
+
+    /// The offsets stored in Redis for these partitions.
+    async fn stored_offsets(&mut self, partitions: &[TopicPartition]) -> Result<Offsets, ConnectError> {
+        let mut out = Offsets::new();
+        if partitions.is_empty() {
+            return Ok(out);
+        }
+        let keys: Vec<String> = partitions.iter().map(offset_key).collect();
+        let mut args: Vec<&[u8]> = vec![b"MGET"];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        // An idle connection the server closed (timeout, CLIENT KILL) fails once: retry on a new one.
+        let reply = match self.conn().await?.call(&args).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.conn = None;
+                match self.conn().await?.call(&args).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.conn = None;
+                        return Err(ConnectError::retriable_from("redis: reading stored offsets", e));
+                    }
+                }
+            }
+        };
+        if let Reply::Array(Some(values)) = reply {
+            for (tp, v) in partitions.iter().zip(values) {
+                if let Reply::Bulk(Some(bytes)) = v {
+                    let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                    if let Some(offset) = parsed["offset"].as_i64() {
+                        out.insert(tp.clone(), offset);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Appends one record's commands; returns how many.
     fn commands(&self, r: &SinkRecord, out: &mut Vec<u8>) -> Result<usize, ConnectError> {
         let config = self.config()?;
@@ -238,31 +328,10 @@ impl SinkTask for RedisSinkTask {
     }
 
     async fn open(&mut self, partitions: &[TopicPartition]) -> Result<Offsets, ConnectError> {
-        if partitions.is_empty() {
-            return Ok(Offsets::new());
-        }
-        let keys: Vec<String> = partitions.iter().map(offset_key).collect();
-        let mut args: Vec<&[u8]> = vec![b"MGET"];
-        args.extend(keys.iter().map(|k| k.as_bytes()));
-        let reply = self.conn().await?.call(&args).await;
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => {
-                self.conn = None;
-                return Err(ConnectError::retriable_from("redis: reading stored offsets", e));
-            }
-        };
-        let mut out = Offsets::new();
-        if let Reply::Array(Some(values)) = reply {
-            for (tp, v) in partitions.iter().zip(values) {
-                if let Reply::Bulk(Some(bytes)) = v {
-                    let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                    if let Some(offset) = parsed["offset"].as_i64() {
-                        tracing::info!(partition = %tp, offset, "redis sink resumes from the offset stored in redis");
-                        out.insert(tp.clone(), offset);
-                    }
-                }
-            }
+        self.settle().await?;
+        let out = self.stored_offsets(partitions).await?;
+        for (tp, offset) in &out {
+            tracing::info!(partition = %tp, offset, "redis sink resumes from the offset stored in redis");
         }
         Ok(out)
     }
@@ -271,7 +340,7 @@ impl SinkTask for RedisSinkTask {
         if records.is_empty() {
             return Ok(());
         }
-        let mut pipeline = Vec::with_capacity(records.len() * 128);
+        let mut pipeline = Vec::with_capacity(records.len() * 160);
         encode(&[b"MULTI"], &mut pipeline);
         let mut queued = 0;
         let mut next: std::collections::BTreeMap<TopicPartition, i64> = Default::default();
@@ -285,35 +354,52 @@ impl SinkTask for RedisSinkTask {
             queued += 1;
         }
         encode(&[b"EXEC"], &mut pipeline);
-        let result = self.conn().await?.pipeline(&pipeline, queued + 2).await;
-        let replies = match result {
-            Ok(r) => r,
-            Err(e) => {
-                // Unknown whether EXEC ran: the next open() reads the stored offsets either way.
-                self.conn = None;
-                return Err(ConnectError::retriable_from("redis: writing a batch", e));
-            }
-        };
-        match replies.last() {
-            Some(Reply::Array(Some(results))) => {
-                if let Some(Reply::Error(e)) = results.iter().find(|r| matches!(r, Reply::Error(_))) {
-                    return Err(ConnectError::fatal(format!(
-                        "redis rejected a command of the batch ({}-{} offsets {}..{}): {e}",
-                        records[0].topic,
-                        records[0].kafka_partition,
-                        records[0].kafka_offset,
-                        records[records.len() - 1].kafka_offset
-                    )));
-                }
-                Ok(())
-            }
-            Some(Reply::Error(e)) => Err(ConnectError::fatal(format!("redis refused the batch: {e}"))),
-            other => Err(ConnectError::fatal(format!("redis: unexpected EXEC reply {other:?}"))),
+        let what = format!(
+            "{}-{} offsets {}..{}",
+            records[0].topic,
+            records[0].kafka_partition,
+            records[0].kafka_offset,
+            records[records.len() - 1].kafka_offset
+        );
+        // The previous batch must be confirmed first (it is usually done by now).
+        self.settle().await?;
+        let batch = Batch { pipeline, replies: queued + 2, next, what };
+        let sent = self.conn().await?.send(&batch.pipeline).await;
+        if sent.is_err() {
+            // Unknown whether Redis got it: settle() finds out from the stored offsets.
+            self.conn = None;
         }
+        self.unconfirmed = Some(batch);
+        Ok(())
+    }
+
+    async fn flush(&mut self, _offsets: &Offsets) -> Result<(), ConnectError> {
+        self.settle().await
+    }
+
+    async fn close(&mut self, _partitions: &[TopicPartition]) -> Result<(), ConnectError> {
+        self.settle().await
     }
 
     async fn stop(&mut self) -> Result<(), ConnectError> {
+        // Best effort: the worker flushed before stopping; a batch still unconfirmed here is found
+        // (or not) in the stored offsets on the next start.
+        let settled = self.settle().await;
         self.conn = None;
-        Ok(())
+        settled
+    }
+}
+
+/// Checks a batch's EXEC reply.
+fn check_exec(exec: Option<&Reply>, what: &str) -> Result<(), ConnectError> {
+    match exec {
+        Some(Reply::Array(Some(results))) => match results.iter().find(|r| matches!(r, Reply::Error(_))) {
+            Some(Reply::Error(e)) => {
+                Err(ConnectError::fatal(format!("redis rejected a command of the batch ({what}): {e}")))
+            }
+            _ => Ok(()),
+        },
+        Some(Reply::Error(e)) => Err(ConnectError::fatal(format!("redis refused the batch ({what}): {e}"))),
+        other => Err(ConnectError::fatal(format!("redis: unexpected EXEC reply {other:?} ({what})"))),
     }
 }

@@ -37,9 +37,11 @@ pub struct Conn {
 
 /// Appends one command in RESP.
 pub fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    use std::io::Write as _;
+    // Writing numbers straight into the buffer: no allocation per argument.
+    let _ = write!(out, "*{}\r\n", args.len());
     for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        let _ = write!(out, "${}\r\n", a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
@@ -55,7 +57,17 @@ impl Conn {
 
     /// Sends pre-encoded commands and reads `n` replies.
     pub async fn pipeline(&mut self, encoded: &[u8], n: usize) -> Result<Vec<Reply>, RespError> {
-        self.stream.get_mut().write_all(encoded).await?;
+        self.send(encoded).await?;
+        self.replies(n).await
+    }
+
+    /// Sends pre-encoded commands without reading their replies.
+    pub async fn send(&mut self, encoded: &[u8]) -> Result<(), RespError> {
+        Ok(self.stream.get_mut().write_all(encoded).await?)
+    }
+
+    /// Reads `n` replies.
+    pub async fn replies(&mut self, n: usize) -> Result<Vec<Reply>, RespError> {
         let mut replies = Vec::with_capacity(n);
         for _ in 0..n {
             replies.push(self.read().await?);
