@@ -96,7 +96,7 @@ fn mapping_updates_tombstones_and_replays_on_both_servers() {
         post(port, &sink(&format!("{name}-a"), &topic, &url, &index, json!({})));
         produce(&kafka, &topic, &[("1", Some(order(1, "new", 10.5))), ("2", Some(order(2, "new", 20.0)))]);
         wait_until(Duration::from_secs(60), &format!("{name}: both orders indexed"), || {
-            source(&url, &index, "2").is_some()
+            source(&url, &index, "1").is_some() && source(&url, &index, "2").is_some()
         });
         assert_eq!(source(&url, &index, "1"), Some(json!({"id": 1, "status": "new", "total": 10.5})), "{name}");
         let (_, mapping) = es(&url, "GET", &format!("/{index}/_mapping"), None);
@@ -106,8 +106,8 @@ fn mapping_updates_tombstones_and_replays_on_both_servers() {
         assert_eq!(props["status"]["type"], "text", "{name}: {mapping}");
 
         produce(&kafka, &topic, &[("1", Some(order(1, "paid", 12.0))), ("2", None)]);
-        wait_until(Duration::from_secs(60), &format!("{name}: the tombstone applied"), || {
-            source(&url, &index, "2").is_none()
+        wait_until(Duration::from_secs(60), &format!("{name}: the update and the tombstone applied"), || {
+            source(&url, &index, "2").is_none() && source(&url, &index, "1").is_some_and(|d| d["status"] == "paid")
         });
         assert_eq!(source(&url, &index, "1"), Some(json!({"id": 1, "status": "paid", "total": 12.0})), "{name}");
 
@@ -235,8 +235,10 @@ fn reject_some(upstream: u16, body: &str, reject: &AtomicUsize, rejected: &Atomi
         actions.push(lines[i..end.min(lines.len())].to_vec());
         i = end;
     }
-    let take = reject.load(Ordering::SeqCst).min(actions.len());
-    reject.fetch_sub(take, Ordering::SeqCst);
+    let n = actions.len();
+    let take = match reject.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| Some(left - left.min(n))) {
+        Ok(left) | Err(left) => left.min(n),
+    };
     rejected.fetch_add(take, Ordering::SeqCst);
     let rest: String = actions[take..].iter().flatten().map(|l| format!("{l}\n")).collect();
     let mut items: Vec<Value> = (0..take)

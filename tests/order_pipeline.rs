@@ -644,5 +644,5 @@ fn orders_reach_redis_and_elasticsearch_across_kill_9() {
     db.sql(&format!("DROP DATABASE {database}"));
     let _ = es_http(&es, "DELETE", &format!("/{index}"), None);
     redis_eval(&redis_url, DELETE_KEYS, &format!("{keyspace}:*"));
-    redis_eval(&redis_url, DELETE_KEYS, &format!("com.redis.kafka.connect.sink.offset.{topic}.*"));
+    redis_eval(&redis_url, DELETE_KEYS, &format!("com.redis.kafka.connect.sink.offset.*.{topic}.*"));
 }

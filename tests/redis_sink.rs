@@ -75,7 +75,7 @@ fn hashes_tombstones_and_no_reapply_after_kill_9() {
         [("id", "1"), ("total", "12.0")].map(|(a, b)| (a.to_string(), b.to_string())).into()
     );
     let stored: Value =
-        serde_json::from_str(&redis(&url, &["GET", &format!("com.redis.kafka.connect.sink.offset.{topic}.0")]))
+        serde_json::from_str(&redis(&url, &["GET", &format!("com.redis.kafka.connect.sink.offset.cache.{topic}.0")]))
             .expect("offset json");
     assert_eq!(stored, json!({"topic": topic, "partition": 0, "offset": 4}));
 
@@ -112,7 +112,7 @@ fn bad_credentials_fail_the_task_with_the_reason() {
     });
     let trace = connector_status(sluice.port, "c")["tasks"][0]["trace"].as_str().unwrap_or("").to_string();
     assert!(trace.contains("authentication") && trace.contains("redis.uri"), "{trace}");
-    let body = json!({"name": "d", "config": {"connector.class": "redis", "topics": "t", "redis.type": "ZSET"}});
+    let body = json!({"name": "d", "config": {"connector.class": "redis", "topics": "t", "redis.type": "TIMESERIES"}});
     let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
     assert_eq!(code, 400);
     assert!(reply.contains("redis.type") && reply.contains("not supported yet"), "{reply}");
@@ -134,7 +134,9 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
     create_topic(&kafka, &topic);
     let stream = unique("stream");
     let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
-    let body = json!({"name": "s", "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
+    let connector = unique("cut");
+    let name = format!("sluice:{connector}:0");
+    let body = json!({"name": connector, "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
         "redis.type": "STREAM", "redis.keyspace": stream}});
     let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
     assert_eq!(code, 201, "{reply}");
@@ -151,7 +153,12 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
         produce(&kafka, &topic, &refs);
         total += 50;
         std::thread::sleep(Duration::from_millis(400));
-        redis(&url, &["CLIENT", "KILL", "TYPE", "normal"]);
+        // Only this test's sink connection (the other tests of this file run alongside).
+        for line in redis(&url, &["CLIENT", "LIST"]).lines().filter(|l| l.contains(&format!("name={name} "))) {
+            if let Some(id) = line.split(' ').find_map(|kv| kv.strip_prefix("id=")) {
+                redis(&url, &["CLIENT", "KILL", "ID", id]);
+            }
+        }
         redis(&url, &["CLIENT", "UNPAUSE"]);
     }
     let want = total.to_string();
@@ -161,13 +168,122 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
             std::time::Instant::now() < deadline,
             "{} of {want} entries after 90 s; status {}; log:\n{}",
             redis(&url, &["XLEN", &stream]),
-            connector_status(port, "s"),
+            connector_status(port, &connector),
             sluice.log_text()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(redis(&url, &["XLEN", &stream]), want, "no batch applied twice");
-    assert_eq!(connector_status(port, "s")["tasks"][0]["state"], "RUNNING", "{}", sluice.log_text());
+    // Every record once: the ids in the entries are exactly 0..total.
+    let entries = redis(&url, &["XRANGE", &stream, "-", "+"]);
+    let mut ids: Vec<i64> = entries
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "id")
+        .filter_map(|w| w[1].parse().ok())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..total as i64).collect::<Vec<_>>(), "each record exactly once");
+    assert_eq!(connector_status(port, &connector)["tasks"][0]["state"], "RUNNING", "{}", sluice.log_text());
     assert!(sluice.log_text().contains("redis connection lost"), "the cut connections were noticed");
+}
+
+/// LIST, SET and ZSET: record keys become members of the keyspace's collection (the ZSET score is
+/// the value), a tombstone removes the member. JSON without the RedisJSON module fails with why.
+#[test]
+fn collections_and_json_without_the_module() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let url = services.vars.get("REDIS_URL").cloned().expect("REDIS_URL");
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = worker_properties(dir.path(), &kafka, port, "");
+    let topic = unique("scores");
+    create_topic(&kafka, &topic);
+    produce(
+        &kafka,
+        &topic,
+        &[("a", Some("3".into())), ("b", Some("1.5".into())), ("c", Some("2".into())), ("b", None)],
+    );
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let space = unique("coll");
+    for kind in ["LIST", "SET", "ZSET", "JSON"] {
+        let body = json!({"name": kind, "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
+            "redis.type": kind, "redis.keyspace": format!("{space}-{kind}"),
+            "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter"}});
+        let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
+        assert_eq!(code, 201, "{reply}");
+    }
+    let key = |kind: &str| format!("{space}-{kind}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(redis(&url, &["LRANGE", &key("LIST"), "0", "-1"]) == "a\nc"
+        && redis(&url, &["SCARD", &key("SET")]) == "2"
+        && redis(&url, &["ZCARD", &key("ZSET")]) == "2")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "collections not as expected after 60 s: {} / {} / {}",
+            connector_status(port, "LIST"),
+            connector_status(port, "SET"),
+            connector_status(port, "ZSET")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(redis(&url, &["SISMEMBER", &key("SET"), "b"]), "0");
+    assert_eq!(redis(&url, &["ZRANGE", &key("ZSET"), "0", "-1", "WITHSCORES"]), "c\n2\na\n3");
+    if redis(&url, &["COMMAND", "INFO", "JSON.SET"]).is_empty() {
+        wait_until(Duration::from_secs(30), "the JSON task FAILED", || {
+            connector_status(sluice.port, "JSON")["tasks"][0]["state"] == "FAILED"
+        });
+        let trace = connector_status(sluice.port, "JSON")["tasks"][0]["trace"].as_str().unwrap_or("").to_string();
+        assert!(trace.contains("RedisJSON"), "{trace}");
+    }
+}
+
+/// A restart with a backlog, the offsets in Redis ahead of Kafka's commit: the records the worker
+/// fetched before seeking to the stored offset are not put again after it (a STREAM would show
+/// them twice).
+#[test]
+fn a_restart_with_a_backlog_puts_nothing_twice() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let url = services.vars.get("REDIS_URL").cloned().expect("REDIS_URL");
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = worker_properties(
+        dir.path(),
+        &kafka,
+        port,
+        "value.converter=org.apache.kafka.connect.json.JsonConverter\noffset.flush.interval.ms=600000",
+    );
+    let topic = unique("backlog");
+    create_topic(&kafka, &topic);
+    let stream = unique("backlog-stream");
+    let connector = dir.path().join("s.json");
+    std::fs::write(
+        &connector,
+        json!({"name": "s", "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
+            "redis.type": "STREAM", "redis.keyspace": stream}})
+        .to_string(),
+    )
+    .expect("write");
+    let batch = |from: i64, n: i64| -> Vec<(String, Option<String>)> {
+        (from..from + n).map(|i| (i.to_string(), Some(order(i, Some("new"), 1.0)))).collect()
+    };
+    let send = |records: &[(String, Option<String>)]| {
+        let refs: Vec<(&str, Option<String>)> = records.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        produce(&kafka, &topic, &refs);
+    };
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    send(&batch(0, 100));
+    wait_until(Duration::from_secs(60), "100 entries", || redis(&url, &["XLEN", &stream]) == "100");
+    sluice.kill9();
+    send(&batch(100, 50));
+    let _sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice-2.log"));
+    wait_until(Duration::from_secs(60), "150 entries", || redis(&url, &["XLEN", &stream]) == "150");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(redis(&url, &["XLEN", &stream]), "150", "nothing put twice after the seek");
 }

@@ -143,9 +143,9 @@ impl Resp {
         Ok(Some(String::from_utf8(buf)?))
     }
 
-    /// The next offset the Redis sink stored for partition 0 of `topic`.
-    async fn stored_offset(&mut self, topic: &str) -> Result<usize> {
-        let v = self.get(&format!("com.redis.kafka.connect.sink.offset.{topic}.0")).await?;
+    /// The next offset connector `name` stored for partition 0 of `topic`.
+    async fn stored_offset(&mut self, name: &str, topic: &str) -> Result<usize> {
+        let v = self.get(&format!("com.redis.kafka.connect.sink.offset.{name}.{topic}.0")).await?;
         Ok(v.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|j| j["offset"].as_u64())
             .unwrap_or(0) as usize)
@@ -208,17 +208,18 @@ pub async fn redis(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
             "name={name}\nconnector.class=redis\ntopics={topic}\nredis.uri={url}\nredis.type=HASH\nredis.keyspace={space}\n"
         )
     };
+    let sink_name = unique("bench-redis-sink");
     let launched = Instant::now();
     let sink = SluiceProc::start_with(
         &sink_dir,
         bootstrap,
         "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\n",
-        &[("sink", connector(&unique("bench-redis-sink"), &topic))],
+        &[("sink", connector(&sink_name, &topic))],
     )?;
     let mut conn = Resp::connect(&addr).await?;
     let mut first = None;
     loop {
-        let done = conn.stored_offset(&topic).await?;
+        let done = conn.stored_offset(&sink_name, &topic).await?;
         if done > 0 && first.is_none() {
             first = Some((Instant::now(), done));
         }
@@ -242,17 +243,18 @@ pub async fn redis(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     let lat_topic = unique("bench-redis-lat");
     create_topic(bootstrap, &lat_topic).await?;
     let lat_dir = dir.join("redis-lat");
+    let lat_name = unique("bench-redis-lat");
     std::fs::create_dir_all(&lat_dir)?;
     let sink = SluiceProc::start_with(
         &lat_dir,
         bootstrap,
         "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\n",
-        &[("sink", connector(&unique("bench-redis-lat"), &lat_topic))],
+        &[("sink", connector(&lat_name, &lat_topic))],
     )?;
     // Wait until the sink has joined and written a first record.
     produce_orders(bootstrap, &lat_topic, 1).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while conn.stored_offset(&lat_topic).await? < 1 {
+    while conn.stored_offset(&lat_name, &lat_topic).await? < 1 {
         if Instant::now() > deadline {
             bail!("the latency sink did not start; see {}/sluice.log", lat_dir.display());
         }
@@ -270,7 +272,7 @@ pub async fn redis(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     let total = rate * 5;
     let mut times: Vec<Instant> = Vec::with_capacity(total);
     while seen < total {
-        let done = poll.stored_offset(&lat_topic).await?.saturating_sub(1);
+        let done = poll.stored_offset(&lat_name, &lat_topic).await?.saturating_sub(1);
         let now = Instant::now();
         while times.len() < done.min(total) {
             times.push(now);

@@ -210,6 +210,14 @@ impl SinkRunner {
             skipped.retain(|(tp, offset)| !below_floor(&self.floor, tp, *offset));
             if !batch.is_empty() {
                 self.put(&batch, cancel).await?;
+                // Where the sink holds its own offsets, records fetched before the seek to them
+                // come again after it: what was put is never put again.
+                for r in &batch {
+                    let tp = r.topic_partition();
+                    if let Some(f) = self.floor.get_mut(&tp) {
+                        *f = (*f).max(r.kafka_offset + 1);
+                    }
+                }
             }
             // Skipped records count as consumed once they are in the DLQ (or logged, without one).
             let done = batch.iter().map(|r| (r.topic_partition(), r.kafka_offset)).chain(skipped);
@@ -295,18 +303,42 @@ impl SinkRunner {
                     for (tp, offset) in resume {
                         // Right after an assignment librdkafka may refuse a seek ("Erroneous
                         // state") until the partition's fetcher has started: try a few times. If
-                        // it still refuses, reading goes on from the committed offset and the
-                        // floor below keeps records the sink already holds from being put again.
+                        // it still refuses and the consumer reads from at or before the sink's
+                        // offset, the floor below skips what the sink holds; reading from after
+                        // it would skip records the sink never got, so that fails.
                         let mut tries = 0;
                         while let Err(e) =
-                            self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(10))
+                            self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(1))
                         {
                             tries += 1;
-                            if tries >= 10 {
-                                tracing::warn!(task = %self.s.id, partition = %tp, offset, error = %e, "could not seek to the sink's own offset; records before it are skipped instead");
-                                break;
+                            if tries < 10 {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
                             }
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            let at =
+                                |tpl: TopicPartitionList| match tpl.find_partition(&tp.topic, tp.partition)?.offset() {
+                                    Offset::Offset(p) => Some(p),
+                                    _ => None,
+                                };
+                            // Where reading will start: the position, or before any fetch the
+                            // committed offset (none committed: the earliest, never past it).
+                            let consumer = &self.consumer;
+                            let start = consumer.position().ok().and_then(at).or_else(|| {
+                                tokio::task::block_in_place(|| consumer.committed(Duration::from_secs(5)))
+                                    .ok()
+                                    .and_then(at)
+                            });
+                            if start.is_some_and(|p| p > offset) {
+                                return Err(ConnectError::retriable_from(
+                                    format!(
+                                        "task {} could not seek {tp} back to the sink's offset {offset}",
+                                        self.s.id
+                                    ),
+                                    e,
+                                ));
+                            }
+                            tracing::warn!(task = %self.s.id, partition = %tp, offset, error = %e, "could not seek to the sink's own offset; the records before it are skipped instead");
+                            break;
                         }
                         // What the sink holds counts as consumed, so Kafka's commit catches up too.
                         self.consumed.insert(tp.clone(), offset);

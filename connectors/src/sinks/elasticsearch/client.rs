@@ -123,15 +123,18 @@ impl EsClient {
                 Err(e) => return Err(TransportError { url, reason: format!("bad request: {e}") }),
             };
             let sent = tokio::time::timeout(self.read_timeout, async {
-                let resp = self.http.request(req).await.map_err(|e| error_chain(&e))?;
+                // (reason, whether the request never left: only then may another node get it)
+                let resp = self.http.request(req).await.map_err(|e| (error_chain(&e), e.is_connect()))?;
                 let status = resp.status().as_u16();
-                let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-                Ok::<_, String>(Answer { status, body })
+                let body = resp.into_body().collect().await.map_err(|e| (e.to_string(), false))?.to_bytes();
+                Ok::<_, (String, bool)>(Answer { status, body })
             })
             .await;
             match sent {
                 Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(reason)) => last = Some(TransportError { url, reason }),
+                Ok(Err((reason, true))) => last = Some(TransportError { url, reason }),
+                // Sent (perhaps applied): the caller's back-off decides, not an immediate resend.
+                Ok(Err((reason, false))) => return Err(TransportError { url, reason }),
                 Err(_) => {
                     // A timed-out request may still be applied by the server; the caller retries it,
                     // which external versions make harmless. Do not send it to a second node now.

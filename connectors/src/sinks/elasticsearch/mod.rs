@@ -135,12 +135,21 @@ impl ElasticsearchSinkTask {
         if self.created.contains(index) {
             return Ok(());
         }
+        // An existing index (or an alias of one) is used as it is, as Confluent's sink does.
+        let path = format!("/{}", encode_path(index));
+        match client.send(Method::HEAD, &path, None).await {
+            Ok(a) if a.status == 200 => {
+                self.created.insert(index.clone());
+                return Ok(());
+            }
+            Ok(a) if a.status == 401 => return Err(auth_error(client, &a)),
+            _ => {}
+        }
         let mapping = schema.and_then(doc::mapping);
         let body = match &mapping {
             Some(m) => serde_json::json!({ "mappings": m }).to_string(),
             None => "{}".to_string(),
         };
-        let path = format!("/{}", encode_path(index));
         let answer = client
             .send(Method::PUT, &path, Some(("application/json", Bytes::from(body))))
             .await
@@ -150,7 +159,13 @@ impl ElasticsearchSinkTask {
                 tracing::info!(task = %self.name, index = %index, with_mapping = mapping.is_some(), "index created")
             }
             400 if answer.text().contains("resource_already_exists_exception") => {}
-            401 | 403 => return Err(auth_error(client, &answer)),
+            401 => return Err(auth_error(client, &answer)),
+            403 => {
+                return Err(ConnectError::fatal(format!(
+                    "index {index} does not exist and this user may not create it (403): {}; create it, or grant create_index",
+                    answer.text()
+                )))
+            }
             429 | 500.. => {
                 return Err(ConnectError::retriable(format!(
                     "cannot create index {index} yet: {} {}",
@@ -193,7 +208,8 @@ impl ElasticsearchSinkTask {
                 }
             }
         }
-        if config.write_method == WriteMethod::Insert {
+        // Not when malformed documents are skipped: the dropped action could be the valid one.
+        if config.write_method == WriteMethod::Insert && config.malformed == Malformed::Fail {
             keep_last_per_document(&mut ops);
         }
         let lanes = spread(&ops, config.max_in_flight);
@@ -210,12 +226,16 @@ impl ElasticsearchSinkTask {
     }
 }
 
-/// In INSERT mode each action replaces (or deletes) the whole document, so only the last one per
-/// document in a batch matters.
+/// In INSERT mode each action replaces (or deletes) the whole document under an external version,
+/// so of a batch's actions on one document only the one with the highest version (the last, within
+/// a partition) can win: the others are not sent.
 fn keep_last_per_document(ops: &mut Vec<Op>) {
     let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(ops.len());
     for (i, op) in ops.iter().enumerate() {
-        last.insert((&op.index, &op.id), i);
+        let slot = last.entry((&op.index, &op.id)).or_insert(i);
+        if ops[*slot].version <= op.version {
+            *slot = i;
+        }
     }
     if last.len() == ops.len() {
         return;
@@ -434,9 +454,10 @@ mod tests {
 
     #[test]
     fn only_the_last_action_per_document_is_sent_in_insert_mode() {
-        let mut ops = vec![op("a", 1), op("b", 2), op("a", 3), op("c", 4), op("b", 5)];
+        let mut ops = vec![op("a", 1), op("b", 2), op("a", 3), op("c", 4), op("b", 5), op("c", 0)];
         keep_last_per_document(&mut ops);
         let left: Vec<(String, Option<i64>)> = ops.iter().map(|o| (o.id.clone(), o.version)).collect();
+        // c@0 (from another partition) loses to c@4, as the server would decide.
         assert_eq!(left, vec![("a".into(), Some(3)), ("c".into(), Some(4)), ("b".into(), Some(5))]);
     }
 

@@ -11,6 +11,14 @@ pub enum RedisType {
     String,
     /// XADD of the value's fields to the keyspace stream.
     Stream,
+    /// JSON.SET of the value (needs the RedisJSON module).
+    Json,
+    /// RPUSH of record keys to the keyspace list (a tombstone: LREM).
+    List,
+    /// SADD of record keys to the keyspace set (a tombstone: SREM).
+    Set,
+    /// ZADD of record keys to the keyspace sorted set, score = the value (a tombstone: ZREM).
+    Zset,
 }
 
 /// Where the server is and how to log in.
@@ -57,13 +65,13 @@ impl RedisSinkConfig {
                     .default("STREAM")
                     .importance(Importance::High)
                     .validator(Validator::Custom(check_type))
-                    .doc("HASH (the value's fields; the key is replaced whole), STRING (the value as text, JSON for structs), STREAM (XADD to the keyspace stream). JSON, LIST, SET, ZSET, TIMESERIES: not supported yet."),
+                    .doc("HASH (the value's fields; the key is replaced whole), STRING (the value as text, JSON for structs), STREAM (XADD to the keyspace stream), JSON (JSON.SET; needs RedisJSON), LIST / SET / ZSET (record keys as members of the keyspace collection; ZSET score = the value). TIMESERIES: not supported yet."),
             )
             .define(
                 ConfigKey::new("redis.keyspace", ConfigType::String)
                     .default("${topic}")
                     .importance(Importance::Medium)
-                    .doc("Key prefix (HASH, STRING) or stream name (STREAM); ${topic} is the record's topic. Empty: the raw record key."),
+                    .doc("Key prefix (HASH, STRING, JSON) or the one key (STREAM, LIST, SET, ZSET); ${topic} is the record's topic. Empty: the raw record key."),
             )
             .define(
                 ConfigKey::new("redis.separator", ConfigType::String)
@@ -86,6 +94,10 @@ impl RedisSinkConfig {
         let redis_type = match p.string("redis.type").to_ascii_uppercase().as_str() {
             "HASH" => RedisType::Hash,
             "STRING" => RedisType::String,
+            "JSON" => RedisType::Json,
+            "LIST" => RedisType::List,
+            "SET" => RedisType::Set,
+            "ZSET" => RedisType::Zset,
             _ => RedisType::Stream,
         };
         Ok(RedisSinkConfig {
@@ -100,11 +112,9 @@ impl RedisSinkConfig {
 
 fn check_type(v: &str) -> Result<(), String> {
     match v.trim().to_ascii_uppercase().as_str() {
-        "HASH" | "STRING" | "STREAM" => Ok(()),
-        "JSON" | "LIST" | "SET" | "ZSET" | "TIMESERIES" => {
-            Err(format!("{v} is not supported yet (HASH, STRING, STREAM are)"))
-        }
-        _ => Err("String must be one of: HASH, STRING, STREAM".to_string()),
+        "HASH" | "STRING" | "STREAM" | "JSON" | "LIST" | "SET" | "ZSET" => Ok(()),
+        "TIMESERIES" => Err(format!("{v} is not supported yet (HASH, STRING, STREAM, JSON, LIST, SET, ZSET are)")),
+        _ => Err("String must be one of: HASH, STRING, STREAM, JSON, LIST, SET, ZSET".to_string()),
     }
 }
 
@@ -170,7 +180,7 @@ mod tests {
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
         assert_eq!(RedisSinkConfig::parse(&m(&[("redis.type", "hash")])).expect("ok").redis_type, RedisType::Hash);
-        let err = RedisSinkConfig::parse(&m(&[("redis.type", "ZSET"), ("redis.uri", "x")])).expect_err("bad");
+        let err = RedisSinkConfig::parse(&m(&[("redis.type", "TIMESERIES"), ("redis.uri", "x")])).expect_err("bad");
         assert!(err.for_key("redis.type")[0].contains("not supported yet"));
         assert!(!err.for_key("redis.uri").is_empty());
     }
