@@ -442,27 +442,10 @@ impl SinkTask for RedisSinkTask {
         if records.is_empty() {
             return Ok(());
         }
-        let mut pipeline = Vec::with_capacity(records.len() * 160);
-        encode(&[b"MULTI"], &mut pipeline);
-        let mut queued = 0;
         let mut next: std::collections::BTreeMap<TopicPartition, i64> = Default::default();
         for r in records {
-            queued += self.commands(r, &mut pipeline)?;
             next.insert(r.topic_partition(), r.kafka_offset + 1);
         }
-        for (tp, offset) in &next {
-            let value = serde_json::json!({"topic": tp.topic, "partition": tp.partition, "offset": offset}).to_string();
-            encode(&[b"SET", offset_key(&self.connector, tp).as_bytes(), value.as_bytes()], &mut pipeline);
-            queued += 1;
-        }
-        encode(&[b"EXEC"], &mut pipeline);
-        let what = format!(
-            "{}-{} offsets {}..{}",
-            records[0].topic,
-            records[0].kafka_partition,
-            records[0].kafka_offset,
-            records[records.len() - 1].kafka_offset
-        );
         // A batch left unconfirmed by an error is settled first; when the worker retries that same
         // batch, settling it is all there is to do (sending it again would apply it twice).
         let retry_of_unconfirmed = self.unconfirmed.as_ref().is_some_and(|b| b.next == next);
@@ -470,13 +453,42 @@ impl SinkTask for RedisSinkTask {
         if retry_of_unconfirmed {
             return Ok(());
         }
-        let batch = Batch { pipeline, replies: queued + 2, next, what };
-        let sent = self.conn().await?.send(&batch.pipeline).await;
-        if sent.is_err() {
+        // Commands go out in chunks as they are encoded, so Redis queues the first ones while the
+        // rest are being encoded; MULTI keeps them from taking effect before EXEC.
+        const CHUNK: usize = 256 * 1024;
+        let mut pipeline = Vec::with_capacity(records.len() * 160);
+        encode(&[b"MULTI"], &mut pipeline);
+        let mut queued = 0;
+        let mut sent = 0;
+        let mut broken = self.conn().await.is_err();
+        for r in records {
+            queued += self.commands(r, &mut pipeline)?;
+            if !broken && pipeline.len() - sent >= CHUNK {
+                broken = self.conn().await?.send(&pipeline[sent..]).await.is_err();
+                sent = pipeline.len();
+            }
+        }
+        for (tp, offset) in &next {
+            let value = serde_json::json!({"topic": tp.topic, "partition": tp.partition, "offset": offset}).to_string();
+            encode(&[b"SET", offset_key(&self.connector, tp).as_bytes(), value.as_bytes()], &mut pipeline);
+            queued += 1;
+        }
+        encode(&[b"EXEC"], &mut pipeline);
+        if !broken {
+            broken = self.conn().await?.send(&pipeline[sent..]).await.is_err();
+        }
+        if broken {
             // Unknown whether Redis got it: settle() finds out from the stored offsets.
             self.conn = None;
         }
-        self.unconfirmed = Some(batch);
+        let what = format!(
+            "{}-{} offsets {}..{}",
+            records[0].topic,
+            records[0].kafka_partition,
+            records[0].kafka_offset,
+            records[records.len() - 1].kafka_offset
+        );
+        self.unconfirmed = Some(Batch { pipeline, replies: queued + 2, next, what });
         // Confirmed before returning: a batch still in flight when the worker polls could be
         // applied after its partition moved to another task that read the stored offsets first.
         self.settle().await

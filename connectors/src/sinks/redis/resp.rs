@@ -37,14 +37,29 @@ pub struct Conn {
 
 /// Appends one command in RESP.
 pub fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    // Writing numbers straight into the buffer: no allocation per argument.
-    let _ = write!(out, "*{}\r\n", args.len());
+    header(out, b'*', args.len());
     for a in args {
-        let _ = write!(out, "${}\r\n", a.len());
+        header(out, b'$', a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
+}
+
+/// `*<n>\r\n` or `$<n>\r\n`, the digits written by hand (`write!` was an eighth of the sink's CPU).
+fn header(out: &mut Vec<u8>, kind: u8, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.push(kind);
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 impl Conn {
@@ -133,5 +148,10 @@ mod tests {
         let mut out = Vec::new();
         encode(&[b"SET", b"k", b"v 1"], &mut out);
         assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv 1\r\n");
+        let long = vec![b'x'; 1234];
+        let mut out = Vec::new();
+        encode(&[&long, b""], &mut out);
+        assert!(out.starts_with(b"*2\r\n$1234\r\nxx"));
+        assert!(out.ends_with(b"xx\r\n$0\r\n\r\n"));
     }
 }
