@@ -119,7 +119,8 @@ fn bad_credentials_fail_the_task_with_the_reason() {
 }
 
 /// Connections cut under a running sink (CLIENT KILL), some while a batch waits for its EXEC
-/// (CLIENT PAUSE WRITE): every batch is applied once. A STREAM shows it: a lost batch would miss
+/// (CLIENT PAUSE WRITE), with the worker's batches split into transactions of 7 records
+/// (`redis.batch.size`): every batch is applied once. A STREAM shows it: a lost batch would miss
 /// its entries, a batch applied twice would add them twice.
 #[test]
 fn lost_connections_neither_lose_nor_repeat_a_batch() {
@@ -137,7 +138,7 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
     let connector = unique("cut");
     let name = format!("sluice:{connector}:0");
     let body = json!({"name": connector, "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
-        "redis.type": "STREAM", "redis.keyspace": stream}});
+        "redis.type": "STREAM", "redis.keyspace": stream, "redis.batch.size": "7"}});
     let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
     assert_eq!(code, 201, "{reply}");
     let mut total = 0;

@@ -47,6 +47,8 @@ pub struct RedisSinkConfig {
     pub separator: String,
     /// `redis.key.ttl` seconds (≤ 0: none).
     pub ttl: i64,
+    /// `redis.batch.size`: records per MULTI/EXEC.
+    pub batch_size: usize,
 }
 
 impl RedisSinkConfig {
@@ -80,6 +82,13 @@ impl RedisSinkConfig {
                     .doc("Between the keyspace and the record key, and between the fields of a struct key."),
             )
             .define(
+                ConfigKey::new("redis.batch.size", ConfigType::Int)
+                    .default("10000")
+                    .importance(Importance::Low)
+                    .validator(Validator::Range { min: Some(1.0), max: None })
+                    .doc("Records per MULTI/EXEC transaction (a larger batch from the worker is written as several, each with its offsets)."),
+            )
+            .define(
                 ConfigKey::new("redis.key.ttl", ConfigType::Long)
                     .default("-1")
                     .importance(Importance::Low)
@@ -106,6 +115,7 @@ impl RedisSinkConfig {
             keyspace: p.string("redis.keyspace"),
             separator: p.string("redis.separator"),
             ttl: p.long("redis.key.ttl"),
+            batch_size: p.int("redis.batch.size").max(1) as usize,
         })
     }
 }

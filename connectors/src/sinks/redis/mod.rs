@@ -55,6 +55,8 @@ pub struct RedisSinkTask {
     unconfirmed: Option<Batch>,
     /// `CLIENT SETNAME` of the connection: `sluice:<connector>:<task>`.
     client_name: String,
+    /// The next offset per partition that Redis is known to hold (stored or confirmed).
+    confirmed: Offsets,
     /// The connector's name, part of the offset keys.
     connector: String,
 }
@@ -236,8 +238,15 @@ impl RedisSinkTask {
     async fn settle(&mut self) -> Result<(), ConnectError> {
         let Some(batch) = self.unconfirmed.take() else { return Ok(()) };
         let result = self.confirm(&batch).await;
-        if result.as_ref().is_err_and(|e| e.kind() == sluice_api::ErrorKind::Retriable) {
-            self.unconfirmed = Some(batch);
+        match &result {
+            Ok(()) => {
+                for (tp, next) in &batch.next {
+                    let c = self.confirmed.entry(tp.clone()).or_insert(*next);
+                    *c = (*c).max(*next);
+                }
+            }
+            Err(e) if e.kind() == sluice_api::ErrorKind::Retriable => self.unconfirmed = Some(batch),
+            Err(_) => {}
         }
         result
     }
@@ -310,6 +319,64 @@ impl RedisSinkTask {
             }
         }
         Ok(out)
+    }
+
+    /// One MULTI/EXEC of these records and their next offsets, confirmed before returning.
+    async fn write_batch(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError> {
+        // A batch left unconfirmed by an error is settled first. When the worker retries a batch,
+        // what Redis already holds (confirmed offsets) is not sent again: re-applying it after a
+        // later part would put older values over newer ones.
+        self.settle().await?;
+        let records: Vec<&SinkRecord> = records
+            .iter()
+            .filter(|r| self.confirmed.get(&r.topic_partition()).is_none_or(|c| r.kafka_offset >= *c))
+            .collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut next: std::collections::BTreeMap<TopicPartition, i64> = Default::default();
+        for r in &records {
+            next.insert(r.topic_partition(), r.kafka_offset + 1);
+        }
+        // Commands go out in chunks as they are encoded, so Redis queues the first ones while the
+        // rest are being encoded; MULTI keeps them from taking effect before EXEC.
+        const CHUNK: usize = 256 * 1024;
+        let mut pipeline = Vec::with_capacity(records.len() * 160);
+        encode(&[b"MULTI"], &mut pipeline);
+        let mut queued = 0;
+        let mut sent = 0;
+        let mut broken = self.conn().await.is_err();
+        for r in &records {
+            queued += self.commands(r, &mut pipeline)?;
+            if !broken && pipeline.len() - sent >= CHUNK {
+                broken = self.conn().await?.send(&pipeline[sent..]).await.is_err();
+                sent = pipeline.len();
+            }
+        }
+        for (tp, offset) in &next {
+            let value = serde_json::json!({"topic": tp.topic, "partition": tp.partition, "offset": offset}).to_string();
+            encode(&[b"SET", offset_key(&self.connector, tp).as_bytes(), value.as_bytes()], &mut pipeline);
+            queued += 1;
+        }
+        encode(&[b"EXEC"], &mut pipeline);
+        if !broken {
+            broken = self.conn().await?.send(&pipeline[sent..]).await.is_err();
+        }
+        if broken {
+            // Unknown whether Redis got it: settle() finds out from the stored offsets.
+            self.conn = None;
+        }
+        let what = format!(
+            "{}-{} offsets {}..{}",
+            records[0].topic,
+            records[0].kafka_partition,
+            records[0].kafka_offset,
+            records[records.len() - 1].kafka_offset
+        );
+        self.unconfirmed = Some(Batch { pipeline, replies: queued + 2, next, what });
+        // Confirmed before returning: a batch still in flight when the worker polls could be
+        // applied after its partition moved to another task that read the stored offsets first.
+        self.settle().await
     }
 
     /// Appends one record's commands; returns how many.
@@ -432,6 +499,10 @@ impl SinkTask for RedisSinkTask {
     async fn open(&mut self, partitions: &[TopicPartition]) -> Result<Offsets, ConnectError> {
         self.settle().await?;
         let out = self.stored_offsets(partitions).await?;
+        for tp in partitions {
+            self.confirmed.remove(tp);
+        }
+        self.confirmed.extend(out.iter().map(|(tp, o)| (tp.clone(), *o)));
         for (tp, offset) in &out {
             tracing::info!(partition = %tp, offset, "redis sink resumes from the offset stored in redis");
         }
@@ -439,67 +510,23 @@ impl SinkTask for RedisSinkTask {
     }
 
     async fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError> {
-        if records.is_empty() {
-            return Ok(());
+        let size = self.config()?.batch_size;
+        for chunk in records.chunks(size) {
+            self.write_batch(chunk).await?;
         }
-        let mut next: std::collections::BTreeMap<TopicPartition, i64> = Default::default();
-        for r in records {
-            next.insert(r.topic_partition(), r.kafka_offset + 1);
-        }
-        // A batch left unconfirmed by an error is settled first; when the worker retries that same
-        // batch, settling it is all there is to do (sending it again would apply it twice).
-        let retry_of_unconfirmed = self.unconfirmed.as_ref().is_some_and(|b| b.next == next);
-        self.settle().await?;
-        if retry_of_unconfirmed {
-            return Ok(());
-        }
-        // Commands go out in chunks as they are encoded, so Redis queues the first ones while the
-        // rest are being encoded; MULTI keeps them from taking effect before EXEC.
-        const CHUNK: usize = 256 * 1024;
-        let mut pipeline = Vec::with_capacity(records.len() * 160);
-        encode(&[b"MULTI"], &mut pipeline);
-        let mut queued = 0;
-        let mut sent = 0;
-        let mut broken = self.conn().await.is_err();
-        for r in records {
-            queued += self.commands(r, &mut pipeline)?;
-            if !broken && pipeline.len() - sent >= CHUNK {
-                broken = self.conn().await?.send(&pipeline[sent..]).await.is_err();
-                sent = pipeline.len();
-            }
-        }
-        for (tp, offset) in &next {
-            let value = serde_json::json!({"topic": tp.topic, "partition": tp.partition, "offset": offset}).to_string();
-            encode(&[b"SET", offset_key(&self.connector, tp).as_bytes(), value.as_bytes()], &mut pipeline);
-            queued += 1;
-        }
-        encode(&[b"EXEC"], &mut pipeline);
-        if !broken {
-            broken = self.conn().await?.send(&pipeline[sent..]).await.is_err();
-        }
-        if broken {
-            // Unknown whether Redis got it: settle() finds out from the stored offsets.
-            self.conn = None;
-        }
-        let what = format!(
-            "{}-{} offsets {}..{}",
-            records[0].topic,
-            records[0].kafka_partition,
-            records[0].kafka_offset,
-            records[records.len() - 1].kafka_offset
-        );
-        self.unconfirmed = Some(Batch { pipeline, replies: queued + 2, next, what });
-        // Confirmed before returning: a batch still in flight when the worker polls could be
-        // applied after its partition moved to another task that read the stored offsets first.
-        self.settle().await
+        Ok(())
     }
 
     async fn flush(&mut self, _offsets: &Offsets) -> Result<(), ConnectError> {
         self.settle().await
     }
 
-    async fn close(&mut self, _partitions: &[TopicPartition]) -> Result<(), ConnectError> {
-        self.settle().await
+    async fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectError> {
+        let settled = self.settle().await;
+        for tp in partitions {
+            self.confirmed.remove(tp);
+        }
+        settled
     }
 
     async fn stop(&mut self) -> Result<(), ConnectError> {
