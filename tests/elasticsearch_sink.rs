@@ -46,14 +46,7 @@ fn count(url: &str, index: &str) -> i64 {
 }
 
 fn order(id: i64, status: &str, total: f64) -> String {
-    json!({
-        "schema": {"type": "struct", "optional": false, "name": "shop.orders.Value", "fields": [
-            {"field": "id", "type": "int64", "optional": false},
-            {"field": "status", "type": "string", "optional": true},
-            {"field": "total", "type": "double", "optional": false}]},
-        "payload": {"id": id, "status": status, "total": total}
-    })
-    .to_string()
+    order_record(id, Some(status), total)
 }
 
 fn sink(name: &str, topic: &str, url: &str, index: &str, extra: Value) -> String {

@@ -252,19 +252,6 @@ fn write_connector(dir: &Path, name: &str, config: serde_json::Map<String, Value
     path
 }
 
-/// Creates the topic the sinks read (one partition, as the source would) so they need not wait
-/// for it to appear.
-fn create_topic(kafka: &str, topic: &str) {
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        rdkafka::config::ClientConfig::new().set("bootstrap.servers", kafka).create().expect("admin");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
-    rt.block_on(admin.create_topics(
-        [&rdkafka::admin::NewTopic::new(topic, 1, rdkafka::admin::TopicReplication::Fixed(-1))],
-        &rdkafka::admin::AdminOptions::new(),
-    ))
-    .expect("create topic");
-}
-
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

@@ -21,16 +21,8 @@ fn hgetall(url: &str, key: &str) -> std::collections::BTreeMap<String, String> {
     lines.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].to_string(), c[1].to_string())).collect()
 }
 
-/// A Kafka Connect JSON record with schema, as a Debezium + unwrap pipeline would write it.
 fn order(id: i64, status: Option<&str>, total: f64) -> String {
-    json!({
-        "schema": {"type": "struct", "optional": false, "name": "shop.orders.Value", "fields": [
-            {"field": "id", "type": "int64", "optional": false},
-            {"field": "status", "type": "string", "optional": true},
-            {"field": "total", "type": "double", "optional": false}]},
-        "payload": {"id": id, "status": status, "total": total}
-    })
-    .to_string()
+    order_record(id, status, total)
 }
 
 #[test]

@@ -356,3 +356,15 @@ pub fn create_topic(kafka: &str, topic: &str) {
     ))
     .expect("create topic");
 }
+
+/// A Kafka Connect JSON order record with its schema, as a Debezium + unwrap pipeline writes it.
+pub fn order_record(id: i64, status: Option<&str>, total: f64) -> String {
+    serde_json::json!({
+        "schema": {"type": "struct", "optional": false, "name": "shop.orders.Value", "fields": [
+            {"field": "id", "type": "int64", "optional": false},
+            {"field": "status", "type": "string", "optional": true},
+            {"field": "total", "type": "double", "optional": false}]},
+        "payload": {"id": id, "status": status, "total": total}
+    })
+    .to_string()
+}
