@@ -341,3 +341,89 @@ fn malformed_documents_follow_the_setting() {
         }
     }
 }
+
+/// A private noida-db (Elasticsearch API, on disk) for a restart test.
+struct Noida {
+    child: std::process::Child,
+    bin: String,
+    data: std::path::PathBuf,
+    port: u16,
+}
+
+impl Noida {
+    fn start(bin: &str, data: &std::path::Path, port: u16) -> Noida {
+        let child = std::process::Command::new(bin)
+            .args(["start", "--data-dir"])
+            .arg(data)
+            .args(["--host", "127.0.0.1", "--only", "elasticsearch", "--elasticsearch-port", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start noida-db");
+        wait_until(Duration::from_secs(30), "noida-db up", || {
+            http(port, "GET", "/", None).is_some_and(|(c, _)| c == 200)
+        });
+        Noida { child, bin: bin.to_string(), data: data.to_path_buf(), port }
+    }
+
+    /// SIGTERM (it writes its data out); `run` while it is down; then the same data and port again.
+    fn restart(&mut self, run: impl FnOnce()) {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        run();
+        *self = Noida::start(&self.bin, &self.data, self.port);
+    }
+}
+
+impl Drop for Noida {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_search_server_restart_is_ridden_out() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let python =
+        services.vars.get("SLUICE_PYTHON").cloned().expect("SLUICE_PYTHON: run `bash scripts/services.sh start`");
+    let out = std::process::Command::new(&python)
+        .args(["-c", "import noida_db,os;print(os.path.join(os.path.dirname(noida_db.__file__),'noida-db'))"])
+        .output()
+        .expect("python");
+    let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        std::path::Path::new(&bin).exists(),
+        "noida-db not installed ({bin}): run `bash scripts/services.sh start`"
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let es_port = free_port();
+    let mut noida = Noida::start(&bin, &dir.path().join("noida"), es_port);
+    let url = format!("http://127.0.0.1:{es_port}");
+    let port = free_port();
+    let worker = worker_properties(dir.path(), &kafka, port, "offset.flush.interval.ms=1000");
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let topic = unique("restart");
+    create_topic(&kafka, &topic);
+    let index = unique("restart").to_lowercase();
+    post(port, &sink("search", &topic, &url, &index, json!({"retry.backoff.ms": "50", "read.timeout.ms": "2000"})));
+    let send = |from: i64, to: i64| {
+        let records: Vec<(String, Option<String>)> =
+            (from..to).map(|i| (i.to_string(), Some(order(i, "new", 1.0)))).collect();
+        let refs: Vec<(&str, Option<String>)> = records.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        produce(&kafka, &topic, &refs);
+    };
+    send(0, 100);
+    wait_until(Duration::from_secs(60), "100 documents", || count(&url, &index) == 100);
+    // Records arrive while the server is down for 3 s; the task retries, then writes them.
+    noida.restart(|| {
+        send(100, 200);
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    send(200, 300);
+    wait_until(Duration::from_secs(90), "300 documents after the restart", || count(&url, &index) == 300);
+    assert_eq!(source(&url, &index, "150"), Some(json!({"id": 150, "status": "new", "total": 1.0})));
+    assert_eq!(connector_status(port, "search")["tasks"][0]["state"], "RUNNING", "{}", sluice.log_text());
+    assert!(sluice.log_text().contains("cannot reach Elasticsearch"), "the outage was met: {}", sluice.log_text());
+}

@@ -280,3 +280,57 @@ fn a_restart_with_a_backlog_puts_nothing_twice() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(redis(&url, &["XLEN", &stream]), "150", "nothing put twice after the seek");
 }
+
+/// A private Redis (append-only file on) restarted under a running HASH sink with records arriving
+/// while it is down: the task rides it out and every key ends with its last value.
+#[test]
+fn a_redis_restart_is_ridden_out() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let redis_port = free_port();
+    let start_redis = || {
+        let child = Command::new("redis-server")
+            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--appendonly", "yes", "--save", ""])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server; scripts/services.sh installs it)");
+        let url = format!("redis://127.0.0.1:{redis_port}");
+        wait_until(Duration::from_secs(30), "private redis up", || redis(&url, &["PING"]) == "PONG");
+        child
+    };
+    let mut server = start_redis();
+    let url = format!("redis://127.0.0.1:{redis_port}");
+    let port = free_port();
+    let worker =
+        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
+    let topic = unique("restart");
+    create_topic(&kafka, &topic);
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let body = json!({"name": "r", "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
+        "redis.type": "HASH", "redis.keyspace": "o"}});
+    let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
+    assert_eq!(code, 201, "{reply}");
+    let send = |status: &str| {
+        let records: Vec<(String, Option<String>)> =
+            (0..50).map(|i| (i.to_string(), Some(order(i, Some(status), 1.0)))).collect();
+        let refs: Vec<(&str, Option<String>)> = records.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        produce(&kafka, &topic, &refs);
+    };
+    send("new");
+    wait_until(Duration::from_secs(60), "50 hashes", || redis(&url, &["HGET", "o:49", "status"]) == "new");
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    send("paid");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(connector_status(port, "r")["tasks"][0]["state"], "RUNNING", "{}", sluice.log_text());
+    server = start_redis();
+    wait_until(Duration::from_secs(90), "every hash updated after the restart", || {
+        (0..50).all(|i| redis(&url, &["HGET", &format!("o:{i}"), "status"]) == "paid")
+    });
+    assert_eq!(connector_status(port, "r")["tasks"][0]["state"], "RUNNING");
+    let _ = server.kill();
+    let _ = server.wait();
+}
