@@ -294,12 +294,21 @@ impl SinkRunner {
                         self.committed.remove(tp);
                         self.floor.remove(tp);
                     }
-                    self.task.close(&parts).await?;
+                    let mut retry = RebalanceRetry::new();
+                    while let Err(e) = self.task.close(&parts).await {
+                        retry.wait_or_give_up(e, &self.s.id.to_string(), "close").await?;
+                    }
                 }
                 RebalanceEvent::Assigned(parts) => {
                     tracing::info!(task = %self.s.id, ?parts, "partitions assigned");
                     self.assigned.extend(parts.iter().cloned());
-                    let resume = self.task.open(&parts).await?;
+                    let mut retry = RebalanceRetry::new();
+                    let resume = loop {
+                        match self.task.open(&parts).await {
+                            Ok(resume) => break resume,
+                            Err(e) => retry.wait_or_give_up(e, &self.s.id.to_string(), "open").await?,
+                        }
+                    };
                     for (tp, offset) in resume {
                         // Right after an assignment librdkafka may refuse a seek ("Erroneous
                         // state") until the partition's fetcher has started: try a few times. If
@@ -402,6 +411,30 @@ impl SinkRunner {
             }
         }
         tracing::debug!(task = %self.s.id, partitions = tpl.count(), "consumer offsets committed");
+        Ok(())
+    }
+}
+
+/// A sink's `open` or `close` at a rebalance: a retriable error (the external system briefly
+/// unreachable) is retried with back-off for up to a minute instead of failing the task.
+struct RebalanceRetry {
+    deadline: Instant,
+    backoff: Duration,
+}
+
+impl RebalanceRetry {
+    fn new() -> RebalanceRetry {
+        RebalanceRetry { deadline: Instant::now() + Duration::from_secs(60), backoff: Duration::from_millis(100) }
+    }
+
+    /// Waits before the next try, or returns the error when it is not retriable or time is up.
+    async fn wait_or_give_up(&mut self, e: ConnectError, task: &str, what: &str) -> Result<(), ConnectError> {
+        if e.kind() != ErrorKind::Retriable || Instant::now() >= self.deadline {
+            return Err(e);
+        }
+        tracing::warn!(task, error = %e, backoff_ms = self.backoff.as_millis() as u64, "sink {what} failed, retrying");
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
         Ok(())
     }
 }
