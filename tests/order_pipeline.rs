@@ -22,15 +22,14 @@ use serde_json::{json, Value};
 
 const EXAMPLE: &str = "examples/order-db-to-cache-and-search";
 
-/// The example's `orders` table (schema.sql), in the test's own database.
-const ORDERS_DDL: &str = "CREATE TABLE orders (
-    id         BIGINT        NOT NULL AUTO_INCREMENT PRIMARY KEY,
-    customer   VARCHAR(100)  NOT NULL,
-    status     VARCHAR(20)   NOT NULL DEFAULT 'new',
-    total      DECIMAL(10,2) NOT NULL,
-    created_at DATETIME(3)   NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-    updated_at DATETIME(3)   NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3)
-)";
+/// The example's `orders` table, read from its schema.sql (so the test runs the example's table).
+fn orders_ddl() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(EXAMPLE).join("schema.sql");
+    let text = std::fs::read_to_string(&path).expect("the example's schema.sql");
+    let start = text.find("CREATE TABLE orders").expect("CREATE TABLE orders in schema.sql");
+    let end = start + text[start..].find(");").expect("end of CREATE TABLE orders") + 1;
+    text[start..end].to_string()
+}
 
 const ORDERS: usize = 10_000;
 const BATCH: usize = 100;
@@ -500,7 +499,7 @@ fn orders_reach_redis_and_elasticsearch_across_kill_9() {
     let topic = format!("{prefix}.{database}.orders");
     let keyspace = format!("order_{tag}");
     let index = format!("orders_{tag}");
-    db.sql(&format!("CREATE DATABASE {database}; USE {database}; {ORDERS_DDL};"));
+    db.sql(&format!("CREATE DATABASE {database}; USE {database}; {};", orders_ddl()));
     create_topic(&kafka, &topic);
 
     // The example's three configs, pointed at this test's database, topic, keyspace and index.
