@@ -270,16 +270,14 @@ fn retries_429_items_and_outages_and_fails_on_bad_credentials() {
     assert!(!config.contains("s3cret"), "the password is hidden: {config}");
     let batch: Vec<(String, Option<String>)> =
         (0..50).map(|i| (i.to_string(), Some(order(i, "new", i as f64)))).collect();
-    let refs: Vec<(&str, Option<String>)> = batch.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    produce(&kafka, &topic, &refs);
+    produce(&kafka, &topic, &batch);
     wait_until(Duration::from_secs(60), &format!("{name}: 50 documents through 429s"), || count(&url, &index) == 50);
     assert_eq!(proxy.rejected.load(Ordering::SeqCst), 3, "three items were answered 429 and retried");
 
     // The cluster unreachable for a while: the task keeps retrying, stays RUNNING, loses nothing.
     proxy.down.store(true, Ordering::SeqCst);
     let more: Vec<(String, Option<String>)> = (50..60).map(|i| (i.to_string(), Some(order(i, "new", 1.0)))).collect();
-    let refs: Vec<(&str, Option<String>)> = more.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    produce(&kafka, &topic, &refs);
+    produce(&kafka, &topic, &more);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(connector_status(port, "search")["tasks"][0]["state"], "RUNNING", "{}", sluice.log_text());
     assert_eq!(count(&url, &index), 50);
@@ -411,8 +409,7 @@ fn a_search_server_restart_is_ridden_out() {
     let send = |from: i64, to: i64| {
         let records: Vec<(String, Option<String>)> =
             (from..to).map(|i| (i.to_string(), Some(order(i, "new", 1.0)))).collect();
-        let refs: Vec<(&str, Option<String>)> = records.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        produce(&kafka, &topic, &refs);
+        produce(&kafka, &topic, &records);
     };
     send(0, 100);
     wait_until(Duration::from_secs(60), "100 documents", || count(&url, &index) == 100);

@@ -137,13 +137,12 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
     for round in 0..20 {
         let records: Vec<(String, Option<String>)> =
             (0..50).map(|i| (format!("{round}-{i}"), Some(order(round * 50 + i, Some("new"), 1.0)))).collect();
-        let refs: Vec<(&str, Option<String>)> = records.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         // Writes held (EXEC waits), the batch is sent, then the sink's connection is cut: that
         // batch never ran and must be sent again. Other rounds cut an idle connection.
         if round % 2 == 0 {
             redis(&url, &["CLIENT", "PAUSE", "1500", "WRITE"]);
         }
-        produce(&kafka, &topic, &refs);
+        produce(&kafka, &topic, &records);
         total += 50;
         std::thread::sleep(Duration::from_millis(400));
         // Only this test's sink connection (the other tests of this file run alongside).
@@ -267,8 +266,7 @@ fn a_restart_with_a_backlog_puts_nothing_twice() {
         (from..from + n).map(|i| (i.to_string(), Some(order(i, Some("new"), 1.0)))).collect()
     };
     let send = |records: &[(String, Option<String>)]| {
-        let refs: Vec<(&str, Option<String>)> = records.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        produce(&kafka, &topic, &refs);
+        produce(&kafka, &topic, records);
     };
     let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
     send(&batch(0, 100));
@@ -316,8 +314,7 @@ fn a_redis_restart_is_ridden_out() {
     let send = |status: &str| {
         let records: Vec<(String, Option<String>)> =
             (0..50).map(|i| (i.to_string(), Some(order(i, Some(status), 1.0)))).collect();
-        let refs: Vec<(&str, Option<String>)> = records.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        produce(&kafka, &topic, &refs);
+        produce(&kafka, &topic, &records);
     };
     send("new");
     wait_until(Duration::from_secs(60), "50 hashes", || redis(&url, &["HGET", "o:49", "status"]) == "new");

@@ -327,7 +327,7 @@ pub fn read_messages(kafka: &str, topic: &str, quiet: Duration) -> Vec<rdkafka::
 }
 
 /// Produces keyed records (a `None` value is a tombstone) to partition 0, acks=all.
-pub fn produce(kafka: &str, topic: &str, records: &[(&str, Option<String>)]) {
+pub fn produce<K: AsRef<str>>(kafka: &str, topic: &str, records: &[(K, Option<String>)]) {
     let p: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
         rdkafka::config::ClientConfig::new()
             .set("bootstrap.servers", kafka)
@@ -336,7 +336,7 @@ pub fn produce(kafka: &str, topic: &str, records: &[(&str, Option<String>)]) {
             .expect("producer");
     for (k, v) in records {
         let mut r: rdkafka::producer::BaseRecord<'_, str, str> =
-            rdkafka::producer::BaseRecord::to(topic).key(*k).partition(0);
+            rdkafka::producer::BaseRecord::to(topic).key(k.as_ref()).partition(0);
         if let Some(v) = v {
             r = r.payload(v.as_str());
         }
