@@ -26,5 +26,7 @@ pub fn plugins() -> Vec<PluginInfo> {
     plugins.push(sinks::redis::PLUGIN);
     #[cfg(feature = "elasticsearch")]
     plugins.push(sinks::elasticsearch::PLUGIN);
+    #[cfg(feature = "parquet")]
+    plugins.push(sinks::parquet::PLUGIN);
     plugins
 }

@@ -8,3 +8,6 @@ pub mod redis;
 
 #[cfg(feature = "elasticsearch")]
 pub mod elasticsearch;
+
+#[cfg(feature = "parquet")]
+pub mod parquet;

@@ -165,6 +165,12 @@ pub trait SinkTask: Send {
         Ok(offsets.clone())
     }
 
+    /// Offsets the sink wants read again from (Kafka Connect's `SinkTaskContext.offset(...)`):
+    /// the runtime takes them after each `put`, seeks there and delivers from there on.
+    fn rewind(&mut self) -> Offsets {
+        Offsets::new()
+    }
+
     /// Partitions revoked: drop any buffered state for them.
     async fn close(&mut self, _partitions: &[TopicPartition]) -> Result<(), ConnectError> {
         Ok(())

@@ -49,6 +49,44 @@ pub enum Value {
 }
 
 impl Value {
+    /// As a JSON value: structs and maps as objects (keys as text), Decimal as a string, bytes
+    /// as (lossy) UTF-8 text, logical types as their numbers.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Boolean(b) => J::Bool(*b),
+            Value::Int8(n) => J::from(*n),
+            Value::Int16(n) => J::from(*n),
+            Value::Int32(n) | Value::Date(n) | Value::Time(n) => J::from(*n),
+            Value::Int64(n) | Value::Timestamp(n) => J::from(*n),
+            Value::Float32(f) => J::from(f64::from(*f)),
+            Value::Float64(f) => J::from(*f),
+            Value::String(s) => J::String(s.clone()),
+            Value::Json(s) => serde_json::from_str(s).unwrap_or(J::Null),
+            Value::Decimal(d) => J::String(d.to_string()),
+            Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
+            Value::Array(items) => J::Array(items.iter().map(Value::to_json).collect()),
+            Value::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match k {
+                            Value::String(s) | Value::Json(s) => s.clone(),
+                            Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+                            Value::Array(_) | Value::Map(_) | Value::Struct(_) => k.to_json().to_string(),
+                            other => other.to_string(),
+                        };
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+            Value::Struct(s) => {
+                J::Object(s.schema.fields.iter().zip(&s.values).map(|(f, v)| (f.name.clone(), v.to_json())).collect())
+            }
+        }
+    }
+
     /// A short name of the value's kind, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self {

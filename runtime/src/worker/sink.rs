@@ -227,6 +227,28 @@ impl SinkRunner {
                     *next = (*next).max(offset + 1);
                 }
             }
+            // The sink asked to read some partitions again (a file it could not complete).
+            for (tp, offset) in self.task.rewind() {
+                if !self.assigned.contains(&tp) {
+                    continue;
+                }
+                let mut tries = 0;
+                while let Err(e) =
+                    self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(1))
+                {
+                    tries += 1;
+                    if tries >= 10 {
+                        return Err(ConnectError::retriable_from(
+                            format!("task {} could not seek {tp} back to {offset} as the sink asked", self.s.id),
+                            e,
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tracing::info!(task = %self.s.id, partition = %tp, offset, "reading again from the offset the sink asked for");
+                self.consumed.insert(tp.clone(), offset);
+                self.floor.insert(tp, offset);
+            }
             self.commit_if_due(&mut last_commit).await?;
         }
     }

@@ -83,36 +83,12 @@ fn legacy_offset_key(tp: &TopicPartition) -> String {
     format!("com.redis.kafka.connect.sink.offset.{}.{}", tp.topic, tp.partition)
 }
 
-/// JSON text of a Connect value (structs and string-keyed maps as objects).
-fn json_of(v: &Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v {
-        Value::Null => J::Null,
-        Value::Boolean(b) => J::Bool(*b),
-        Value::Int8(n) => J::from(*n),
-        Value::Int16(n) => J::from(*n),
-        Value::Int32(n) | Value::Date(n) | Value::Time(n) => J::from(*n),
-        Value::Int64(n) | Value::Timestamp(n) => J::from(*n),
-        Value::Float32(f) => J::from(f64::from(*f)),
-        Value::Float64(f) => J::from(*f),
-        Value::String(s) => J::String(s.clone()),
-        Value::Json(s) => serde_json::from_str(s).unwrap_or(J::Null),
-        Value::Decimal(d) => J::String(d.to_string()),
-        Value::Bytes(b) => J::String(String::from_utf8_lossy(b).into_owned()),
-        Value::Array(items) => J::Array(items.iter().map(json_of).collect()),
-        Value::Map(entries) => J::Object(entries.iter().map(|(k, v)| (text_of(k), json_of(v))).collect()),
-        Value::Struct(s) => {
-            J::Object(s.schema.fields.iter().zip(&s.values).map(|(f, v)| (f.name.clone(), json_of(v))).collect())
-        }
-    }
-}
-
 /// A scalar as text; containers as JSON.
 fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) | Value::Json(s) => s.clone(),
         Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::Array(_) | Value::Map(_) | Value::Struct(_) => json_of(v).to_string(),
+        Value::Array(_) | Value::Map(_) | Value::Struct(_) => Value::to_json(v).to_string(),
         other => other.to_string(),
     }
 }
@@ -443,7 +419,7 @@ impl RedisSinkTask {
                     encode(&[b"DEL", key.as_bytes()], out);
                     return Ok(1);
                 }
-                let text = json_of(&r.value).to_string();
+                let text = Value::to_json(&r.value).to_string();
                 encode(&[b"JSON.SET", key.as_bytes(), b"$", text.as_bytes()], out);
                 if let Some(t) = &ttl {
                     encode(&[b"EXPIRE", key.as_bytes(), t.as_bytes()], out);

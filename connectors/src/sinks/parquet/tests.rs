@@ -1,0 +1,222 @@
+use super::*;
+
+fn cfg(pairs: &[(&str, &str)]) -> ParquetSinkConfig {
+    let m: ConfigMap = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    ParquetSinkConfig::parse(&m).expect("valid config")
+}
+
+#[test]
+fn file_names_follow_confluent() {
+    let c = cfg(&[("store.url", "/tmp/x"), ("flush.size", "10")]);
+    let tp = TopicPartition::new("orders", 3);
+    assert_eq!(ParquetSinkTask::file_name(&c, &tp, 42), "orders+3+0000000042.parquet");
+    assert_eq!(ParquetSinkTask::topic_dir(&c, "orders"), "topics/orders");
+    assert_eq!(
+        ParquetSinkTask::parse_name(&c, "my.topic-x+12+0000000042.parquet"),
+        Some(("my.topic-x".to_string(), 12, 42))
+    );
+    assert_eq!(ParquetSinkTask::parse_name(&c, "orders+3+0000000042.parquet.tmp"), None);
+    assert_eq!(ParquetSinkTask::parse_name(&c, "orders+x+1.parquet"), None);
+    let c = cfg(&[
+        ("store.url", "/tmp/x"),
+        ("flush.size", "10"),
+        ("topics.dir", ""),
+        ("filename.offset.zero.pad.width", "0"),
+    ]);
+    assert_eq!(ParquetSinkTask::file_name(&c, &tp, 42), "orders+3+42.parquet");
+    assert_eq!(ParquetSinkTask::staging_prefix(&c, &tp), "+tmp/orders/3");
+}
+
+mod local {
+    use super::*;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use sluice_api::{Schema, Struct};
+
+    const HOUR: i64 = 3_600_000;
+    // 2024-03-10T22:00:00Z
+    const BASE: i64 = 1_710_108_000_000;
+
+    fn schema() -> Arc<Schema> {
+        Arc::new(Schema::struct_of([("seq", Schema::int64()), ("ts", Schema::timestamp())]))
+    }
+
+    fn rec(offset: i64, ts: i64) -> SinkRecord {
+        let s = schema();
+        SinkRecord {
+            topic: "events".into(),
+            original_topic: None,
+            kafka_partition: 0,
+            kafka_offset: offset,
+            timestamp: Some(ts),
+            timestamp_type: Default::default(),
+            key_schema: None,
+            key: Value::Null,
+            value_schema: Some(s.clone()),
+            value: Value::Struct(Struct { schema: s, values: vec![Value::Int64(offset), Value::Timestamp(ts)] }),
+            headers: vec![],
+        }
+    }
+
+    async fn task(dir: &std::path::Path, extra: &[(&str, &str)]) -> ParquetSinkTask {
+        let url = format!("file://{}", dir.display());
+        let mut m: ConfigMap = [
+            ("store.url", url.as_str()),
+            ("partitioner.class", "HourlyPartitioner"),
+            ("timestamp.extractor", "RecordField"),
+            ("timestamp.field", "ts"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        m.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut t = ParquetSinkTask::default();
+        t.start(&m, SinkTaskContext { connector: "lake".into(), task: 0 }).await.expect("start");
+        t.open(&[TopicPartition::new("events", 0)]).await.expect("open");
+        t
+    }
+
+    /// Every file under `dir`: (path relative to dir, seq values).
+    fn files(dir: &std::path::Path) -> Vec<(String, Vec<i64>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "parquet") {
+                    let f = std::fs::File::open(&p).expect("open");
+                    let reader = ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet").build().expect("reader");
+                    let mut seqs = Vec::new();
+                    for b in reader {
+                        let b = b.expect("batch");
+                        let col = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().expect("int64");
+                        seqs.extend(col.values().iter().copied());
+                    }
+                    out.push((p.strip_prefix(dir).expect("rel").display().to_string(), seqs));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn size_rotation_hourly_out_of_order_and_commit_points() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut t = task(dir.path(), &[("flush.size", "3")]).await;
+        // Offsets 0..8 alternate between 22:xx and 23:xx.
+        let recs: Vec<SinkRecord> = (0..8).map(|o| rec(o, BASE + (o % 2) * HOUR + o * 1000)).collect();
+        t.put(&recs).await.expect("put");
+        let got = files(dir.path());
+        assert_eq!(
+            got,
+            vec![
+                ("topics/events/year=2024/month=03/day=10/hour=22/events+0+0000000000.parquet".into(), vec![0, 2, 4]),
+                ("topics/events/year=2024/month=03/day=10/hour=23/events+0+0000000001.parquet".into(), vec![1, 3, 5]),
+            ]
+        );
+        // 6 and 7 are in open files: Kafka may commit up to 6 only.
+        let safe = t.pre_commit(&[(TopicPartition::new("events", 0), 8)].into()).await.expect("pre_commit");
+        assert_eq!(safe[&TopicPartition::new("events", 0)], 6);
+    }
+
+    #[tokio::test]
+    async fn replay_after_a_crash_writes_no_duplicates() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let recs: Vec<SinkRecord> = (0..8).map(|o| rec(o, BASE + (o % 2) * HOUR + o * 1000)).collect();
+        {
+            let mut t = task(dir.path(), &[("flush.size", "3")]).await;
+            t.put(&recs).await.expect("put");
+            // Crash: nothing committed to Kafka, open files lost.
+        }
+        // A task with a different flush size replays from offset 0.
+        let mut t = task(dir.path(), &[("flush.size", "2")]).await;
+        t.put(&recs).await.expect("put again");
+        let seqs = |dir: &std::path::Path| {
+            let mut all: Vec<i64> = files(dir).into_iter().flat_map(|(_, s)| s).collect();
+            all.sort();
+            all
+        };
+        // 0..5 were in the lake and are not written again; 6 and 7 wait in open files.
+        assert_eq!(seqs(dir.path()), vec![0, 1, 2, 3, 4, 5], "{:?}", files(dir.path()));
+        let safe = t.pre_commit(&[(TopicPartition::new("events", 0), 8)].into()).await.expect("pre_commit");
+        assert_eq!(safe[&TopicPartition::new("events", 0)], 6);
+        let more: Vec<SinkRecord> = (8..10).map(|o| rec(o, BASE + (o % 2) * HOUR + o * 1000)).collect();
+        t.put(&more).await.expect("put more");
+        assert_eq!(seqs(dir.path()), (0..10).collect::<Vec<_>>(), "{:?}", files(dir.path()));
+    }
+
+    #[tokio::test]
+    async fn record_time_rotation_and_schema_change() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut t = task(dir.path(), &[("flush.size", "100"), ("rotate.interval.ms", "10000")]).await;
+        // Same hour: 0s, 5s, 12s (rotates before 12s), 13s.
+        let recs: Vec<SinkRecord> =
+            [0, 5_000, 12_000, 13_000].iter().enumerate().map(|(o, d)| rec(o as i64, BASE + d)).collect();
+        t.put(&recs).await.expect("put");
+        assert_eq!(files(dir.path()).len(), 1);
+        // A record with another schema completes the open file.
+        let mut other = rec(4, BASE + 14_000);
+        let s2 = Arc::new(Schema::struct_of([
+            ("seq", Schema::int64()),
+            ("ts", Schema::timestamp()),
+            ("x", Schema::string().optional()),
+        ]));
+        other.value = Value::Struct(Struct {
+            schema: s2.clone(),
+            values: vec![Value::Int64(4), Value::Timestamp(BASE + 14_000), Value::Null],
+        });
+        other.value_schema = Some(s2);
+        t.put(&[other]).await.expect("put");
+        let got: Vec<Vec<i64>> = files(dir.path()).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(got, vec![vec![0, 1], vec![2, 3]]);
+    }
+
+    #[tokio::test]
+    async fn a_taken_name_with_fewer_records_reads_the_partition_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let recs: Vec<SinkRecord> = (0..4).map(|o| rec(o, BASE + o)).collect();
+        // Another writer completed hour 22 from offset 0 with only two records.
+        {
+            let mut other = task(dir.path(), &[("flush.size", "2")]).await;
+            other.put(&recs[..2]).await.expect("put");
+        }
+        // This task did not list that file (it started before), so it writes 0..3 under the same name.
+        let mut t = task(dir.path(), &[("flush.size", "4")]).await;
+        t.marks.clear();
+        t.put(&recs).await.expect("put");
+        assert_eq!(t.rewind(), [(TopicPartition::new("events", 0), 2)].into());
+        // The worker delivers again from 2.
+        t.put(&recs[2..]).await.expect("put");
+        let mut all: Vec<i64> = files(dir.path()).into_iter().flat_map(|(_, s)| s).collect();
+        all.sort();
+        assert!(all.len() == 2, "0 and 1 only so far (2, 3 wait in an open file): {all:?}");
+        let safe = t.pre_commit(&[(TopicPartition::new("events", 0), 4)].into()).await.expect("pre_commit");
+        assert_eq!(safe[&TopicPartition::new("events", 0)], 2);
+    }
+
+    #[tokio::test]
+    async fn memory_cap_completes_the_largest_files_early() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut t = task(dir.path(), &[("flush.size", "1000000"), ("partitioner.max.open.files", "4")]).await;
+        // Records in 10 different hours: at most 4 files open at once.
+        let recs: Vec<SinkRecord> = (0..100).map(|o| rec(o, BASE + (o % 10) * HOUR)).collect();
+        t.put(&recs).await.expect("put");
+        assert!(t.files.len() <= 4, "{} open", t.files.len());
+        assert!(files(dir.path()).len() >= 6);
+    }
+
+    #[tokio::test]
+    async fn tombstones_fail_or_are_skipped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut t = task(dir.path(), &[("flush.size", "2")]).await;
+        let mut tomb = rec(0, BASE);
+        tomb.value = Value::Null;
+        let err = t.put(&[tomb.clone()]).await.expect_err("fail");
+        assert!(err.to_string().contains("behavior.on.null.values"), "{err}");
+        let mut t = task(dir.path(), &[("flush.size", "2"), ("behavior.on.null.values", "ignore")]).await;
+        t.put(&[tomb, rec(1, BASE), rec(2, BASE)]).await.expect("put");
+        assert_eq!(files(dir.path()).len(), 1);
+    }
+}
