@@ -80,10 +80,22 @@ pub struct Sluice {
 impl Sluice {
     /// Starts `sluice standalone <worker> <connectors...>` with logs in `log`.
     pub fn standalone(worker: &Path, connectors: &[&Path], port: u16, log: PathBuf) -> Sluice {
+        Sluice::standalone_with_env(worker, connectors, port, log, &[])
+    }
+
+    /// As [`Sluice::standalone`], with extra environment variables.
+    pub fn standalone_with_env(
+        worker: &Path,
+        connectors: &[&Path],
+        port: u16,
+        log: PathBuf,
+        env: &[(&str, String)],
+    ) -> Sluice {
         let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
         cmd.arg("standalone").arg(worker).args(connectors);
         cmd.env("RUST_LOG", "info,librdkafka=warn").stdout(Stdio::null()).stderr(log_file);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let child = cmd.spawn().expect("spawn sluice");
         let s = Sluice { child, port, log };
         wait_until(Duration::from_secs(30), "the REST API", || s.get("/").is_some());

@@ -225,16 +225,22 @@ impl ParquetSinkTask {
         let Some(f) = self.files.get_mut(key) else { return Ok(()) };
         let values: Vec<&Value> = rows.iter().map(|r| &r.value).collect();
         let batch = f.shape.batch(&f.schema, &values).map_err(|e| err_at(rows[0], e))?;
-        f.writer.write(&batch).map_err(|e| err_at(rows[0], format!("Parquet encoding failed: {e}")))?;
         f.count += rows.len() as u64;
         f.end = rows[rows.len() - 1].kafka_offset;
-        if f.writer.in_progress_size() >= rg_bytes {
-            f.writer.flush().map_err(|e| err_at(rows[0], format!("Parquet encoding failed: {e}")))?;
-        }
-        let _ = f.writer.sync();
-        let bytes = std::mem::take(f.writer.inner_mut());
-        if !bytes.is_empty() {
-            f.upload.write(&bytes).await?;
+        // In slices, so that a large batch still ends row groups near their size.
+        const SLICE: usize = 1024;
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let n = SLICE.min(batch.num_rows() - at);
+            let encode_err = |e| err_at(rows[at], format!("Parquet encoding failed: {e}"));
+            f.writer.write(&batch.slice(at, n)).map_err(encode_err)?;
+            if f.writer.in_progress_size() >= rg_bytes {
+                f.writer.flush().map_err(encode_err)?;
+                let _ = f.writer.sync();
+                let bytes = std::mem::take(f.writer.inner_mut());
+                f.upload.write(&bytes).await?;
+            }
+            at += n;
         }
         Ok(())
     }

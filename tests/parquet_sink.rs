@@ -1,0 +1,261 @@
+//! The Parquet sink against the real S3 server (SeaweedFS) and Kafka, read back by pyarrow:
+//! hourly Hive partitions with records out of order across an hour boundary, Connect types as
+//! Parquet types, every produced offset exactly once after five kill -9s during writes, and a
+//! file larger than one upload part (multipart, then moved to its name only if it is free).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+// 2024-03-10T22:00:00Z
+const BASE: i64 = 1_710_108_000_000;
+
+struct S3 {
+    endpoint: String,
+    key: String,
+    secret: String,
+    python: String,
+}
+
+impl S3 {
+    fn load(services: &Services) -> S3 {
+        let v = |k: &str| {
+            services.vars.get(k).cloned().unwrap_or_else(|| panic!("{k}: run `bash scripts/services.sh start`"))
+        };
+        S3 {
+            endpoint: v("S3_ENDPOINT"),
+            key: v("S3_ACCESS_KEY_ID"),
+            secret: v("S3_SECRET_ACCESS_KEY"),
+            python: services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into()),
+        }
+    }
+
+    fn script(&self, args: &[&str]) -> String {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_lake.py");
+        let out = std::process::Command::new(&self.python).arg(script).args(args).output().expect("python");
+        assert!(out.status.success(), "read_lake.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn mkbucket(&self, bucket: &str) {
+        self.script(&["mkbucket", &self.endpoint, &self.key, &self.secret, bucket]);
+    }
+
+    /// pyarrow's view of `<bucket>/<prefix>`.
+    fn read(&self, base: &str, column: &str) -> Value {
+        serde_json::from_str(&self.script(&["read", "s3", &self.endpoint, &self.key, &self.secret, base, column]))
+            .expect("json")
+    }
+}
+
+fn event(seq: i64) -> String {
+    let ts = BASE + ((seq * 7919) % 7200) * 1000;
+    json!({
+        "schema": {"type": "struct", "optional": false, "name": "tracking.Event", "fields": [
+            {"field": "seq", "type": "int64", "optional": false},
+            {"field": "ts", "type": "int64", "optional": false, "name": "org.apache.kafka.connect.data.Timestamp", "version": 1},
+            {"field": "user", "type": "string", "optional": true},
+            {"field": "amount", "type": "bytes", "optional": false, "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2"}},
+            {"field": "tags", "type": "array", "optional": false, "items": {"type": "string", "optional": false}},
+            {"field": "ctx", "type": "struct", "optional": true, "fields": [
+                {"field": "ip", "type": "string", "optional": true}]}]},
+        "payload": {"seq": seq, "ts": ts, "user": if seq % 5 == 0 { Value::Null } else { json!(format!("u{}", seq % 97)) },
+            "amount": "MDk=", "tags": ["a", "b"], "ctx": {"ip": "10.0.0.1"}}
+    })
+    .to_string()
+}
+
+fn seqs(view: &Value) -> Vec<i64> {
+    let mut all: Vec<i64> = view["files"]
+        .as_array()
+        .map(|fs| {
+            fs.iter()
+                .flat_map(|f| f["values"].as_array().cloned().unwrap_or_default())
+                .filter_map(|v| v.as_i64())
+                .collect()
+        })
+        .unwrap_or_default();
+    all.sort();
+    all
+}
+
+#[test]
+fn s3_hourly_files_exactly_once_across_five_kill_9() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let s3 = S3::load(&services);
+    let bucket = unique("lake").to_lowercase();
+    s3.mkbucket(&bucket);
+    let topic = unique("events");
+    create_topic(&kafka, &topic);
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = worker_properties(
+        dir.path(),
+        &kafka,
+        port,
+        "value.converter=org.apache.kafka.connect.json.JsonConverter\noffset.flush.interval.ms=1000",
+    );
+    let connector = dir.path().join("s3.json");
+    std::fs::write(
+        &connector,
+        json!({"name": "lake", "config": {
+            "connector.class": "io.confluent.connect.s3.S3SinkConnector",
+            "topics": topic,
+            "s3.bucket.name": bucket, "store.url": s3.endpoint, "s3.region": "us-east-1",
+            "aws.access.key.id": s3.key, "aws.secret.access.key": s3.secret,
+            "format.class": "io.confluent.connect.s3.format.parquet.ParquetFormat",
+            "flush.size": "400",
+            "rotate.schedule.interval.ms": "4000",
+            "partitioner.class": "io.confluent.connect.storage.partitioner.HourlyPartitioner",
+            "timestamp.extractor": "RecordField", "timestamp.field": "ts",
+            "timezone": "UTC", "locale": "en-US"}})
+        .to_string(),
+    )
+    .expect("write");
+
+    // Records keep arriving while the worker is killed five times.
+    const N: i64 = 24_000;
+    let producer = {
+        let (kafka, topic) = (kafka.clone(), topic.clone());
+        std::thread::spawn(move || {
+            for chunk in (0..N).collect::<Vec<_>>().chunks(600) {
+                let recs: Vec<(String, Option<String>)> =
+                    chunk.iter().map(|s| (s.to_string(), Some(event(*s)))).collect();
+                produce(&kafka, &topic, &recs);
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        })
+    };
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice-0.log"));
+    for round in 1..=5 {
+        wait_until(Duration::from_secs(60), "the sink running", || running_tasks(sluice.port, "lake", 1).is_some());
+        std::thread::sleep(Duration::from_millis(1500 + 300 * round));
+        sluice.kill9();
+        sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join(format!("sluice-{round}.log")));
+    }
+    producer.join().expect("producer");
+    let base = format!("{bucket}/topics/{topic}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let view = loop {
+        let view = s3.read(&base, "seq");
+        if seqs(&view).len() >= N as usize || Instant::now() > deadline {
+            break view;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    let all = seqs(&view);
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for s in &all {
+        *counts.entry(*s).or_default() += 1;
+    }
+    let missing: Vec<i64> = (0..N).filter(|s| !counts.contains_key(s)).take(10).collect();
+    let dups: Vec<(&i64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(
+        missing.is_empty() && dups.is_empty(),
+        "{} rows; missing {missing:?}; duplicated {dups:?}\n{}",
+        all.len(),
+        sluice.log_text()
+    );
+
+    let files = view["files"].as_array().expect("files");
+    for f in files {
+        let path = f["path"].as_str().expect("path");
+        // year=2024/month=03/day=10/hour=22/<topic>+0+<10 digits>.parquet
+        let (dirs, name) = path.rsplit_once('/').expect("dirs");
+        assert!(dirs == "year=2024/month=03/day=10/hour=22" || dirs == "year=2024/month=03/day=10/hour=23", "{path}");
+        let start: i64 = name
+            .strip_prefix(&format!("{topic}+0+"))
+            .and_then(|r| r.strip_suffix(".parquet"))
+            .filter(|d| d.len() == 10)
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("file name {name}"));
+        assert_eq!(f["meta"]["kafka.offset.start"], json!(start.to_string()), "{path}");
+        let values: Vec<i64> = f["values"].as_array().expect("values").iter().filter_map(|v| v.as_i64()).collect();
+        assert_eq!(values.first().copied(), Some(start), "a single-partition topic: seq = offset ({path})");
+        assert_eq!(f["meta"]["kafka.offset.end"], json!(values.last().expect("rows").to_string()), "{path}");
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "{path}: offsets ascend");
+        let hour = if dirs.ends_with("22") { 22 } else { 23 };
+        for s in &values {
+            let ts = BASE + ((s * 7919) % 7200) * 1000;
+            assert_eq!(22 + (ts - BASE) / 3_600_000, hour, "{path}: seq {s} in the wrong hour");
+        }
+        assert!(f["rows"].as_i64().expect("rows") <= 400, "{path}: flush.size");
+    }
+    let types = &files[0]["types"];
+    assert_eq!(types["seq"], "int64");
+    assert_eq!(types["ts"], "timestamp[ms, tz=UTC]");
+    assert_eq!(types["user"], "string");
+    assert_eq!(types["amount"], "decimal128(38, 2)");
+    assert_eq!(types["tags"], "list<element: string not null>");
+    assert_eq!(types["ctx"], "struct<ip: string>");
+    let dataset = &view["dataset"];
+    assert_eq!(dataset["rows"], json!(N));
+    for c in ["year", "month", "day", "hour"] {
+        assert!(dataset["columns"].as_array().expect("columns").contains(&json!(c)), "Hive column {c}: {dataset}");
+    }
+}
+
+#[test]
+fn s3_file_larger_than_a_part_is_created_once() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let s3 = S3::load(&services);
+    let bucket = unique("big").to_lowercase();
+    s3.mkbucket(&bucket);
+    let topic = unique("big");
+    create_topic(&kafka, &topic);
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker =
+        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
+    // ~1 KB of incompressible text per record, no compression: 7,000 records are > 5 MiB.
+    let pad = |s: i64| {
+        (0..64)
+            .map(|i| format!("{:016x}", ((s * 1_000_003 + i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .collect::<String>()
+    };
+    let recs: Vec<(String, Option<String>)> = (0..7000)
+        .map(|s| {
+            let v = json!({"schema": {"type": "struct", "optional": false, "fields": [
+                    {"field": "seq", "type": "int64", "optional": false},
+                    {"field": "pad", "type": "string", "optional": false}]},
+                "payload": {"seq": s, "pad": pad(s)}});
+            (s.to_string(), Some(v.to_string()))
+        })
+        .collect();
+    produce(&kafka, &topic, &recs);
+    let connector = dir.path().join("s3.json");
+    std::fs::write(
+        &connector,
+        json!({"name": "big", "config": {
+            "connector.class": "parquet", "topics": topic,
+            "store.url": format!("s3://{bucket}"), "s3.region": "us-east-1",
+            "aws.access.key.id": s3.key, "aws.secret.access.key": s3.secret,
+            "flush.size": "7000", "parquet.codec": "none", "s3.part.size": "5242880",
+            "parquet.row.group.bytes": "1048576"}})
+        .to_string(),
+    )
+    .expect("write");
+    // store.url=s3://bucket has no endpoint: the endpoint comes from the AWS environment.
+    let cmd_env = [("AWS_ENDPOINT_URL", s3.endpoint.clone()), ("AWS_ALLOW_HTTP", "true".to_string())];
+    let sluice = Sluice::standalone_with_env(&worker, &[&connector], port, dir.path().join("sluice.log"), &cmd_env);
+    let base = format!("{bucket}/topics/{topic}");
+    let mut view = Value::Null;
+    wait_until(Duration::from_secs(90), "the big file", || {
+        view = s3.read(&base, "seq");
+        seqs(&view).len() >= 7000
+    });
+    let files = view["files"].as_array().expect("files");
+    assert_eq!(files.len(), 1, "{view}");
+    assert_eq!(files[0]["path"], json!(format!("partition=0/{topic}+0+0000000000.parquet")));
+    assert!(files[0]["row_groups"].as_i64().expect("row groups") > 1, "row groups written as they fill");
+    assert_eq!(seqs(&view), (0..7000).collect::<Vec<_>>());
+    // The staged upload was moved away, not left behind.
+    let staged = s3.script(&["ls", &s3.endpoint, &s3.key, &s3.secret, &format!("{bucket}/topics/+tmp")]);
+    assert_eq!(staged.trim(), "[]", "{}", sluice.log_text());
+}
