@@ -239,7 +239,7 @@ svc_launch() {
             args=(mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false
                 -master.port="${p5[0]}" -volume.port="${p5[1]}" -filer.port="${p5[2]}" -s3.port="$port"
                 -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false -admin.port="${p5[3]}"
-                -s3.config="$dir/s3.json" -volume.max=4) ;;
+                -s3.config="$dir/s3.json" -volume.max=64) ;;
         opensearch)
             args=(--addr "127.0.0.1:$port" --no-stdin-watch) ;;
         elasticsearch)

@@ -88,7 +88,8 @@ fn s3_hourly_files_exactly_once_across_five_kill_9() {
     let services = Services::load();
     let kafka = services.kafka();
     let s3 = S3::load(&services);
-    let bucket = unique("lake").to_lowercase();
+    // One bucket for every test (SeaweedFS gives each bucket its own volumes); topics are unique.
+    let bucket = "sluice-tests".to_string();
     s3.mkbucket(&bucket);
     let topic = unique("events");
     create_topic(&kafka, &topic);
@@ -205,7 +206,7 @@ fn s3_file_larger_than_a_part_is_created_once() {
     let services = Services::load();
     let kafka = services.kafka();
     let s3 = S3::load(&services);
-    let bucket = unique("big").to_lowercase();
+    let bucket = "sluice-tests".to_string();
     s3.mkbucket(&bucket);
     let topic = unique("big");
     create_topic(&kafka, &topic);
@@ -256,6 +257,6 @@ fn s3_file_larger_than_a_part_is_created_once() {
     assert!(files[0]["row_groups"].as_i64().expect("row groups") > 1, "row groups written as they fill");
     assert_eq!(seqs(&view), (0..7000).collect::<Vec<_>>());
     // The staged upload was moved away, not left behind.
-    let staged = s3.script(&["ls", &s3.endpoint, &s3.key, &s3.secret, &format!("{bucket}/topics/+tmp")]);
+    let staged = s3.script(&["ls", &s3.endpoint, &s3.key, &s3.secret, &format!("{bucket}/topics/+tmp/{topic}")]);
     assert_eq!(staged.trim(), "[]", "{}", sluice.log_text());
 }

@@ -22,6 +22,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 mod cluster;
+mod lake;
 mod mysql;
 mod sinks;
 mod tracking;
@@ -38,6 +39,7 @@ enum Bench {
     Tracking,
     Redis,
     Elasticsearch,
+    Parquet,
 }
 
 struct Args {
@@ -70,12 +72,14 @@ fn parse_args() -> Result<Args> {
         Some("tracking") => args.bench = Bench::Tracking,
         Some("redis") => args.bench = Bench::Redis,
         Some("elasticsearch") => args.bench = Bench::Elasticsearch,
+        Some("parquet") => args.bench = Bench::Parquet,
         _ => bail!(
             "usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]\n\
              \x20      sluice-bench cluster [--runs N]\n\
              \x20      sluice-bench mysql [--records ROWS] [--tables T] [--rate ROWS_PER_SEC] [--schemas 0|1]\n\
              \x20      sluice-bench tracking [--seconds S] [--rate EVENTS_PER_SEC]\n\
-             \x20      sluice-bench redis|elasticsearch [--records N] [--rate RECORDS_PER_SEC]"
+             \x20      sluice-bench redis|elasticsearch [--records N] [--rate RECORDS_PER_SEC]\n\
+             \x20      sluice-bench parquet [--records N]"
         ),
     }
     while let Some(flag) = it.next() {
@@ -431,6 +435,11 @@ async fn main() -> Result<()> {
             } else {
                 sinks::elasticsearch(&bootstrap, &vars, &dir, n, rate).await?;
             }
+            let _ = std::fs::remove_dir_all(&dir);
+            return Ok(());
+        }
+        Bench::Parquet => {
+            lake::bench(&bootstrap, &vars, &dir, args.records).await?;
             let _ = std::fs::remove_dir_all(&dir);
             return Ok(());
         }

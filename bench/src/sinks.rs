@@ -299,7 +299,7 @@ pub async fn redis(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
 
 /// Records the worker's sink tasks have put (acknowledged by the sink), from its `/metrics`: a
 /// progress probe that costs the target server nothing.
-async fn sink_records_put(rest_port: u16) -> Result<usize> {
+pub(crate) async fn sink_records_put(rest_port: u16) -> Result<usize> {
     let mut http = Http::connect(rest_port).await?;
     let (_, body) = http.send("GET", "/metrics", "text/plain", b"").await?;
     let text = String::from_utf8_lossy(&body);

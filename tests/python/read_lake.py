@@ -26,7 +26,12 @@ def main():
     cmd = sys.argv[1]
     if cmd == "mkbucket":
         endpoint, key, secret, bucket = sys.argv[2:6]
-        s3fs(endpoint, key, secret).create_dir(bucket)
+        fs = s3fs(endpoint, key, secret)
+        try:
+            fs.create_dir(bucket)
+        except OSError:
+            if fs.get_file_info(bucket).type != pafs.FileType.Directory:
+                raise
         return
     if cmd == "ls":
         endpoint, key, secret, base = sys.argv[2:6]

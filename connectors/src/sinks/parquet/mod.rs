@@ -116,6 +116,34 @@ pub struct ParquetSinkTask {
     files_written: u64,
 }
 
+fn writer_properties(codec: Codec) -> WriterProperties {
+    let compression = match codec {
+        Codec::Snappy => Compression::SNAPPY,
+        Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+        Codec::Gzip => Compression::GZIP(GzipLevel::default()),
+        Codec::None => Compression::UNCOMPRESSED,
+    };
+    WriterProperties::builder()
+        .set_compression(compression)
+        .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// Encodes values of one value schema as a whole Parquet file in memory, the way the sink's files
+/// are encoded (the benchmark's raw encode limit).
+pub fn encode(schema: Option<&sluice_api::SchemaRef>, values: &[&Value], codec: Codec) -> Result<Vec<u8>, String> {
+    let shape = RowShape::of(schema);
+    let arrow_schema = shape.arrow_schema()?;
+    let mut w = ArrowWriter::try_new(Vec::new(), arrow_schema.clone(), Some(writer_properties(codec)))
+        .map_err(|e| e.to_string())?;
+    for chunk in values.chunks(1024) {
+        w.write(&shape.batch(&arrow_schema, chunk)?).map_err(|e| e.to_string())?;
+    }
+    w.finish().map_err(|e| e.to_string())?;
+    w.sync().map_err(|e| e.to_string())?;
+    Ok(std::mem::take(w.inner_mut()))
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
@@ -170,16 +198,7 @@ impl ParquetSinkTask {
         let schema = shape
             .arrow_schema()
             .map_err(|e| err_at(r, format!("the value schema cannot be written to Parquet: {e}")))?;
-        let compression = match c.codec {
-            Codec::Snappy => Compression::SNAPPY,
-            Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
-            Codec::Gzip => Compression::GZIP(GzipLevel::default()),
-            Codec::None => Compression::UNCOMPRESSED,
-        };
-        let props = WriterProperties::builder()
-            .set_compression(compression)
-            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
-            .build();
+        let props = writer_properties(c.codec);
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
             .map_err(|e| err_at(r, format!("cannot start a Parquet file: {e}")))?;
         let (tp, encoded) = key;

@@ -1,0 +1,216 @@
+//! `sluice-bench parquet`: the Parquet sink into a local directory and into S3 (the SeaweedFS
+//! server of the services), next to the raw consume rate of the same topic and the raw Parquet
+//! encode rate of the same records, measured in the same run.
+//!
+//! Records: ~1 KB JSON values with their Connect schema (JsonConverter envelope, 14 fields of
+//! tracking-event shape). The sink runs with the default partitioner (one directory), snappy,
+//! `flush.size` = records / 10, so the run ends when ten files exist; the rate is timed from the
+//! sink's first record put (group join excluded) to the last file.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use futures::StreamExt;
+use object_store::ObjectStore;
+use rdkafka::producer::FutureRecord;
+use sluice_api::Value;
+use sluice_runtime::converters::create_converter;
+
+use super::{create_topic, producer, raw_consume, unique, Rate, SluiceProc};
+
+fn event(i: usize) -> String {
+    let schema = r#"{"type":"struct","optional":false,"name":"tracking.Event","fields":[{"field":"seq","type":"int64","optional":false},{"field":"ts","type":"int64","optional":false,"name":"org.apache.kafka.connect.data.Timestamp","version":1},{"field":"type","type":"string","optional":false},{"field":"event","type":"string","optional":true},{"field":"userId","type":"string","optional":true},{"field":"anonymousId","type":"string","optional":true},{"field":"messageId","type":"string","optional":false},{"field":"ip","type":"string","optional":true},{"field":"userAgent","type":"string","optional":true},{"field":"page","type":"string","optional":true},{"field":"referrer","type":"string","optional":true},{"field":"price","type":"double","optional":true},{"field":"quantity","type":"int32","optional":true},{"field":"properties","type":"string","optional":true}]}"#;
+    format!(
+        r#"{{"schema":{schema},"payload":{{"seq":{i},"ts":{},"type":"track","event":"Product Viewed","userId":"user-{:07}","anonymousId":"anon-{:016x}","messageId":"msg-{:032x}","ip":"10.{}.{}.{}","userAgent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36","page":"https://shop.example.com/products/{}","referrer":"https://www.example.org/search?q=item+{}","price":{}.{:02},"quantity":{},"properties":"{{\"category\":\"shoes\",\"brand\":\"brand-{}\",\"variant\":\"size-{}\",\"coupon\":null}}"}}}}"#,
+        1_763_800_000_000i64 + i as i64,
+        i % 1_000_000,
+        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C834),
+        i % 256,
+        (i / 256) % 256,
+        i % 7,
+        i % 10_000,
+        i % 333,
+        i % 500,
+        i % 100,
+        i % 5 + 1,
+        i % 40,
+        i % 12
+    )
+}
+
+async fn produce_events(bootstrap: &str, topic: &str, n: usize) -> Result<usize> {
+    let p = producer(bootstrap)?;
+    let mut bytes = 0;
+    let mut acks = futures::stream::FuturesUnordered::new();
+    for i in 0..n {
+        let v = event(i);
+        bytes += v.len();
+        loop {
+            match p.send_result(FutureRecord::<(), str>::to(topic).payload(&v).partition(0)) {
+                Ok(f) => {
+                    acks.push(f);
+                    break;
+                }
+                Err(_) => {
+                    if let Some(r) = acks.next().await {
+                        r?.map_err(|(e, _)| e)?;
+                    }
+                }
+            }
+        }
+    }
+    while let Some(r) = acks.next().await {
+        r?.map_err(|(e, _)| e)?;
+    }
+    Ok(bytes / n.max(1))
+}
+
+/// Decodes the same records with the JSON converter, then encodes them as one Parquet file
+/// (snappy), timing the encode only.
+fn raw_encode(n: usize, size: usize) -> Result<(Rate, Rate)> {
+    let conv = create_converter("value.converter", "json", &Default::default(), false)
+        .map_err(|e| anyhow!("converter: {e}"))?;
+    let texts: Vec<String> = (0..n).map(event).collect();
+    let start = Instant::now();
+    let mut values = Vec::with_capacity(n);
+    let mut schema = None;
+    for t in &texts {
+        let (s, v) = conv.to_connect("t", Some(t.as_bytes())).map_err(|e| anyhow!("decode: {e}"))?;
+        schema = s;
+        values.push(v);
+    }
+    let decode = Rate { records: n, seconds: start.elapsed().as_secs_f64(), bytes: n * size };
+    let refs: Vec<&Value> = values.iter().collect();
+    let start = Instant::now();
+    let file = sluice_connectors::sinks::parquet::encode(
+        schema.as_ref(),
+        &refs,
+        sluice_connectors::sinks::parquet::Codec::Snappy,
+    )
+    .map_err(|e| anyhow!("encode: {e}"))?;
+    let encode = Rate { records: n, seconds: start.elapsed().as_secs_f64(), bytes: n * size };
+    println!("  (Parquet file of {n} records: {:.1} MB)", file.len() as f64 / 1e6);
+    Ok((decode, encode))
+}
+
+async fn count_files(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<usize> {
+    let mut n = 0;
+    let mut s = store.list(Some(&object_store::path::Path::from(prefix)));
+    while let Some(m) = s.next().await {
+        match m {
+            Ok(m) if m.location.as_ref().ends_with(".parquet") && !m.location.as_ref().contains("/+tmp/") => n += 1,
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
+async fn records_put(port: u16) -> usize {
+    super::sinks::sink_records_put(port).await.unwrap_or(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_sink(
+    what: &str,
+    bootstrap: &str,
+    dir: &Path,
+    topic: &str,
+    n: usize,
+    size: usize,
+    location: &str,
+    store: Arc<dyn ObjectStore>,
+) -> Result<()> {
+    let files = 10;
+    let connector = format!(
+        "name={}\nconnector.class=parquet\ntopics={topic}\n{location}\nflush.size={}\n",
+        unique("bench-parquet"),
+        n / files
+    );
+    let sink_dir = dir.join(unique("parquet-sink"));
+    std::fs::create_dir_all(&sink_dir)?;
+    let launched = Instant::now();
+    let sink = SluiceProc::start_with(
+        &sink_dir,
+        bootstrap,
+        "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
+        &[("sink", connector)],
+    )?;
+    let prefix = format!("topics/{topic}");
+    let mut first = None;
+    loop {
+        if first.is_none() && records_put(sink.port).await > 0 {
+            first = Some(Instant::now());
+        }
+        if count_files(&store, &prefix).await? >= files {
+            break;
+        }
+        if launched.elapsed() > Duration::from_secs(600) {
+            bail!("the parquet sink did not finish; see {}/sluice.log", sink_dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let join = first.map_or(0.0, |f| (f - launched).as_secs_f64());
+    let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let rss = sink.peak_rss_mib();
+    sink.stop()?;
+    let rate = Rate { records: n, seconds: secs, bytes: n * size };
+    println!("sluice Kafka -> Parquet ({what:<5})                 {rate}  peak RSS {rss:.1} MiB (start + group join {join:.1} s, excluded)");
+    Ok(())
+}
+
+pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, n: usize) -> Result<()> {
+    let n = n.max(10) / 10 * 10;
+    println!("sluice-bench parquet: {n} tracking events (JSON with schema), broker {bootstrap} (single partition)\n");
+    let topic = unique("bench-parquet");
+    create_topic(bootstrap, &topic).await?;
+    let size = produce_events(bootstrap, &topic, n).await?;
+    println!("({size} bytes per record, schema envelope included)");
+    let consumed = raw_consume(bootstrap, &topic, n, size).await?;
+    println!("raw rdkafka consume                                {consumed}");
+    let (decode, encode) = raw_encode(n, size)?;
+    println!("raw JSON converter decode (1 thread)               {decode}");
+    println!("raw Parquet encode, Connect values -> snappy file  {encode}");
+
+    let local = dir.join("lake");
+    std::fs::create_dir_all(&local)?;
+    let fs: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&local)?);
+    run_sink("local", bootstrap, dir, &topic, n, size, &format!("store.url=file://{}", local.display()), fs).await?;
+
+    if let (Some(endpoint), Some(key), Some(secret)) =
+        (vars.get("S3_ENDPOINT"), vars.get("S3_ACCESS_KEY_ID"), vars.get("S3_SECRET_ACCESS_KEY"))
+    {
+        let bucket = unique("bench-lake").to_lowercase();
+        let s3: Arc<dyn ObjectStore> = Arc::new(
+            object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(&bucket)
+                .with_endpoint(endpoint)
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_access_key_id(key)
+                .with_secret_access_key(secret)
+                .build()?,
+        );
+        // SeaweedFS creates a bucket on PUT /bucket.
+        let status = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+            .arg(format!("{endpoint}/{bucket}"))
+            .args(["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", &format!("{key}:{secret}")])
+            .output()?;
+        let code = String::from_utf8_lossy(&status.stdout).to_string();
+        if code != "200" {
+            bail!("could not create bucket {bucket}: HTTP {code}");
+        }
+        let location = format!(
+            "s3.bucket.name={bucket}\nstore.url={endpoint}\ns3.region=us-east-1\naws.access.key.id={key}\naws.secret.access.key={secret}"
+        );
+        run_sink("s3", bootstrap, dir, &topic, n, size, &location, s3).await?;
+    } else {
+        println!("(S3 phase skipped: no S3_ENDPOINT in the services env file)");
+    }
+    Ok(())
+}

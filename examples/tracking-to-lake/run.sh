@@ -1,0 +1,256 @@
+#!/usr/bin/env bash
+# Tracking events -> data lake, started only through the REST API:
+#   POST /v1/batch (Segment's tracking API) -> http-tracking source on 127.0.0.1:8090
+#     -> Kafka topic tracking.events (Connect structs, JSON with schemas)
+#     -> Parquet sink -> s3://lake/topics/tracking.events/year=YYYY/month=MM/day=dd/hour=HH/*.parquet
+# Needs sluice and the local services running: `bash scripts/up.sh` first.
+#   bash examples/tracking-to-lake/run.sh
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$HERE/../.."
+
+ENV_FILE=.local/services.env
+WAIT_SECONDS="${WAIT_SECONDS:-60}"
+REST="http://127.0.0.1:${SLUICE_REST_PORT:-8083}"
+CONNECTORS=(http-tracking-source parquet-sink)
+BUCKET=lake
+TOPIC=tracking.events
+WRITE_KEY=example-write-key # write.keys in http-tracking-source.json
+EVENTS=50
+
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+step() { printf '\n== %s\n' "$*"; }
+
+[ -f "$ENV_FILE" ] || die "$ENV_FILE is missing: start sluice and its services with 'bash scripts/up.sh'"
+set -a
+# shellcheck source=/dev/null
+. "$ENV_FILE"
+set +a
+for v in S3_ENDPOINT S3_REGION S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY SLUICE_PYTHON; do
+    [ -n "${!v:-}" ] || die "$v is not set in $ENV_FILE: is that service running? ('bash scripts/services.sh status')"
+done
+"$SLUICE_PYTHON" -c 'import pyarrow.parquet' 2>/dev/null || die "$SLUICE_PYTHON cannot import pyarrow: run 'bash scripts/services.sh start'"
+curl -fsS "$REST/" >/dev/null 2>&1 || die "no sluice REST API at $REST: run 'bash scripts/up.sh' (or set SLUICE_REST_PORT)"
+
+# The collector's address, from its config (http.listener).
+LISTENER="$(grep -o '"http.listener"[[:space:]]*:[[:space:]]*"[^"]*"' "$HERE/http-tracking-source.json" | sed 's/.*"\([^"]*\)"$/\1/')"
+PORT="${LISTENER##*:}"
+COLLECTOR="http://127.0.0.1:$PORT"
+
+# wait_for DESCRIPTION COMMAND...: runs COMMAND every 0.5 s until it succeeds; gives up after
+# WAIT_SECONDS with a message saying what did not happen. Once the connectors are created
+# (STARTED=1), a connector or task that FAILED ends the wait at once, with its trace.
+STARTED=0
+wait_for() {
+    local what="$1" i
+    shift
+    for ((i = 0; i < WAIT_SECONDS * 2; i++)); do
+        if "$@"; then return 0; fi
+        [ "$STARTED" = 1 ] && no_failures
+        sleep 0.5
+    done
+    die "gave up after ${WAIT_SECONDS}s waiting for $what"
+}
+
+no_failures() {
+    local c status
+    for c in "${CONNECTORS[@]}"; do
+        status="$(curl -fsS "$REST/connectors/$(name_of "$HERE/$c.json")/status" 2>/dev/null || true)"
+        if grep -q '"state":"FAILED"' <<<"$status"; then
+            die "connector $(name_of "$HERE/$c.json") FAILED: $status"
+        fi
+    done
+}
+
+# A connector config with ${NAME} placeholders replaced by the values of .local/services.env
+# (only upper-case names: ${topic} and other connector templates are left alone).
+render() {
+    local text name value
+    text="$(cat "$1")"
+    for name in $(grep -o '\${[A-Z_][A-Z0-9_]*}' "$1" | sort -u | tr -d '${}'); do
+        [ -n "${!name+x}" ] || die "$1 uses \${$name}, which $ENV_FILE does not define"
+        value="${!name//\\/\\\\}"
+        value="${value//\"/\\\"}"
+        text="${text//"\${$name}"/"$value"}"
+    done
+    printf '%s\n' "$text"
+}
+
+name_of() { grep -o '"name"[[:space:]]*:[[:space:]]*"[^"]*"' "$1" | head -1 | sed 's/.*"\([^"]*\)"$/\1/'; }
+
+# running NAME: the connector and every one of its tasks (at least one) are RUNNING.
+# A FAILED connector or task ends the script with the status (which has the trace).
+running() {
+    local status states
+    status="$(curl -fsS "$REST/connectors/$1/status" 2>/dev/null)" || return 1
+    if grep -q '"state":"FAILED"' <<<"$status"; then
+        die "connector $1 FAILED: $status"
+    fi
+    states="$(grep -o '"state":"[A-Z]*"' <<<"$status" || true)"
+    [ "$(grep -c . <<<"$states")" -ge 2 ] && ! grep -qv '"state":"RUNNING"' <<<"$states"
+}
+
+# lake count PREFIX | lake show PREFIX EXPECTED: the Parquet files under s3://lake/topics/<topic>/,
+# read with pyarrow. count prints how many rows have a messageId starting with PREFIX (this run's
+# events); show prints the files, their footers, the schema and this run's rows, and fails unless
+# this run's rows are exactly EXPECTED distinct events.
+lake() {
+    "$SLUICE_PYTHON" - "$BUCKET/topics/$TOPIC" "$@" <<'PY'
+import os
+import sys
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+base, cmd, prefix = sys.argv[1:4]
+scheme, host = os.environ["S3_ENDPOINT"].split("://", 1)
+fs = pafs.S3FileSystem(endpoint_override=host, scheme=scheme, access_key=os.environ["S3_ACCESS_KEY_ID"],
+                       secret_key=os.environ["S3_SECRET_ACCESS_KEY"], region=os.environ["S3_REGION"])
+infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+
+
+def ours(path):
+    ids = pq.read_table(path, columns=["messageId"], filesystem=fs).column("messageId")
+    return len(ids.filter(pc.starts_with(ids, pattern=prefix)))
+
+
+counts = {f: ours(f) for f in files}
+if cmd == "count":
+    print(sum(counts.values()))
+    sys.exit(0)
+
+expected = int(sys.argv[4])
+mine = [f for f in files if counts[f]]
+print(f"{len(files)} Parquet files under s3://{base}/, {len(mine)} with this run's events:")
+for f in mine:
+    meta = pq.ParquetFile(f, filesystem=fs).metadata
+    kv = {k.decode(): v.decode() for k, v in (meta.metadata or {}).items() if k.startswith(b"kafka.")}
+    print(f"  s3://{f}  rows={meta.num_rows}  kafka.offset.start={kv.get('kafka.offset.start')}"
+          f"  kafka.offset.end={kv.get('kafka.offset.end')}")
+
+print("\nschema (pyarrow):")
+print(pq.read_schema(mine[0], filesystem=fs).remove_metadata())
+
+# The whole topic directory as one Hive-partitioned dataset, as Spark, Trino or DuckDB see it.
+table = ds.dataset(base, filesystem=fs, format="parquet", partitioning="hive").to_table()
+run = table.filter(pc.starts_with(table["messageId"], pattern=prefix))
+print(f"\ndataset s3://{base}/: {table.num_rows} rows in all, columns {table.schema.names[-4:]} from the paths")
+print("this run's events per hour and type:")
+per = run.group_by(["year", "month", "day", "hour", "type"]).aggregate([("messageId", "count")])
+for r in sorted(per.to_pylist(), key=lambda r: (r["year"], r["month"], r["day"], r["hour"], r["type"])):
+    day = "-".join(f"{int(r[k]):02d}" for k in ("year", "month", "day"))
+    print(f"  {day} {int(r['hour']):02d}h  {r['type']:<9} {r['messageId_count']}")
+print("first rows by event time:")
+cols = ["timestamp", "type", "userId", "event", "name", "sourceName", "properties", "traits"]
+for r in run.sort_by("timestamp").select(cols).slice(0, 4).to_pylist():
+    print("  " + "  ".join(f"{c}={r[c]}" for c in cols if r[c] is not None))
+
+rows, distinct = run.num_rows, len(pc.unique(run["messageId"]))
+print(f"\nrows of this run: {rows}, distinct messageIds: {distinct}, events sent: {expected}")
+sys.exit(0 if rows == expected and distinct == expected else 1)
+PY
+}
+
+# The request body: EVENTS identify/page/track calls of five users, with event times spread over
+# the last two hours (so they land in two or three hour directories), messageIds "<RUN>-<n>".
+events_body() {
+    "$SLUICE_PYTHON" - "$1" "$EVENTS" <<'PY'
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+run, n = sys.argv[1], int(sys.argv[2])
+now = time.time()
+users = [f"user-{k}" for k in range(1, 6)]
+pages = ["Home", "Pricing", "Docs", "Signup", "Checkout"]
+actions = ["Product Viewed", "Added to Cart", "Order Completed"]
+
+
+def iso(t):
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+batch = []
+for i in range(n):
+    user = users[i % len(users)]
+    e = {"messageId": f"{run}-{i:04d}", "userId": user, "timestamp": iso(now - (n - 1 - i) * 7200 / (n - 1))}
+    if i < len(users):
+        e.update(type="identify", traits={"email": f"{user}@example.com", "plan": "pro" if i % 2 else "free"})
+    elif i % 2:
+        page = pages[i % len(pages)]
+        e.update(type="page", name=page, properties={"path": "/" + page.lower()})
+    else:
+        e.update(type="track", event=actions[i % len(actions)], properties={"sku": f"SKU-{i % 7}", "price": 9.5 + i})
+    batch.append(e)
+print(json.dumps({"batch": batch, "context": {"library": {"name": "examples/tracking-to-lake/run.sh"}}}))
+PY
+}
+
+step "bucket s3://$BUCKET at $S3_ENDPOINT (create if missing)"
+code="$(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:$S3_REGION:s3" \
+    --user "$S3_ACCESS_KEY_ID:$S3_SECRET_ACCESS_KEY" "$S3_ENDPOINT/$BUCKET" || true)"
+case "$code" in 200) echo "created $BUCKET" ;; 409) echo "$BUCKET exists" ;; *) die "PUT $S3_ENDPOINT/$BUCKET answered $code" ;; esac
+
+step "connectors: PUT $REST/connectors/<name>/config (creates, or updates an earlier run's)"
+source_name="$(name_of "$HERE/http-tracking-source.json")"
+if [ "$(curl -s -o /dev/null -w '%{http_code}' "$REST/connectors/$source_name")" = 404 ] &&
+    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    die "port $PORT is in use: free it, or change http.listener in $HERE/http-tracking-source.json"
+fi
+for c in "${CONNECTORS[@]}"; do
+    file="$HERE/$c.json"
+    name="$(name_of "$file")"
+    reply="$(render "$file" | "$SLUICE_PYTHON" -c 'import json, sys; json.dump(json.load(sys.stdin)["config"], sys.stdout)' |
+        curl -s -w '\n%{http_code}' -X PUT -H 'Content-Type: application/json' --data-binary @- \
+            "$REST/connectors/$name/config")"
+    code="${reply##*$'\n'}"
+    case "$code" in
+        201) echo "created $name" ;;
+        200) echo "updated $name" ;;
+        *) die "PUT /connectors/$name/config answered $code: ${reply%$'\n'*}" ;;
+    esac
+done
+for c in "${CONNECTORS[@]}"; do
+    name="$(name_of "$HERE/$c.json")"
+    wait_for "connector $name to be RUNNING" running "$name"
+    echo "$name: $(curl -fsS "$REST/connectors/$name/status")"
+done
+STARTED=1
+collector_up() { curl -fsS -o /dev/null "$COLLECTOR/health" 2>/dev/null; }
+wait_for "the collector at $COLLECTOR/health" collector_up
+
+RUN="run-$(date -u +%Y%m%dT%H%M%SZ)"
+step "POST $COLLECTOR/v1/batch: $EVENTS identify/page/track events, messageIds $RUN-0000..."
+BODY="$(events_body "$RUN")"
+# 200 means Kafka has every event; 429 and 503 ask for a resend (Retry-After).
+for ((attempt = 1; ; attempt++)); do
+    reply="$(printf '%s' "$BODY" | curl -s -u "$WRITE_KEY:" -H 'Content-Type: application/json' \
+        --data-binary @- -w '\n%{http_code}' "$COLLECTOR/v1/batch" || true)"
+    code="${reply##*$'\n'}"
+    [ "$code" = 200 ] && break
+    case "$code" in
+        000 | 429 | 503) [ "$attempt" -lt 10 ] || die "POST /v1/batch answered $code 10 times: ${reply%$'\n'*}" ;;
+        *) die "POST /v1/batch answered $code: ${reply%$'\n'*}" ;;
+    esac
+    echo "answered $code, resending: ${reply%$'\n'*}"
+    sleep 1
+done
+echo "200 ${reply%$'\n'*}"
+
+step "Parquet files in s3://$BUCKET/topics/$TOPIC/ (a file is completed every 10 s: rotate.schedule.interval.ms)"
+lake_has_all() {
+    local n
+    n="$(lake count "$RUN-")" || return 1
+    [ "$n" -ge "$EVENTS" ]
+}
+wait_for "$EVENTS rows of this run in s3://$BUCKET/topics/$TOPIC/" lake_has_all
+lake show "$RUN-" "$EVENTS" || die "the lake does not hold exactly the $EVENTS events sent"
+
+step "done"
+echo "The connectors keep running. Send more events and see new files within 10 s, e.g.:"
+echo "  curl -u $WRITE_KEY: -H 'Content-Type: application/json' -d '{\"userId\":\"user-1\",\"event\":\"Clicked\"}' $COLLECTOR/v1/track"
+echo "Remove them with: curl -X DELETE $REST/connectors/<name>"
