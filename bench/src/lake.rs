@@ -15,11 +15,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
 use object_store::ObjectStore;
-use rdkafka::producer::FutureRecord;
 use sluice_api::Value;
 use sluice_runtime::converters::create_converter;
 
-use super::{create_topic, producer, raw_consume, unique, Rate, SluiceProc};
+use super::{create_topic, raw_consume, unique, Rate, SluiceProc};
 
 fn event(i: usize) -> String {
     let schema = r#"{"type":"struct","optional":false,"name":"tracking.Event","fields":[{"field":"seq","type":"int64","optional":false},{"field":"ts","type":"int64","optional":false,"name":"org.apache.kafka.connect.data.Timestamp","version":1},{"field":"type","type":"string","optional":false},{"field":"event","type":"string","optional":true},{"field":"userId","type":"string","optional":true},{"field":"anonymousId","type":"string","optional":true},{"field":"messageId","type":"string","optional":false},{"field":"ip","type":"string","optional":true},{"field":"userAgent","type":"string","optional":true},{"field":"page","type":"string","optional":true},{"field":"referrer","type":"string","optional":true},{"field":"price","type":"double","optional":true},{"field":"quantity","type":"int32","optional":true},{"field":"properties","type":"string","optional":true}]}"#;
@@ -40,33 +39,6 @@ fn event(i: usize) -> String {
         i % 40,
         i % 12
     )
-}
-
-async fn produce_events(bootstrap: &str, topic: &str, n: usize) -> Result<usize> {
-    let p = producer(bootstrap)?;
-    let mut bytes = 0;
-    let mut acks = futures::stream::FuturesUnordered::new();
-    for i in 0..n {
-        let v = event(i);
-        bytes += v.len();
-        loop {
-            match p.send_result(FutureRecord::<(), str>::to(topic).payload(&v).partition(0)) {
-                Ok(f) => {
-                    acks.push(f);
-                    break;
-                }
-                Err(_) => {
-                    if let Some(r) = acks.next().await {
-                        r?.map_err(|(e, _)| e)?;
-                    }
-                }
-            }
-        }
-    }
-    while let Some(r) = acks.next().await {
-        r?.map_err(|(e, _)| e)?;
-    }
-    Ok(bytes / n.max(1))
 }
 
 /// Decodes the same records with the JSON converter, then encodes them as one Parquet file
@@ -168,7 +140,7 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     println!("sluice-bench parquet: {n} tracking events (JSON with schema), broker {bootstrap} (single partition)\n");
     let topic = unique("bench-parquet");
     create_topic(bootstrap, &topic).await?;
-    let size = produce_events(bootstrap, &topic, n).await?;
+    let (_, size) = super::sinks::produce_docs(bootstrap, &topic, n, event).await?;
     println!("({size} bytes per record, schema envelope included)");
     let consumed = raw_consume(bootstrap, &topic, n, size).await?;
     println!("raw rdkafka consume                                {consumed}");

@@ -45,8 +45,19 @@ fn order(i: usize) -> String {
 
 /// Produces `n` orders (key = id) and returns the producer's rate.
 async fn produce_orders(bootstrap: &str, topic: &str, n: usize) -> Result<(Rate, usize)> {
+    produce_docs(bootstrap, topic, n, order).await
+}
+
+/// Produces documents `doc(0..n)` (key = the index) to partition 0; returns the producer's rate
+/// and the mean record size.
+pub(crate) async fn produce_docs(
+    bootstrap: &str,
+    topic: &str,
+    n: usize,
+    doc: fn(usize) -> String,
+) -> Result<(Rate, usize)> {
     let p = producer(bootstrap)?;
-    let docs: Vec<(String, String)> = (0..n).map(|i| (i.to_string(), order(i))).collect();
+    let docs: Vec<(String, String)> = (0..n).map(|i| (i.to_string(), doc(i))).collect();
     let bytes: usize = docs.iter().map(|(k, v)| k.len() + v.len()).sum();
     let start = Instant::now();
     let mut acks = futures::stream::FuturesUnordered::new();

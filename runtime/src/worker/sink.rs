@@ -232,19 +232,12 @@ impl SinkRunner {
                 if !self.assigned.contains(&tp) {
                     continue;
                 }
-                let mut tries = 0;
-                while let Err(e) =
-                    self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(1))
-                {
-                    tries += 1;
-                    if tries >= 10 {
-                        return Err(ConnectError::retriable_from(
-                            format!("task {} could not seek {tp} back to {offset} as the sink asked", self.s.id),
-                            e,
-                        ));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+                seek_retrying(&self.consumer, &tp, offset).await.map_err(|e| {
+                    ConnectError::retriable_from(
+                        format!("task {} could not seek {tp} back to {offset} as the sink asked", self.s.id),
+                        e,
+                    )
+                })?;
                 tracing::info!(task = %self.s.id, partition = %tp, offset, "reading again from the offset the sink asked for");
                 self.consumed.insert(tp.clone(), offset);
                 self.floor.insert(tp, offset);
@@ -337,15 +330,7 @@ impl SinkRunner {
                         // it still refuses and the consumer reads from at or before the sink's
                         // offset, the floor below skips what the sink holds; reading from after
                         // it would skip records the sink never got, so that fails.
-                        let mut tries = 0;
-                        while let Err(e) =
-                            self.consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(1))
-                        {
-                            tries += 1;
-                            if tries < 10 {
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                                continue;
-                            }
+                        if let Err(e) = seek_retrying(&self.consumer, &tp, offset).await {
                             let at =
                                 |tpl: TopicPartitionList| match tpl.find_partition(&tp.topic, tp.partition)?.offset() {
                                     Offset::Offset(p) => Some(p),
@@ -369,7 +354,6 @@ impl SinkRunner {
                                 ));
                             }
                             tracing::warn!(task = %self.s.id, partition = %tp, offset, error = %e, "could not seek to the sink's own offset; the records before it are skipped instead");
-                            break;
                         }
                         // What the sink holds counts as consumed, so Kafka's commit catches up too.
                         self.consumed.insert(tp.clone(), offset);
@@ -434,6 +418,26 @@ impl SinkRunner {
         }
         tracing::debug!(task = %self.s.id, partitions = tpl.count(), "consumer offsets committed");
         Ok(())
+    }
+}
+
+/// Seeks a partition. Right after an assignment librdkafka may refuse ("Erroneous state")
+/// until the partition's fetcher has started, so a refusal is tried again, ten times in all.
+async fn seek_retrying(
+    consumer: &StreamConsumer<SinkConsumerContext>,
+    tp: &TopicPartition,
+    offset: i64,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut tries = 0;
+    loop {
+        match consumer.seek(&tp.topic, tp.partition, Offset::Offset(offset), Duration::from_secs(1)) {
+            Ok(()) => return Ok(()),
+            Err(e) if tries >= 9 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 

@@ -1,8 +1,6 @@
 //! Confluent's S3 / HDFS sink keys (`io.confluent.connect.s3.S3SinkConnector` and the HDFS 2/3
 //! sinks), parsed without I/O.
 
-use std::time::Duration;
-
 use sluice_api::{ConfigDef, ConfigErrors, ConfigKey, ConfigMap, ConfigType, Importance, Validator};
 
 use super::partitioner::{Extractor, PartitionerKind, TimeFormat};
@@ -328,11 +326,6 @@ impl ParquetSinkConfig {
             row_group_bytes: p.int("parquet.row.group.bytes").max(65536) as usize,
             part_size: p.int("s3.part.size").max(5 << 20) as usize,
         })
-    }
-
-    /// How long a wall-clock rotation may wait: `rotate.schedule.interval.ms`.
-    pub fn schedule(&self) -> Option<Duration> {
-        self.rotate_schedule_ms.map(|ms| Duration::from_millis(ms as u64))
     }
 }
 

@@ -179,6 +179,11 @@ impl ParquetSinkTask {
         format!("{}{d}{}{d}{:0width$}.parquet", tp.topic, tp.partition, start, width = c.offset_pad)
     }
 
+    /// Where the file of `key` starting at `start` is.
+    fn file_path(c: &ParquetSinkConfig, (tp, encoded): &FileKey, start: i64) -> Path {
+        Path::from(format!("{}/{encoded}/{}", Self::topic_dir(c, &tp.topic), Self::file_name(c, tp, start)))
+    }
+
     fn staging_prefix(c: &ParquetSinkConfig, tp: &TopicPartition) -> String {
         let root = if c.topics_dir.is_empty() { "+tmp".to_string() } else { format!("{}/+tmp", c.topics_dir) };
         format!("{root}/{}/{}", tp.topic, tp.partition)
@@ -201,12 +206,8 @@ impl ParquetSinkTask {
         let props = writer_properties(c.codec);
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
             .map_err(|e| err_at(r, format!("cannot start a Parquet file: {e}")))?;
-        let (tp, encoded) = key;
-        let path = Path::from(format!(
-            "{}/{encoded}/{}",
-            Self::topic_dir(c, &tp.topic),
-            Self::file_name(c, tp, r.kafka_offset)
-        ));
+        let tp = &key.0;
+        let path = Self::file_path(c, key, r.kafka_offset);
         let staging = Path::from(format!(
             "{}/{}.{}.{}",
             Self::staging_prefix(c, tp),
@@ -268,7 +269,7 @@ impl ParquetSinkTask {
     /// to be read again (see the module docs).
     async fn complete(&mut self, key: &FileKey) -> Result<(), ConnectError> {
         let Some(mut f) = self.files.remove(key) else { return Ok(()) };
-        let (tp, encoded) = key;
+        let tp = &key.0;
         for (k, v) in [
             (store::META_TOPIC, tp.topic.clone()),
             (store::META_PARTITION, tp.partition.to_string()),
@@ -289,11 +290,7 @@ impl ParquetSinkTask {
             return Err(e);
         }
         let (start, end) = (f.start, f.end);
-        let path = Path::from(format!(
-            "{}/{encoded}/{}",
-            Self::topic_dir(self.cfg()?, &tp.topic),
-            Self::file_name(self.cfg()?, tp, start)
-        ));
+        let path = Self::file_path(self.cfg()?, key, start);
         match f.upload.finish().await {
             Ok(Finished::Created) => {
                 self.files_written += 1;
@@ -347,13 +344,7 @@ impl ParquetSinkTask {
         let end = match mark.end {
             Some(e) => e,
             None => {
-                let c = self.cfg()?;
-                let path = Path::from(format!(
-                    "{}/{}/{}",
-                    Self::topic_dir(c, &key.0.topic),
-                    key.1,
-                    Self::file_name(c, &key.0, mark.last_start)
-                ));
+                let path = Self::file_path(self.cfg()?, key, mark.last_start);
                 let (_, end) = store::file_offsets(&self.store()?, &path, mark.last_start).await?;
                 self.marks.insert(key.clone(), Mark { last_start: mark.last_start, end: Some(end) });
                 end
@@ -477,7 +468,7 @@ impl SinkTask for ParquetSinkTask {
                     .unwrap_or_default();
                 found += 1;
                 let mark = self.marks.entry((tp, encoded)).or_insert(Mark { last_start: start, end: None });
-                if start > mark.last_start || mark.end.is_some() && start >= mark.last_start {
+                if start > mark.last_start {
                     *mark = Mark { last_start: start, end: None };
                 }
             }

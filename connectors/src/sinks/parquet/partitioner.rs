@@ -84,11 +84,6 @@ impl PartitionerKind {
         }
     }
 
-    /// Whether the directory depends on the record time.
-    pub fn is_time_based(&self) -> bool {
-        matches!(self, PartitionerKind::Time { .. })
-    }
-
     /// The encoded partition (directory below the topic) of a record with time `ts_ms`.
     pub fn encode(&self, record: &SinkRecord, ts_ms: i64) -> Result<String, String> {
         match self {
@@ -209,11 +204,6 @@ impl Extractor {
             }
             _ => Err(format!("{name}: use Wallclock, Record or RecordField")),
         }
-    }
-
-    /// Whether the time is the worker's clock (files are then not reproducible on replay).
-    pub fn is_wallclock(&self) -> bool {
-        matches!(self, Extractor::Wallclock)
     }
 
     /// The record's time in epoch milliseconds.

@@ -212,7 +212,7 @@ pub async fn file_offsets(store: &Arc<dyn ObjectStore>, path: &Path, start: i64)
     }
 }
 
-/// Every file under `prefix` (recursively) with its size.
+/// Every file under `prefix` (recursively).
 pub async fn list(store: &Arc<dyn ObjectStore>, prefix: &Path) -> Result<Vec<Path>, ConnectError> {
     let mut out = Vec::new();
     let mut stream = store.list(Some(prefix));
