@@ -28,5 +28,7 @@ pub fn plugins() -> Vec<PluginInfo> {
     plugins.push(sinks::elasticsearch::PLUGIN);
     #[cfg(feature = "parquet")]
     plugins.push(sinks::parquet::PLUGIN);
+    #[cfg(feature = "delta")]
+    plugins.push(sinks::delta::PLUGIN);
     plugins
 }

@@ -11,3 +11,6 @@ pub mod elasticsearch;
 
 #[cfg(feature = "parquet")]
 pub mod parquet;
+
+#[cfg(feature = "delta")]
+pub mod delta;

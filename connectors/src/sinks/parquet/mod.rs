@@ -20,7 +20,7 @@
 //! `parquet.row.group.bytes`) and at most one upload part; past `partitioner.max.open.files` or
 //! `buffer.max.bytes` the largest open files are completed early.
 
-mod arrow;
+pub(crate) mod arrow;
 mod config;
 mod partitioner;
 mod store;

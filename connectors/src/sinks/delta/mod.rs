@@ -1,0 +1,651 @@
+//! Delta Lake sink (`delta`), after kafka-delta-ingest: records of each topic are appended to a
+//! Delta table (`delta.table.location`, `${topic}` replaced), created from the first record's
+//! schema when it does not exist, on S3 or a local directory.
+//!
+//! Delivery: **exactly-once**, with no state outside the table.
+//! - Each commit carries, in the same Delta version as its `add` actions, one `txn` action per
+//!   Kafka partition it holds records of: appId `<delta.app.id>-<topic>-<partition>` (the connector
+//!   name by default), version = the last offset committed.
+//! - On partition assignment the task reads those versions and the worker seeks to version + 1;
+//!   records at or below it are dropped if they come again.
+//! - Data files have random names and become part of the table only through the commit: files of
+//!   a commit that never happened (a crash) are never read (VACUUM removes them).
+//! - Concurrent writers: a commit is written with a conditional create; when another writer
+//!   committed first, delta-rs checks for a conflict and retries (`delta.commit.max.retries`).
+//!   If the other commit holds a `txn` of ours (a zombie task, or a table changed under us), the
+//!   window is dropped and the partitions are read again from the table's versions.
+//! - Kafka's committed offsets (`pre_commit`) follow the table's: the first offset not committed.
+//!
+//! Commits happen at `flush.size` records, `flush.bytes` encoded bytes, `allowed.latency.ms`
+//! after the first uncommitted record, before a schema change, and when partitions are closed.
+//! Data is streamed to the store as it is written (one row group and one upload part in memory per
+//! open data file), so memory does not grow with the commit size.
+
+mod config;
+mod table;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_schema::SchemaRef;
+use async_trait::async_trait;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake_core::kernel::{Action, Add, Transaction};
+use deltalake_core::protocol::{DeltaOperation, OutputMode, SaveMode};
+use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use sluice_api::{
+    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, Offsets, PluginInfo, SinkRecord,
+    SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
+};
+
+use crate::sinks::parquet::arrow::RowShape;
+use crate::sinks::parquet::{Codec, NullValues};
+pub use config::DeltaSinkConfig;
+use config::DERIVED;
+
+/// Registry entry.
+pub const PLUGIN: PluginInfo = PluginInfo {
+    class: "io.sluice.connect.delta.DeltaSinkConnector",
+    aliases: &["delta", "DeltaSinkConnector", "kafka-delta-ingest"],
+    connector_type: ConnectorType::Sink,
+    version: env!("CARGO_PKG_VERSION"),
+    create: || {
+        ConnectorInstance::Sink(Box::new(ConfigConnector::<dyn SinkTask>::new(
+            DeltaSinkConfig::def,
+            |c| DeltaSinkConfig::parse(c).map(|_| ()),
+            TaskSplit::UpToMax,
+            || Box::new(DeltaSinkTask::default()),
+        )))
+    },
+};
+
+/// First and last offset of a partition's records in a commit being built.
+type Span = (i64, i64);
+
+/// One topic's table and the commit being built for it.
+struct Topic {
+    location: String,
+    table: DeltaTable,
+    /// Present once the table exists.
+    writer: Option<RecordBatchWriter>,
+    /// The writer's (the table's) Arrow schema.
+    schema: Option<SchemaRef>,
+    /// Records written into the writer, per Kafka partition, not yet flushed.
+    window: BTreeMap<i32, Span>,
+    records: u64,
+    since: Option<Instant>,
+    /// Files flushed whose commit failed (retriably): committed with the next attempt.
+    staged: Vec<Add>,
+    staged_spans: BTreeMap<i32, Span>,
+}
+
+impl Topic {
+    fn pending(&self, partition: i32) -> Option<i64> {
+        let a = self.window.get(&partition).map(|s| s.0);
+        let b = self.staged_spans.get(&partition).map(|s| s.0);
+        a.into_iter().chain(b).min()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.window.is_empty() && self.staged_spans.is_empty()
+    }
+}
+
+/// Writes records to Delta tables; see the module docs.
+#[derive(Default)]
+pub struct DeltaSinkTask {
+    config: Option<DeltaSinkConfig>,
+    storage: HashMap<String, String>,
+    connector: String,
+    app_id: String,
+    topics: HashMap<String, Topic>,
+    /// Per partition: the last offset the table holds (its `txn` version).
+    durable: HashMap<TopicPartition, i64>,
+    /// Per partition: the offset after the last record passed to `put`.
+    seen: Offsets,
+    /// Offsets to read again from, for the worker.
+    rewind: Offsets,
+    commits: u64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+fn err_at(r: &SinkRecord, what: impl std::fmt::Display) -> ConnectError {
+    ConnectError::fatal(format!("{}-{} offset {}: {what}", r.topic, r.kafka_partition, r.kafka_offset))
+}
+
+/// A delta-rs error as a task error: storage and commit-race trouble is retriable.
+fn delta_err(what: String, e: DeltaTableError) -> ConnectError {
+    match e {
+        DeltaTableError::ObjectStore { .. }
+        | DeltaTableError::Io { .. }
+        | DeltaTableError::VersionAlreadyExists(_)
+        | DeltaTableError::Transaction { .. } => ConnectError::retriable_from(what, e),
+        _ => ConnectError::fatal_from(what, e),
+    }
+}
+
+/// The last offset the table holds for `app_id` (its `txn` version).
+async fn table_offset(table: &DeltaTable, app_id: String) -> Result<Option<i64>, ConnectError> {
+    let Ok(state) = table.snapshot() else { return Ok(None) };
+    let ls = table.log_store();
+    state
+        .transaction_version(ls.as_ref(), app_id.clone())
+        .await
+        .map_err(|e| delta_err(format!("{}: cannot read the txn {app_id}", table.table_url()), e))
+}
+
+/// Whether a commit failed because another writer's commit conflicts with ours (a `txn` of ours
+/// or the table's metadata changed).
+fn is_conflict(e: &DeltaTableError) -> bool {
+    use deltalake_core::kernel::transaction::TransactionError;
+    matches!(e, DeltaTableError::Transaction { source: TransactionError::CommitConflict(_) })
+}
+
+impl DeltaSinkTask {
+    fn cfg(&self) -> Result<&DeltaSinkConfig, ConnectError> {
+        self.config.as_ref().ok_or_else(|| ConnectError::fatal("the delta sink task was not started"))
+    }
+
+    fn app_id(&self, topic: &str, partition: i32) -> String {
+        format!("{}-{topic}-{partition}", self.app_id)
+    }
+
+    fn writer_properties(c: &DeltaSinkConfig) -> WriterProperties {
+        let compression = match c.codec {
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+            Codec::Gzip => Compression::GZIP(GzipLevel::default()),
+            Codec::None => Compression::UNCOMPRESSED,
+        };
+        WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_bytes(Some(c.row_group_bytes))
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+            .build()
+    }
+
+    /// A writer for the table as it is now.
+    fn new_writer(&self, t: &mut Topic) -> Result<(), ConnectError> {
+        let c = self.cfg()?;
+        let w = RecordBatchWriter::for_table(&t.table)
+            .map_err(|e| delta_err(format!("{}: cannot write to the table", t.location), e))?
+            .with_writer_properties(Self::writer_properties(c))
+            .with_target_file_size(c.target_file_size);
+        t.schema = Some(w.arrow_schema());
+        t.writer = Some(w);
+        Ok(())
+    }
+
+    /// The topic's table, loaded on first use.
+    async fn topic(&mut self, topic: &str) -> Result<&mut Topic, ConnectError> {
+        if !self.topics.contains_key(topic) {
+            let location = self.cfg()?.table_url(topic);
+            let table = table::open(&location, &self.storage)
+                .await
+                .map_err(|e| delta_err(format!("{location}: cannot open the table"), e))?;
+            let mut t = Topic {
+                location,
+                table,
+                writer: None,
+                schema: None,
+                window: BTreeMap::new(),
+                records: 0,
+                since: None,
+                staged: Vec::new(),
+                staged_spans: BTreeMap::new(),
+            };
+            if t.table.version().is_some() {
+                self.new_writer(&mut t)?;
+            }
+            self.topics.insert(topic.to_string(), t);
+        }
+        self.topics.get_mut(topic).ok_or_else(|| ConnectError::fatal("table vanished"))
+    }
+
+    /// Creates the topic's table for rows of `row` (another task may create it first).
+    async fn create_table(&mut self, topic: &str, row: &arrow_schema::Schema) -> Result<(), ConnectError> {
+        let c = self.cfg()?.clone();
+        let connector = self.connector.clone();
+        let schema = table::kernel_schema(row)
+            .map_err(|e| ConnectError::fatal(format!("{topic}: the records' schema cannot be a Delta schema: {e}")))?;
+        let t = self.topic(topic).await?;
+        let created = t
+            .table
+            .create()
+            .with_columns(schema.fields().cloned())
+            .with_partition_columns(c.partition_by.clone())
+            .with_configuration_property(TableProperty::CheckpointInterval, Some(c.checkpoint_interval.to_string()))
+            .with_save_mode(SaveMode::Ignore)
+            .await;
+        match created {
+            Ok(table) => t.table = table,
+            // Another writer created it between our look and our create.
+            Err(DeltaTableError::VersionAlreadyExists(_)) => {
+                t.table.load().await.map_err(|e| delta_err(format!("{}: cannot load the table", t.location), e))?
+            }
+            Err(e) => return Err(delta_err(format!("{}: cannot create the table", t.location), e)),
+        }
+        tracing::info!(connector, table = %t.location, partition_by = ?c.partition_by, "delta table ready");
+        let mut t = self.topics.remove(topic).ok_or_else(|| ConnectError::fatal("table vanished"))?;
+        let r = self.new_writer(&mut t);
+        self.topics.insert(topic.to_string(), t);
+        r
+    }
+
+    /// Appends the new fields to the table (after committing what was written under the old schema).
+    async fn add_columns(&mut self, topic: &str, fields: Vec<arrow_schema::Field>) -> Result<(), ConnectError> {
+        self.commit(topic).await?;
+        let names: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
+        let schema = table::kernel_schema(&arrow_schema::Schema::new(fields))
+            .map_err(|e| ConnectError::fatal(format!("{topic}: new fields {names:?} cannot be Delta columns: {e}")))?;
+        let mut t = self.topics.remove(topic).ok_or_else(|| ConnectError::fatal("table vanished"))?;
+        let r = t.table.clone().add_columns().with_fields(schema.fields().cloned().collect::<Vec<_>>()).await;
+        let r = match r {
+            Ok(table) => {
+                tracing::info!(connector = %self.connector, table = %t.location, columns = ?names, "columns added to the table");
+                t.table = table;
+                self.new_writer(&mut t)
+            }
+            Err(e) => Err(delta_err(format!("{}: cannot add the columns {names:?}", t.location), e)),
+        };
+        self.topics.insert(topic.to_string(), t);
+        r
+    }
+
+    /// Commits what was written for the topic, with the offsets as `txn` actions.
+    async fn commit(&mut self, topic: &str) -> Result<(), ConnectError> {
+        let (max_retries, connector, app) = {
+            let c = self.cfg()?;
+            (c.max_retries, self.connector.clone(), self.app_id.clone())
+        };
+        let Some(mut t) = self.topics.remove(topic) else { return Ok(()) };
+        if t.is_idle() {
+            self.topics.insert(topic.to_string(), t);
+            return Ok(());
+        }
+        let r = self.commit_topic(topic, &mut t, max_retries, &connector, &app).await;
+        self.topics.insert(topic.to_string(), t);
+        r
+    }
+
+    async fn commit_topic(
+        &mut self,
+        topic: &str,
+        t: &mut Topic,
+        max_retries: usize,
+        connector: &str,
+        app: &str,
+    ) -> Result<(), ConnectError> {
+        if !t.window.is_empty() {
+            let Some(w) = t.writer.as_mut() else { return Err(ConnectError::fatal("no writer for a written window")) };
+            match w.flush().await {
+                Ok(adds) => {
+                    t.staged.extend(adds);
+                    for (p, (first, last)) in std::mem::take(&mut t.window) {
+                        let s = t.staged_spans.entry(p).or_insert((first, last));
+                        *s = (s.0.min(first), s.1.max(last));
+                    }
+                    t.records = 0;
+                    t.since = None;
+                }
+                Err(e) => {
+                    // The writer dropped the window: read its records again.
+                    let window = std::mem::take(&mut t.window);
+                    t.records = 0;
+                    t.since = None;
+                    for (p, (first, _)) in window {
+                        self.read_again(&TopicPartition::new(topic, p), first);
+                    }
+                    return Err(delta_err(format!("{}: writing data files failed", t.location), e));
+                }
+            }
+        }
+        let txns: Vec<Transaction> = t
+            .staged_spans
+            .iter()
+            .map(|(p, (_, last))| Transaction::new_with_last_update(self.app_id(topic, *p), *last, Some(now_ms())))
+            .collect();
+        let epoch = t.staged_spans.values().map(|s| s.1).max().unwrap_or_default();
+        let actions: Vec<Action> = t.staged.iter().cloned().map(Action::Add).collect();
+        let files = actions.len();
+        let props = CommitProperties::default().with_application_transactions(txns).with_max_retries(max_retries);
+        let op = DeltaOperation::StreamingUpdate {
+            output_mode: OutputMode::Append,
+            query_id: app.to_string(),
+            epoch_id: epoch,
+        };
+        let snapshot = t.table.snapshot().map_err(|e| delta_err(format!("{}: no table state", t.location), e))?;
+        let result =
+            CommitBuilder::from(props).with_actions(actions).build(Some(snapshot), t.table.log_store(), op).await;
+        match result {
+            Ok(done) => {
+                let version = done.version();
+                t.table.state = Some(done.snapshot());
+                for (p, (_, last)) in std::mem::take(&mut t.staged_spans) {
+                    self.durable.insert(TopicPartition::new(topic, p), last);
+                }
+                t.staged.clear();
+                self.commits += 1;
+                tracing::debug!(connector, table = %t.location, version, files, "delta commit");
+                Ok(())
+            }
+            Err(e) if is_conflict(&e) => {
+                // Another writer committed something ours conflicts with: drop what we staged,
+                // reload, and read the partitions again from what the table holds.
+                tracing::warn!(connector, table = %t.location, error = %e, "commit conflict: reading the partitions again from the table's offsets");
+                let spans = std::mem::take(&mut t.staged_spans);
+                t.staged.clear();
+                if let Some(w) = t.writer.as_mut() {
+                    w.reset();
+                }
+                t.table.update_state().await.map_err(|e| delta_err(format!("{}: cannot reload", t.location), e))?;
+                self.new_writer(t)?;
+                for (p, (first, _)) in spans {
+                    let tp = TopicPartition::new(topic, p);
+                    let held = table_offset(&t.table, self.app_id(topic, p)).await?;
+                    if let Some(v) = held {
+                        self.durable.insert(tp.clone(), v);
+                    }
+                    self.read_again(&tp, held.map_or(first, |v| first.max(v + 1)));
+                }
+                Err(ConnectError::retriable(format!("{}: commit conflict with another writer", t.location)))
+            }
+            Err(e) => Err(delta_err(format!("{}: commit failed (kept for the next attempt)", t.location), e)),
+        }
+    }
+
+    /// Asks the worker to read `tp` again from `from`; until it has, `put` skips the partition.
+    fn read_again(&mut self, tp: &TopicPartition, from: i64) {
+        let from = self.rewind.get(tp).map_or(from, |r| (*r).min(from));
+        self.rewind.insert(tp.clone(), from);
+        self.seen.insert(tp.clone(), from);
+    }
+
+    /// Whether the topic's commit is due.
+    fn due(&self, t: &Topic) -> bool {
+        let Some(c) = self.config.as_ref() else { return false };
+        if t.window.is_empty() && t.staged_spans.is_empty() {
+            return false;
+        }
+        c.flush_size.is_some_and(|n| t.records >= n)
+            || t.writer.as_ref().is_some_and(|w| w.buffer_len() >= c.flush_bytes)
+            || t.since.is_some_and(|s| s.elapsed().as_millis() as u64 >= c.allowed_latency_ms)
+            || (!t.staged_spans.is_empty() && t.window.is_empty())
+    }
+
+    /// Values of derived partition columns (`date`, `hour`...) for the records.
+    fn derived(&self, rows: &[&SinkRecord], names: &[String]) -> Result<Vec<(String, Vec<String>)>, ConnectError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.cfg()?;
+        let now = now_ms();
+        let mut cols: Vec<(String, Vec<String>)> =
+            names.iter().map(|n| (n.clone(), Vec::with_capacity(rows.len()))).collect();
+        for r in rows {
+            let ts = c.extractor.extract(r, now).map_err(|e| err_at(r, e))?;
+            let local = chrono::DateTime::from_timestamp_millis(ts + i64::from(c.zone_offset_s) * 1000)
+                .ok_or_else(|| err_at(r, format!("timestamp {ts} is out of range")))?;
+            for (name, values) in cols.iter_mut() {
+                let fmt = match name.as_str() {
+                    "date" => "%Y-%m-%d",
+                    "year" => "%Y",
+                    "month" => "%m",
+                    "day" => "%d",
+                    _ => "%H",
+                };
+                values.push(local.format(fmt).to_string());
+            }
+        }
+        Ok(cols)
+    }
+
+    /// Writes records of one topic and one value schema.
+    async fn write(&mut self, topic: &str, rows: &[&SinkRecord]) -> Result<(), ConnectError> {
+        let Some(first) = rows.first() else { return Ok(()) };
+        let (partition_by, evolution) = {
+            let c = self.cfg()?;
+            (c.partition_by.clone(), c.schema_evolution)
+        };
+        let shape = RowShape::of(first.value_schema.as_ref());
+        let row_schema =
+            shape.arrow_schema().map_err(|e| err_at(first, format!("the value cannot be a Delta row: {e}")))?;
+        let values: Vec<&Value> = rows.iter().map(|r| &r.value).collect();
+        let batch = shape.batch(&row_schema, &values).map_err(|e| err_at(first, e))?;
+        let mut derive = Vec::new();
+        for col in &partition_by {
+            if row_schema.field_with_name(col).is_ok() {
+                continue;
+            }
+            if !DERIVED.contains(&col.as_str()) {
+                return Err(err_at(
+                    first,
+                    format!("partition column {col} is not a field of the value (derived columns: {DERIVED:?})"),
+                ));
+            }
+            derive.push(col.clone());
+        }
+        let extra = self.derived(rows, &derive)?;
+        let batch = table::with_columns(&batch, extra).map_err(|e| err_at(first, e))?;
+        let delta_row = table::delta_schema(&batch.schema());
+        if self.topic(topic).await?.writer.is_none() {
+            self.create_table(topic, &delta_row).await?;
+        }
+        let table_schema = self.topic(topic).await?.schema.clone().ok_or_else(|| ConnectError::fatal("no schema"))?;
+        let fit = table::fit(&delta_row, &table_schema);
+        if !fit.incompatible.is_empty() {
+            return Err(err_at(first, format!("the record does not fit the table: {}", fit.incompatible.join("; "))));
+        }
+        if !fit.new_fields.is_empty() {
+            let names: Vec<&String> = fit.new_fields.iter().map(|f| f.name()).collect();
+            if !evolution {
+                return Err(err_at(
+                    first,
+                    format!("the record has fields the table lacks: {names:?} (delta.schema.evolution=false)"),
+                ));
+            }
+            self.add_columns(topic, fit.new_fields).await?;
+        }
+        let t = self.topic(topic).await?;
+        let schema = t.schema.clone().ok_or_else(|| ConnectError::fatal("no schema"))?;
+        let batch = table::conform(&batch, &schema).map_err(|e| err_at(first, e))?;
+        let Some(w) = t.writer.as_mut() else { return Err(ConnectError::fatal("no writer")) };
+        if let Err(e) = w.write(batch).await {
+            // The writer dropped its window: read it and this batch again.
+            let location = t.location.clone();
+            let mut from: BTreeMap<i32, i64> =
+                std::mem::take(&mut t.window).into_iter().map(|(p, s)| (p, s.0)).collect();
+            t.records = 0;
+            t.since = None;
+            for r in rows {
+                from.entry(r.kafka_partition).or_insert(r.kafka_offset);
+            }
+            for (p, o) in from {
+                self.read_again(&TopicPartition::new(topic, p), o);
+            }
+            return Err(delta_err(format!("{location}: writing data files failed"), e));
+        }
+        for r in rows {
+            let s = t.window.entry(r.kafka_partition).or_insert((r.kafka_offset, r.kafka_offset));
+            s.1 = r.kafka_offset;
+        }
+        t.records += rows.len() as u64;
+        t.since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    async fn commit_due(&mut self) -> Result<(), ConnectError> {
+        let due: Vec<String> = self.topics.iter().filter(|(_, t)| self.due(t)).map(|(k, _)| k.clone()).collect();
+        for topic in due {
+            self.commit(&topic).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SinkTask for DeltaSinkTask {
+    async fn start(&mut self, config: &ConfigMap, context: SinkTaskContext) -> Result<(), ConnectError> {
+        let c = DeltaSinkConfig::parse(config)?;
+        self.storage = c.storage.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.app_id = if c.app_id.is_empty() { context.connector.clone() } else { c.app_id.clone() };
+        self.connector = context.connector;
+        self.config = Some(c);
+        Ok(())
+    }
+
+    async fn open(&mut self, partitions: &[TopicPartition]) -> Result<Offsets, ConnectError> {
+        let mut resume = Offsets::new();
+        let topics: BTreeSet<&str> = partitions.iter().map(|tp| tp.topic.as_str()).collect();
+        for topic in topics {
+            let t = self.topic(topic).await?;
+            // Others may have committed since we last looked.
+            if t.table.version().is_some() {
+                t.table.update_state().await.map_err(|e| delta_err(format!("{}: cannot reload", t.location), e))?;
+            } else if t.table.load().await.is_ok() {
+                tracing::debug!(table = %t.location, "table found");
+            }
+            let mut t = self.topics.remove(topic).ok_or_else(|| ConnectError::fatal("table vanished"))?;
+            if t.table.version().is_some() && t.is_idle() {
+                self.new_writer(&mut t)?;
+            }
+            let mut found = Vec::new();
+            for tp in partitions.iter().filter(|tp| tp.topic == topic) {
+                match table_offset(&t.table, self.app_id(topic, tp.partition)).await {
+                    Ok(Some(v)) => {
+                        self.durable.insert(tp.clone(), v);
+                        resume.insert(tp.clone(), v + 1);
+                        found.push((tp.partition, v));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.topics.insert(topic.to_string(), t);
+                        return Err(e);
+                    }
+                }
+            }
+            tracing::info!(connector = %self.connector, table = %t.location, version = ?t.table.version(), offsets = ?found, "offsets held by the table");
+            self.topics.insert(topic.to_string(), t);
+        }
+        Ok(resume)
+    }
+
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError> {
+        let null_values = self.cfg()?.null_values;
+        // Runs of records of one topic and one value schema, in order.
+        let mut run: Vec<&SinkRecord> = Vec::new();
+        for r in records {
+            let tp = r.topic_partition();
+            if self.rewind.contains_key(&tp)
+                || self.seen.get(&tp).is_some_and(|s| r.kafka_offset < *s)
+                || self.durable.get(&tp).is_some_and(|d| r.kafka_offset <= *d)
+            {
+                continue;
+            }
+            self.seen.insert(tp, r.kafka_offset + 1);
+            if matches!(r.value, Value::Null) {
+                match null_values {
+                    NullValues::Ignore => continue,
+                    NullValues::Fail => {
+                        return Err(err_at(
+                            r,
+                            "a null value (tombstone) cannot be written; set behavior.on.null.values=ignore to skip tombstones",
+                        ))
+                    }
+                }
+            }
+            let same = run.last().is_some_and(|l| {
+                l.topic == r.topic
+                    && match (&l.value_schema, &r.value_schema) {
+                        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                        (None, None) => true,
+                        _ => false,
+                    }
+            });
+            if !same && !run.is_empty() {
+                let topic = run[0].topic.clone();
+                self.write(&topic, &run).await?;
+                run.clear();
+            }
+            run.push(r);
+        }
+        if let Some(first) = run.first() {
+            let topic = first.topic.clone();
+            self.write(&topic, &run).await?;
+        }
+        self.commit_due().await
+    }
+
+    async fn pre_commit(&mut self, offsets: &Offsets) -> Result<Offsets, ConnectError> {
+        let committed = self.commit_due().await;
+        let mut safe = Offsets::new();
+        for (tp, consumed) in offsets {
+            let pending = self.topics.get(&tp.topic).and_then(|t| t.pending(tp.partition));
+            let at = match (self.rewind.get(tp), pending) {
+                (Some(r), _) => *r,
+                (None, Some(first)) => first,
+                (None, None) => *consumed,
+            };
+            safe.insert(tp.clone(), at.min(*consumed));
+        }
+        committed.map(|_| safe)
+    }
+
+    fn rewind(&mut self) -> Offsets {
+        std::mem::take(&mut self.rewind)
+    }
+
+    async fn close(&mut self, partitions: &[TopicPartition]) -> Result<(), ConnectError> {
+        // Commit what we hold while the partitions are still ours; if that fails, the next owner
+        // reads them from the table's offsets.
+        let topics: BTreeSet<String> = partitions.iter().map(|tp| tp.topic.clone()).collect();
+        for topic in topics {
+            if let Err(e) = self.commit(&topic).await {
+                tracing::warn!(connector = %self.connector, topic, error = %e, "commit on close failed; the records are read again");
+                if let Some(t) = self.topics.get_mut(&topic) {
+                    if let Some(w) = t.writer.as_mut() {
+                        w.reset();
+                    }
+                    let mut spans = std::mem::take(&mut t.window);
+                    spans.append(&mut std::mem::take(&mut t.staged_spans));
+                    t.staged.clear();
+                    t.records = 0;
+                    t.since = None;
+                    for (p, (first, _)) in spans {
+                        let tp = TopicPartition::new(&topic, p);
+                        if !partitions.contains(&tp) {
+                            self.read_again(&tp, first);
+                        }
+                    }
+                }
+            }
+        }
+        for tp in partitions {
+            self.seen.remove(tp);
+            self.rewind.remove(tp);
+            self.durable.remove(tp);
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> Result<(), ConnectError> {
+        let topics: Vec<String> = self.topics.keys().cloned().collect();
+        for topic in topics {
+            if let Err(e) = self.commit(&topic).await {
+                tracing::warn!(connector = %self.connector, topic, error = %e, "commit on stop failed; the records are read again on restart");
+            }
+        }
+        tracing::info!(connector = %self.connector, commits = self.commits, "delta sink stopped");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

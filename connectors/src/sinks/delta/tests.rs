@@ -1,0 +1,207 @@
+//! The task against tables in a local directory (the S3 path is covered by tests/delta_sink.rs).
+
+use super::*;
+use arrow_array::{Array, Int64Array, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sluice_api::{Schema, Struct};
+
+const HOUR: i64 = 3_600_000;
+// 2024-03-10T22:00:00Z
+const BASE: i64 = 1_710_108_000_000;
+
+fn schema(extra: bool) -> Arc<Schema> {
+    let mut fields = vec![("seq", Schema::int64()), ("ts", Schema::timestamp()), ("kind", Schema::string())];
+    if extra {
+        fields.push(("country", Schema::string().optional()));
+    }
+    Arc::new(Schema::struct_of(fields))
+}
+
+fn rec(partition: i32, offset: i64, ts: i64, s: &Arc<Schema>) -> SinkRecord {
+    let mut values = vec![Value::Int64(offset), Value::Timestamp(ts), Value::String(format!("k{}", offset % 3))];
+    if s.fields.len() == 4 {
+        values.push(Value::String("NL".into()));
+    }
+    SinkRecord {
+        topic: "events".into(),
+        original_topic: None,
+        kafka_partition: partition,
+        kafka_offset: offset,
+        timestamp: Some(ts),
+        timestamp_type: Default::default(),
+        key_schema: None,
+        key: Value::Null,
+        value_schema: Some(s.clone()),
+        value: Value::Struct(Struct { schema: s.clone(), values }),
+        headers: vec![],
+    }
+}
+
+async fn task(dir: &std::path::Path, extra: &[(&str, &str)], parts: &[i32]) -> (DeltaSinkTask, Offsets) {
+    let location = format!("{}/${{topic}}", dir.display());
+    let mut m: ConfigMap = [
+        ("delta.table.location", location.as_str()),
+        ("delta.partition.by", "date,hour"),
+        ("timestamp.extractor", "RecordField"),
+        ("timestamp.field", "ts"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    m.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let mut t = DeltaSinkTask::default();
+    t.start(&m, SinkTaskContext { connector: "lake".into(), task: 0 }).await.expect("start");
+    let tps: Vec<TopicPartition> = parts.iter().map(|p| TopicPartition::new("events", *p)).collect();
+    let resume = t.open(&tps).await.expect("open");
+    (t, resume)
+}
+
+/// The table's rows: (seq, date, hour), sorted, read from the files of its current version.
+async fn rows(dir: &std::path::Path) -> Vec<(i64, String, String)> {
+    let table = table::open(&format!("{}/events", dir.display()), &HashMap::new()).await.expect("table");
+    let mut out = Vec::new();
+    for uri in table.get_file_uris().expect("files") {
+        let path = uri.strip_prefix("file://").unwrap_or(&uri).to_string();
+        // Partition values are in the path (Hive style), not in the file.
+        let date = path.split("date=").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
+        let hour = path.split("hour=").nth(1).and_then(|s| s.split('/').next()).unwrap_or_default().to_string();
+        let f = std::fs::File::open(&path).expect("data file");
+        for b in ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet").build().expect("reader") {
+            let b = b.expect("batch");
+            let seq =
+                b.column_by_name("seq").expect("seq").as_any().downcast_ref::<Int64Array>().expect("int64").clone();
+            for i in 0..b.num_rows() {
+                out.push((seq.value(i), date.clone(), hour.clone()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn txn(dir: &std::path::Path, partition: i32) -> Option<i64> {
+    let table = table::open(&format!("{}/events", dir.display()), &HashMap::new()).await.expect("table");
+    table
+        .snapshot()
+        .expect("state")
+        .transaction_version(table.log_store().as_ref(), format!("lake-events-{partition}"))
+        .await
+        .expect("txn")
+}
+
+#[tokio::test]
+async fn commits_with_txn_offsets_and_resumes_after_them() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut t, resume) = task(dir.path(), &[("flush.size", "4")], &[0, 1]).await;
+    assert!(resume.is_empty(), "no table yet: {resume:?}");
+    let s = schema(false);
+    // Partition 0: offsets 0..6 alternating 22:xx and 23:xx; partition 1: offsets 0..2.
+    let mut recs: Vec<SinkRecord> = (0..6).map(|o| rec(0, o, BASE + (o % 2) * HOUR + o, &s)).collect();
+    recs.extend((0..2).map(|o| rec(1, o, BASE + o, &s)));
+    t.put(&recs).await.expect("put");
+    // 8 records >= flush.size: committed in put.
+    assert_eq!(txn(dir.path(), 0).await, Some(5));
+    assert_eq!(txn(dir.path(), 1).await, Some(1));
+    let got = rows(dir.path()).await;
+    assert_eq!(got.len(), 8);
+    assert!(got.contains(&(1, "2024-03-10".into(), "23".into())), "{got:?}");
+    assert!(got.contains(&(2, "2024-03-10".into(), "22".into())), "{got:?}");
+
+    // Two more records stay uncommitted: Kafka may commit only up to them.
+    t.put(&[rec(0, 6, BASE, &s), rec(0, 7, BASE, &s)]).await.expect("put");
+    let tp0 = TopicPartition::new("events", 0);
+    let tp1 = TopicPartition::new("events", 1);
+    let safe = t.pre_commit(&[(tp0.clone(), 8), (tp1.clone(), 2)].into()).await.expect("pre_commit");
+    assert_eq!(safe.get(&tp0), Some(&6));
+    assert_eq!(safe.get(&tp1), Some(&2));
+    // A crash here loses the window; a new task resumes after the table's offsets.
+    drop(t);
+    let (mut t, resume) = task(dir.path(), &[("flush.size", "4")], &[0, 1]).await;
+    assert_eq!(resume.get(&tp0), Some(&6));
+    assert_eq!(resume.get(&tp1), Some(&2));
+    // Replayed records at or below the table's offsets are dropped.
+    let replay: Vec<SinkRecord> = (4..10).map(|o| rec(0, o, BASE, &s)).collect();
+    t.put(&replay).await.expect("put");
+    t.stop().await.expect("stop commits");
+    let seqs: Vec<i64> = rows(dir.path()).await.into_iter().filter(|r| r.0 >= 4).map(|r| r.0).collect();
+    assert_eq!(seqs, vec![4, 5, 6, 7, 8, 9], "partition 0's 4 and 5 once, 1's 0 and 1 do not reach 4");
+    assert_eq!(txn(dir.path(), 0).await, Some(9));
+}
+
+#[tokio::test]
+async fn new_fields_become_columns_and_a_type_change_names_the_column() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut t, _) = task(dir.path(), &[("flush.size", "1000")], &[0]).await;
+    let old = schema(false);
+    let new = schema(true);
+    t.put(&[rec(0, 0, BASE, &old), rec(0, 1, BASE, &new), rec(0, 2, BASE, &old)]).await.expect("put");
+    t.stop().await.expect("stop");
+    let table = table::open(&format!("{}/events", dir.path().display()), &HashMap::new()).await.expect("table");
+    let cols: Vec<String> = table.snapshot().expect("state").schema().fields().map(|f| f.name().clone()).collect();
+    assert_eq!(cols, vec!["seq", "ts", "kind", "date", "hour", "country"]);
+    assert_eq!(rows(dir.path()).await.len(), 3);
+    assert_eq!(txn(dir.path(), 0).await, Some(2));
+    // Offset 1 has the country; 0 and 2 have it null.
+    let mut countries = Vec::new();
+    for uri in table.get_file_uris().expect("files") {
+        let f = std::fs::File::open(uri.strip_prefix("file://").unwrap_or(&uri)).expect("file");
+        for b in ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet").build().expect("reader") {
+            let b = b.expect("batch");
+            if let Some(c) = b.column_by_name("country") {
+                let c = c.as_any().downcast_ref::<StringArray>().expect("utf8");
+                countries.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i).to_string())));
+            } else {
+                countries.extend((0..b.num_rows()).map(|_| None));
+            }
+        }
+    }
+    countries.sort();
+    assert_eq!(countries, vec![None, None, Some("NL".to_string())]);
+
+    // `seq` as a string: the task fails and says which column.
+    let (mut t, _) = task(dir.path(), &[], &[0]).await;
+    let bad = Arc::new(Schema::struct_of([("seq", Schema::string()), ("ts", Schema::timestamp())]));
+    let r = SinkRecord {
+        value: Value::Struct(Struct {
+            schema: bad.clone(),
+            values: vec![Value::String("x".into()), Value::Timestamp(BASE)],
+        }),
+        value_schema: Some(bad),
+        ..rec(0, 3, BASE, &old)
+    };
+    let err = t.put(&[r]).await.expect_err("incompatible");
+    assert!(err.to_string().contains("column seq"), "{err}");
+    assert_eq!(err.kind(), sluice_api::ErrorKind::Fatal);
+}
+
+#[tokio::test]
+async fn latency_commits_on_pre_commit_and_checkpoints_follow_the_interval() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let extra = [("allowed.latency.ms", "1"), ("delta.checkpoint.interval", "2")];
+    let (mut t, _) = task(dir.path(), &extra, &[0]).await;
+    let s = schema(false);
+    let tp = TopicPartition::new("events", 0);
+    for o in 0..4 {
+        t.put(&[rec(0, o, BASE, &s)]).await.expect("put");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let safe = t.pre_commit(&[(tp.clone(), o + 1)].into()).await.expect("pre_commit");
+        assert_eq!(safe.get(&tp), Some(&(o + 1)), "committed within the latency");
+    }
+    assert_eq!(txn(dir.path(), 0).await, Some(3));
+    let log = dir.path().join("events/_delta_log");
+    let checkpoints: Vec<String> = std::fs::read_dir(&log)
+        .expect("log")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".checkpoint."))
+        .collect();
+    assert!(!checkpoints.is_empty(), "a checkpoint every 2 commits: {checkpoints:?}");
+}
+
+#[tokio::test]
+async fn bad_configs_and_partition_columns_are_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut t, _) = task(dir.path(), &[("delta.partition.by", "region")], &[0]).await;
+    let err = t.put(&[rec(0, 0, BASE, &schema(false))]).await.expect_err("no such column");
+    assert!(err.to_string().contains("partition column region"), "{err}");
+}
