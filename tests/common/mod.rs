@@ -340,6 +340,11 @@ pub fn read_messages(kafka: &str, topic: &str, quiet: Duration) -> Vec<rdkafka::
 
 /// Produces keyed records (a `None` value is a tombstone) to partition 0, acks=all.
 pub fn produce<K: AsRef<str>>(kafka: &str, topic: &str, records: &[(K, Option<String>)]) {
+    produce_to(kafka, topic, 0, records)
+}
+
+/// Produces to one partition of a topic.
+pub fn produce_to<K: AsRef<str>>(kafka: &str, topic: &str, partition: i32, records: &[(K, Option<String>)]) {
     let p: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
         rdkafka::config::ClientConfig::new()
             .set("bootstrap.servers", kafka)
@@ -348,7 +353,7 @@ pub fn produce<K: AsRef<str>>(kafka: &str, topic: &str, records: &[(K, Option<St
             .expect("producer");
     for (k, v) in records {
         let mut r: rdkafka::producer::BaseRecord<'_, str, str> =
-            rdkafka::producer::BaseRecord::to(topic).key(k.as_ref()).partition(0);
+            rdkafka::producer::BaseRecord::to(topic).key(k.as_ref()).partition(partition);
         if let Some(v) = v {
             r = r.payload(v.as_str());
         }
@@ -359,11 +364,16 @@ pub fn produce<K: AsRef<str>>(kafka: &str, topic: &str, records: &[(K, Option<St
 
 /// Creates a one-partition topic.
 pub fn create_topic(kafka: &str, topic: &str) {
+    create_topic_with(kafka, topic, 1)
+}
+
+/// Creates a topic with `partitions` partitions.
+pub fn create_topic_with(kafka: &str, topic: &str, partitions: i32) {
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
         rdkafka::config::ClientConfig::new().set("bootstrap.servers", kafka).create().expect("admin");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     rt.block_on(admin.create_topics(
-        [&rdkafka::admin::NewTopic::new(topic, 1, rdkafka::admin::TopicReplication::Fixed(-1))],
+        [&rdkafka::admin::NewTopic::new(topic, partitions, rdkafka::admin::TopicReplication::Fixed(-1))],
         &rdkafka::admin::AdminOptions::new(),
     ))
     .expect("create topic");

@@ -1,0 +1,170 @@
+//! The Delta Lake sink against the real S3 server (SeaweedFS) and Kafka, read back by delta-rs'
+//! Python binding: a table partitioned by date and hour derived from a record field, two tasks
+//! committing to it concurrently, Kafka offsets as `txn` versions, and every produced record
+//! exactly once after five kill -9s during writes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+// 2024-03-10T22:00:00Z
+const BASE: i64 = 1_710_108_000_000;
+
+fn ts(seq: i64) -> i64 {
+    BASE + ((seq * 7919) % 7200) * 1000
+}
+
+fn event(seq: i64) -> String {
+    json!({
+        "schema": {"type": "struct", "optional": false, "name": "tracking.Event", "fields": [
+            {"field": "seq", "type": "int64", "optional": false},
+            {"field": "ts", "type": "int64", "optional": false, "name": "org.apache.kafka.connect.data.Timestamp", "version": 1},
+            {"field": "user", "type": "string", "optional": true},
+            {"field": "tags", "type": "array", "optional": false, "items": {"type": "string", "optional": false}}]},
+        "payload": {"seq": seq, "ts": ts(seq), "user": if seq % 5 == 0 { Value::Null } else { json!(format!("u{}", seq % 97)) },
+            "tags": ["a", "b"]}
+    })
+    .to_string()
+}
+
+struct Lake {
+    endpoint: String,
+    key: String,
+    secret: String,
+    python: String,
+}
+
+impl Lake {
+    fn load(services: &Services) -> Lake {
+        let v = |k: &str| {
+            services.vars.get(k).cloned().unwrap_or_else(|| panic!("{k}: run `bash scripts/services.sh start`"))
+        };
+        Lake {
+            endpoint: v("S3_ENDPOINT"),
+            key: v("S3_ACCESS_KEY_ID"),
+            secret: v("S3_SECRET_ACCESS_KEY"),
+            python: services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into()),
+        }
+    }
+
+    fn python(&self, script: &str, args: &[&str]) -> String {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+        let out = std::process::Command::new(&self.python).arg(script).args(args).output().expect("python");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// delta-rs' view of the table.
+    fn read(&self, uri: &str, column: &str, app_ids: &[String]) -> Value {
+        let mut args: Vec<&str> = vec![uri, column];
+        args.extend(app_ids.iter().map(String::as_str));
+        args.extend(["--s3", &self.endpoint, &self.key, &self.secret]);
+        serde_json::from_str(&self.python("read_delta.py", &args)).expect("json")
+    }
+}
+
+#[test]
+fn s3_delta_table_exactly_once_across_five_kill_9() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let lake = Lake::load(&services);
+    let bucket = "sluice-tests";
+    lake.python("read_lake.py", &["mkbucket", &lake.endpoint, &lake.key, &lake.secret, bucket]);
+    let topic = unique("delta");
+    create_topic_with(&kafka, &topic, 2);
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = worker_properties(
+        dir.path(),
+        &kafka,
+        port,
+        "value.converter=org.apache.kafka.connect.json.JsonConverter\noffset.flush.interval.ms=1000",
+    );
+    let connector = dir.path().join("delta.json");
+    std::fs::write(
+        &connector,
+        json!({"name": "lake", "config": {
+            "connector.class": "delta",
+            "tasks.max": "2",
+            "topics": topic,
+            "delta.table.location": format!("s3://{bucket}/delta/${{topic}}"),
+            "store.url": lake.endpoint, "s3.region": "us-east-1",
+            "aws.access.key.id": lake.key, "aws.secret.access.key": lake.secret,
+            "delta.partition.by": "date,hour",
+            "timestamp.extractor": "RecordField", "timestamp.field": "ts",
+            "flush.size": "300",
+            "allowed.latency.ms": "2000",
+            "delta.checkpoint.interval": "10"}})
+        .to_string(),
+    )
+    .expect("write");
+
+    // Seq s goes to partition s % 2; records keep arriving while the worker is killed five times.
+    const N: i64 = 16_000;
+    let producer = {
+        let (kafka, topic) = (kafka.clone(), topic.clone());
+        std::thread::spawn(move || {
+            for chunk in (0..N).collect::<Vec<_>>().chunks(200) {
+                for p in 0..2 {
+                    let recs: Vec<(String, Option<String>)> =
+                        chunk.iter().filter(|s| *s % 2 == p).map(|s| (s.to_string(), Some(event(*s)))).collect();
+                    produce_to(&kafka, &topic, p as i32, &recs);
+                }
+                std::thread::sleep(Duration::from_millis(350));
+            }
+        })
+    };
+    let uri = format!("s3://{bucket}/delta/{topic}");
+    let apps: Vec<String> = (0..2).map(|p| format!("lake-{topic}-{p}")).collect();
+    let version = || lake.read(&uri, "-", &[])["version"].as_i64().unwrap_or(-1);
+    let mut seen_version = -1;
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice-0.log"));
+    for round in 1..=5 {
+        // Killed while it commits: once it has committed since the last kill.
+        wait_until(Duration::from_secs(90), "a commit by this worker", || {
+            let v = version();
+            (v > seen_version).then(|| seen_version = v).is_some()
+        });
+        std::thread::sleep(Duration::from_millis(150 * round));
+        sluice.kill9();
+        sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join(format!("sluice-{round}.log")));
+    }
+    producer.join().expect("producer");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let view = loop {
+        let view = lake.read(&uri, "seq", &apps);
+        if view["rows"].as_i64().unwrap_or_default() >= N || Instant::now() > deadline {
+            break view;
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for s in view["values"].as_array().cloned().unwrap_or_default().iter().filter_map(Value::as_i64) {
+        *counts.entry(s).or_default() += 1;
+    }
+    let missing: Vec<i64> = (0..N).filter(|s| !counts.contains_key(s)).take(10).collect();
+    let dups: Vec<(&i64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    assert!(
+        missing.is_empty() && dups.is_empty(),
+        "{} rows; missing {missing:?}; duplicated {dups:?}\n{}",
+        view["rows"],
+        sluice.log_text()
+    );
+    // Each partition's txn version is its last offset: N/2 records each, offsets 0..N/2-1.
+    for app in &apps {
+        assert_eq!(view["txn"][app], json!(N / 2 - 1), "{app}: {view}");
+    }
+    assert_eq!(view["partition_columns"], json!(["date", "hour"]));
+    assert_eq!(view["partitions"], json!([["2024-03-10", "22"], ["2024-03-10", "23"]]));
+    let types = &view["types"];
+    assert_eq!(types["seq"], "int64");
+    assert_eq!(types["ts"], "timestamp[us, tz=UTC]");
+    assert_eq!(types["user"], "string");
+    assert!(types["tags"].as_str().is_some_and(|t| t.starts_with("list<")), "{types}");
+    assert!(view["history"].as_array().is_some_and(|h| h.contains(&json!("STREAMING UPDATE"))), "{view}");
+    assert!(view["version"].as_i64().unwrap_or_default() >= 10, "many commits: {view}");
+}
