@@ -1,11 +1,12 @@
-//! `sluice-bench parquet`: the Parquet sink into a local directory and into S3 (the SeaweedFS
-//! server of the services), next to the raw consume rate of the same topic and the raw Parquet
-//! encode rate of the same records, measured in the same run.
+//! `sluice-bench parquet` (or `delta`): the Parquet sink and the Delta Lake sink, each into a local
+//! directory and into S3 (the SeaweedFS server of the services), next to the raw consume rate of
+//! the same topic and the raw Parquet encode rate of the same records, measured in the same run.
 //!
 //! Records: ~1 KB JSON values with their Connect schema (JsonConverter envelope, 14 fields of
 //! tracking-event shape). The sink runs with the default partitioner (one directory), snappy,
-//! `flush.size` = records / 10, so the run ends when ten files exist; the rate is timed from the
-//! sink's first record put (group join excluded) to the last file.
+//! `flush.size` = records / 10, so the run ends when ten files exist (Parquet) or when the
+//! table's `txn` version reaches the last offset (Delta, ten commits); the rate is timed from the
+//! sink's first record put (group join excluded) to the last file or commit.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -135,9 +136,64 @@ async fn run_sink(
     Ok(())
 }
 
+/// The Delta sink into `location` (a table URL template), timed to the commit of the last offset.
+#[allow(clippy::too_many_arguments)]
+async fn run_delta(
+    what: &str,
+    bootstrap: &str,
+    dir: &Path,
+    topic: &str,
+    (n, size): (usize, usize),
+    location: &str,
+    extra: &str,
+    storage: &HashMap<String, String>,
+) -> Result<()> {
+    let name = unique("bench-delta");
+    let connector = format!(
+        "name={name}\nconnector.class=delta\ntopics={topic}\ndelta.table.location={location}\n{extra}\nflush.size={}\nallowed.latency.ms=600000\n",
+        n / 10
+    );
+    let sink_dir = dir.join(unique("delta-sink"));
+    std::fs::create_dir_all(&sink_dir)?;
+    let launched = Instant::now();
+    let sink = SluiceProc::start_with(
+        &sink_dir,
+        bootstrap,
+        "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
+        &[("sink", connector)],
+    )?;
+    let table = location.replace("${topic}", topic);
+    let last = n as i64 - 1;
+    let mut first = None;
+    loop {
+        if first.is_none() && records_put(sink.port).await > 0 {
+            first = Some(Instant::now());
+        }
+        let done = sluice_connectors::sinks::delta::committed_offset(&table, storage, &name, topic, 0)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        if done == Some(last) {
+            break;
+        }
+        if launched.elapsed() > Duration::from_secs(600) {
+            bail!("the delta sink did not finish; see {}/sluice.log", sink_dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let join = first.map_or(0.0, |f| (f - launched).as_secs_f64());
+    let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
+    let rss = sink.peak_rss_mib();
+    sink.stop()?;
+    let rate = Rate { records: n, seconds: secs, bytes: n * size };
+    println!("sluice Kafka -> Delta   ({what:<5})                 {rate}  peak RSS {rss:.1} MiB (start + group join {join:.1} s, excluded)");
+    Ok(())
+}
+
 pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, n: usize) -> Result<()> {
     let n = n.max(10) / 10 * 10;
-    println!("sluice-bench parquet: {n} tracking events (JSON with schema), broker {bootstrap} (single partition)\n");
+    println!(
+        "sluice-bench parquet/delta: {n} tracking events (JSON with schema), broker {bootstrap} (single partition)\n"
+    );
     let topic = unique("bench-parquet");
     create_topic(bootstrap, &topic).await?;
     let (_, size) = super::sinks::produce_docs(bootstrap, &topic, n, event).await?;
@@ -152,6 +208,9 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     std::fs::create_dir_all(&local)?;
     let fs: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&local)?);
     run_sink("local", bootstrap, dir, &topic, n, size, &format!("store.url=file://{}", local.display()), fs).await?;
+    let tables = dir.join("delta");
+    let tables = format!("{}/${{topic}}", tables.display());
+    run_delta("local", bootstrap, dir, &topic, (n, size), &tables, "", &HashMap::new()).await?;
 
     if let (Some(endpoint), Some(key), Some(secret)) =
         (vars.get("S3_ENDPOINT"), vars.get("S3_ACCESS_KEY_ID"), vars.get("S3_SECRET_ACCESS_KEY"))
@@ -181,6 +240,30 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
             "s3.bucket.name={bucket}\nstore.url={endpoint}\ns3.region=us-east-1\naws.access.key.id={key}\naws.secret.access.key={secret}"
         );
         run_sink("s3", bootstrap, dir, &topic, n, size, &location, s3).await?;
+        let storage: HashMap<String, String> = [
+            ("aws_endpoint", endpoint.as_str()),
+            ("aws_allow_http", "true"),
+            ("aws_region", "us-east-1"),
+            ("aws_access_key_id", key.as_str()),
+            ("aws_secret_access_key", secret.as_str()),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let extra = format!(
+            "store.url={endpoint}\ns3.region=us-east-1\naws.access.key.id={key}\naws.secret.access.key={secret}"
+        );
+        run_delta(
+            "s3",
+            bootstrap,
+            dir,
+            &topic,
+            (n, size),
+            &format!("s3://{bucket}/delta/${{topic}}"),
+            &extra,
+            &storage,
+        )
+        .await?;
     } else {
         println!("(S3 phase skipped: no S3_ENDPOINT in the services env file)");
     }

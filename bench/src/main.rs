@@ -72,14 +72,14 @@ fn parse_args() -> Result<Args> {
         Some("tracking") => args.bench = Bench::Tracking,
         Some("redis") => args.bench = Bench::Redis,
         Some("elasticsearch") => args.bench = Bench::Elasticsearch,
-        Some("parquet") => args.bench = Bench::Parquet,
+        Some("parquet") | Some("delta") => args.bench = Bench::Parquet,
         _ => bail!(
             "usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]\n\
              \x20      sluice-bench cluster [--runs N]\n\
              \x20      sluice-bench mysql [--records ROWS] [--tables T] [--rate ROWS_PER_SEC] [--schemas 0|1]\n\
              \x20      sluice-bench tracking [--seconds S] [--rate EVENTS_PER_SEC]\n\
              \x20      sluice-bench redis|elasticsearch [--records N] [--rate RECORDS_PER_SEC]\n\
-             \x20      sluice-bench parquet [--records N]"
+             \x20      sluice-bench parquet|delta [--records N]"
         ),
     }
     while let Some(flag) = it.next() {

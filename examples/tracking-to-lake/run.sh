@@ -3,13 +3,14 @@
 #   POST /v1/batch (Segment's tracking API) -> http-tracking source on 127.0.0.1:8090
 #     -> Kafka topic tracking.events (Connect structs, JSON with schemas)
 #     -> Parquet sink -> s3://lake/topics/tracking.events/year=YYYY/month=MM/day=dd/hour=HH/*.parquet
+#     -> Delta sink   -> Delta table s3://lake/delta/tracking.events, partitioned by date and hour
 # Needs sluice and the local services running: `bash scripts/up.sh` first.
 #   bash examples/tracking-to-lake/run.sh
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE/../.."
 
-CONNECTORS=(http-tracking-source parquet-sink)
+CONNECTORS=(http-tracking-source parquet-sink delta-sink)
 BUCKET=lake
 TOPIC=tracking.events
 WRITE_KEY=example-write-key # write.keys in http-tracking-source.json
@@ -18,7 +19,7 @@ EVENTS=50
 # shellcheck source=examples/lib.sh
 . "$HERE/../lib.sh"
 load_env S3_ENDPOINT S3_REGION S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY SLUICE_PYTHON
-"$SLUICE_PYTHON" -c 'import pyarrow.parquet' 2>/dev/null || die "$SLUICE_PYTHON cannot import pyarrow: run 'bash scripts/services.sh start'"
+"$SLUICE_PYTHON" -c 'import pyarrow.parquet, deltalake' 2>/dev/null || die "$SLUICE_PYTHON cannot import pyarrow and deltalake: run 'bash scripts/services.sh start'"
 
 # The collector's address, from its config (http.listener).
 LISTENER="$(grep -o '"http.listener"[[:space:]]*:[[:space:]]*"[^"]*"' "$HERE/http-tracking-source.json" | sed 's/.*"\([^"]*\)"$/\1/')"
@@ -180,6 +181,55 @@ lake_has_all() {
 }
 wait_for "$EVENTS rows of this run in s3://$BUCKET/topics/$TOPIC/" lake_has_all
 lake show "$RUN-" "$EVENTS" || die "the lake does not hold exactly the $EVENTS events sent"
+
+# delta count PREFIX | delta show PREFIX EXPECTED: the Delta table s3://lake/delta/<topic>, read with
+# delta-rs' Python binding, as count/show above.
+delta() {
+    "$SLUICE_PYTHON" - "s3://$BUCKET/delta/$TOPIC" "$(name_of "$HERE/delta-sink.json")-$TOPIC-0" "$@" <<'PY'
+import os
+import sys
+
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+uri, app, cmd, prefix = sys.argv[1:5]
+opts = {"AWS_ENDPOINT_URL": os.environ["S3_ENDPOINT"], "AWS_ACCESS_KEY_ID": os.environ["S3_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["S3_SECRET_ACCESS_KEY"], "AWS_REGION": os.environ["S3_REGION"],
+        "AWS_ALLOW_HTTP": "true"}
+try:
+    dt = DeltaTable(uri, storage_options=opts)
+except TableNotFoundError:
+    print(0)
+    sys.exit(0)
+table = dt.to_pyarrow_table()
+run = table.filter(pc.starts_with(table["messageId"], pattern=prefix))
+if cmd == "count":
+    print(run.num_rows)
+    sys.exit(0)
+expected = int(sys.argv[5])
+print(f"Delta table {uri}: version {dt.version()}, {table.num_rows} rows, {len(dt.file_uris())} data files,"
+      f" partitioned by {dt.metadata().partition_columns}")
+print(f"txn {app}: last Kafka offset committed with the data = {dt.transaction_version(app)}")
+print("last commits:", [h.get("operation") for h in dt.history(3)])
+print("this run's events per date, hour and type:")
+per = run.group_by(["date", "hour", "type"]).aggregate([("messageId", "count")])
+for r in sorted(per.to_pylist(), key=lambda r: (r["date"], r["hour"], r["type"])):
+    print(f"  {r['date']} {r['hour']}h  {r['type']:<9} {r['messageId_count']}")
+rows, distinct = run.num_rows, len(pc.unique(run["messageId"]))
+print(f"rows of this run: {rows}, distinct messageIds: {distinct}, events sent: {expected}")
+sys.exit(0 if rows == expected and distinct == expected else 1)
+PY
+}
+
+step "Delta table s3://$BUCKET/delta/$TOPIC (a commit at most 10 s after the first record: allowed.latency.ms)"
+delta_has_all() {
+    local n
+    n="$(delta count "$RUN-")" || return 1
+    [ "$n" -ge "$EVENTS" ]
+}
+wait_for "$EVENTS rows of this run in the Delta table" delta_has_all
+delta show "$RUN-" "$EVENTS" || die "the Delta table does not hold exactly the $EVENTS events sent"
 
 step "done"
 echo "The connectors keep running. Send more events and see new files within 10 s, e.g.:"

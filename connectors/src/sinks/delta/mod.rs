@@ -141,6 +141,19 @@ async fn table_offset(table: &DeltaTable, app_id: String) -> Result<Option<i64>,
         .map_err(|e| delta_err(format!("{}: cannot read the txn {app_id}", table.table_url()), e))
 }
 
+/// The last offset of `topic`'s `partition` that the table at `location` holds for the sink
+/// `app_id` (for benchmarks and tools): its `txn` version, `None` without a table or a version.
+pub async fn committed_offset(
+    location: &str,
+    storage: &HashMap<String, String>,
+    app_id: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, ConnectError> {
+    let table = table::open(location, storage).await.map_err(|e| delta_err(format!("{location}: cannot open"), e))?;
+    table_offset(&table, format!("{app_id}-{topic}-{partition}")).await
+}
+
 /// Whether a commit failed because another writer's commit conflicts with ours (a `txn` of ours
 /// or the table's metadata changed).
 fn is_conflict(e: &DeltaTableError) -> bool {
