@@ -166,5 +166,6 @@ fn s3_delta_table_exactly_once_across_five_kill_9() {
     assert_eq!(types["user"], "string");
     assert!(types["tags"].as_str().is_some_and(|t| t.starts_with("list<")), "{types}");
     assert!(view["history"].as_array().is_some_and(|h| h.contains(&json!("STREAMING UPDATE"))), "{view}");
-    assert!(view["version"].as_i64().unwrap_or_default() >= 10, "many commits: {view}");
+    // Each of rounds 2..5 waited for a new version, and the last worker committed the rest.
+    assert!(view["version"].as_i64().unwrap_or_default() >= 5, "a commit per round: {view}");
 }
