@@ -35,7 +35,6 @@ use deltalake_core::kernel::{Action, Add, Transaction};
 use deltalake_core::protocol::{DeltaOperation, OutputMode, SaveMode};
 use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
-use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use sluice_api::{
     ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, Offsets, PluginInfo, SinkRecord,
@@ -43,7 +42,7 @@ use sluice_api::{
 };
 
 use crate::sinks::parquet::arrow::RowShape;
-use crate::sinks::parquet::{Codec, NullValues};
+use crate::sinks::parquet::NullValues;
 pub use config::DeltaSinkConfig;
 use config::DERIVED;
 
@@ -171,14 +170,8 @@ impl DeltaSinkTask {
     }
 
     fn writer_properties(c: &DeltaSinkConfig) -> WriterProperties {
-        let compression = match c.codec {
-            Codec::Snappy => Compression::SNAPPY,
-            Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
-            Codec::Gzip => Compression::GZIP(GzipLevel::default()),
-            Codec::None => Compression::UNCOMPRESSED,
-        };
         WriterProperties::builder()
-            .set_compression(compression)
+            .set_compression(c.codec.compression())
             .set_max_row_group_bytes(Some(c.row_group_bytes))
             .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
             .build()

@@ -47,6 +47,19 @@ pub enum Codec {
     None,
 }
 
+impl Codec {
+    /// The Parquet compression of this codec.
+    pub fn compression(self) -> parquet::basic::Compression {
+        use parquet::basic::{Compression, GzipLevel, ZstdLevel};
+        match self {
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
+            Codec::Gzip => Compression::GZIP(GzipLevel::default()),
+            Codec::None => Compression::UNCOMPRESSED,
+        }
+    }
+}
+
 /// The parsed config.
 #[derive(Debug, Clone)]
 pub struct ParquetSinkConfig {

@@ -33,7 +33,6 @@ use async_trait::async_trait;
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use sluice_api::{
@@ -117,14 +116,8 @@ pub struct ParquetSinkTask {
 }
 
 fn writer_properties(codec: Codec) -> WriterProperties {
-    let compression = match codec {
-        Codec::Snappy => Compression::SNAPPY,
-        Codec::Zstd => Compression::ZSTD(ZstdLevel::default()),
-        Codec::Gzip => Compression::GZIP(GzipLevel::default()),
-        Codec::None => Compression::UNCOMPRESSED,
-    };
     WriterProperties::builder()
-        .set_compression(compression)
+        .set_compression(codec.compression())
         .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
         .build()
 }
