@@ -34,6 +34,19 @@ pub struct JsonConverter {
     replace_null_with_default: bool,
     cache_size: usize,
     schema_cache: Mutex<HashMap<usize, (SchemaRef, Arc<str>)>>,
+    /// Schemas read from envelopes, by their exact JSON text: a topic's records carry the same
+    /// schema text, parsed once (Kafka Connect caches the same way, `schemas.cache.size` entries).
+    parsed_cache: Mutex<HashMap<Box<str>, SchemaRef>>,
+}
+
+/// The envelope, with both parts left as raw JSON text so the schema can be looked up by its text.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    schema: &'a serde_json::value::RawValue,
+    #[serde(borrow)]
+    payload: &'a serde_json::value::RawValue,
 }
 
 impl Default for JsonConverter {
@@ -44,6 +57,7 @@ impl Default for JsonConverter {
             replace_null_with_default: true,
             cache_size: DEFAULT_CACHE_SIZE,
             schema_cache: Mutex::new(HashMap::new()),
+            parsed_cache: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -82,7 +96,29 @@ impl JsonConverter {
             replace_null_with_default: parse_bool(props, "replace.null.with.default", true)?,
             cache_size,
             schema_cache: Mutex::new(HashMap::new()),
+            parsed_cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The schema of an envelope's raw `schema` text, parsed once per distinct text.
+    fn cached_schema(&self, raw: &str) -> Result<Option<SchemaRef>, DataError> {
+        if raw == "null" {
+            return Ok(None);
+        }
+        if let Some(schema) = self.parsed_cache.lock().ok().and_then(|c| c.get(raw).cloned()) {
+            return Ok(Some(schema));
+        }
+        let json: Json = serde_json::from_str(raw).map_err(|e| {
+            DataError::new(format!("Converting byte[] to Kafka Connect data failed due to serialization error: {e}"))
+        })?;
+        let Some(schema) = self.schema_from_json(&json)?.map(Arc::new) else { return Ok(None) };
+        if let Ok(mut cache) = self.parsed_cache.lock() {
+            if cache.len() >= self.cache_size.max(1) {
+                cache.clear();
+            }
+            cache.insert(raw.into(), schema.clone());
+        }
+        Ok(Some(schema))
     }
 
     /// The schema's JSON form, cached per schema instance.
@@ -593,6 +629,20 @@ impl Converter for JsonConverter {
 
     fn to_connect(&self, _topic: &str, data: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), DataError> {
         let Some(bytes) = data else { return Ok((None, Value::Null)) };
+        if self.schemas_enable {
+            // Fast path: the schema text is looked up, only the payload is parsed. Anything that is
+            // not exactly an envelope takes the full path below, which names the problem.
+            if let Ok(envelope) = serde_json::from_slice::<RawEnvelope<'_>>(bytes) {
+                let schema = self.cached_schema(envelope.schema.get())?;
+                let payload: Json = serde_json::from_str(envelope.payload.get()).map_err(|e| {
+                    DataError::new(format!(
+                        "Converting byte[] to Kafka Connect data failed due to serialization error: {e}"
+                    ))
+                })?;
+                let value = self.value_from_json(schema.as_deref(), &payload)?;
+                return Ok((schema, value));
+            }
+        }
         let json: Json = serde_json::from_slice(bytes).map_err(|e| {
             DataError::new(format!("Converting byte[] to Kafka Connect data failed due to serialization error: {e}"))
         })?;

@@ -179,6 +179,28 @@ fn bad_input_is_a_clear_error_not_a_panic() {
 }
 
 #[test]
+fn an_envelope_schema_is_parsed_once_per_distinct_text() {
+    let c = json(&[("schemas.cache.size", "2")]);
+    let rec = |v: i32| format!(r#"{{"schema":{{"type":"struct","fields":[{{"field":"a","type":"int32"}}],"optional":false}},"payload":{{"a":{v}}}}}"#);
+    let (s1, v1) = c.to_connect("t", Some(rec(1).as_bytes())).expect("first");
+    let (s2, v2) = c.to_connect("t", Some(rec(2).as_bytes())).expect("second");
+    let (s1, s2) = (s1.expect("schema"), s2.expect("schema"));
+    assert!(Arc::ptr_eq(&s1, &s2), "the same schema text gives the same schema instance");
+    assert_ne!(v1, v2);
+    // Other texts still parse, beyond the cache's size, each to its own schema.
+    for t in ["int32", "int64", "string"] {
+        let other = format!(r#"{{"schema":{{"type":"{t}","optional":true}},"payload":null}}"#);
+        let (s, v) = c.to_connect("t", Some(other.as_bytes())).expect("other");
+        assert_eq!(s.expect("schema").schema_type.name(), t);
+        assert_eq!(v, Value::Null);
+    }
+    // A schema of null, or an envelope with a third field, takes the full path.
+    assert_eq!(c.to_connect("t", Some(br#"{"schema":null,"payload":5}"#)).expect("null schema").0, None);
+    let err = c.to_connect("t", Some(br#"{"schema":null,"payload":5,"x":1}"#)).expect_err("extra field");
+    assert!(err.0.contains("may not contain additional fields"), "{err}");
+}
+
+#[test]
 fn strings_escape_like_jackson() {
     let c = json(&[("schemas.enable", "false")]);
     let out = c.to_bytes("t", None, &Value::String("a\"b\\c\n\u{1}é/".into())).expect("ok").expect("bytes");
