@@ -544,7 +544,10 @@ impl SinkTask for DeltaSinkTask {
     }
 
     async fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError> {
-        let null_values = self.cfg()?.null_values;
+        let (null_values, flush_size) = {
+            let c = self.cfg()?;
+            (c.null_values, c.flush_size)
+        };
         // Runs of records of one topic and one value schema, in order.
         let mut run: Vec<&SinkRecord> = Vec::new();
         for r in records {
@@ -581,6 +584,14 @@ impl SinkTask for DeltaSinkTask {
                 run.clear();
             }
             run.push(r);
+            // `flush.size` is exact: a commit holds at most that many records of a topic.
+            let held = self.topics.get(&r.topic).map_or(0, |t| t.records);
+            if flush_size.is_some_and(|n| held + run.len() as u64 >= n) {
+                let topic = r.topic.clone();
+                self.write(&topic, &run).await?;
+                run.clear();
+                self.commit_due().await?;
+            }
         }
         if let Some(first) = run.first() {
             let topic = first.topic.clone();

@@ -129,6 +129,23 @@ async fn commits_with_txn_offsets_and_resumes_after_them() {
 }
 
 #[tokio::test]
+async fn flush_size_is_exact_within_one_batch() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut t, _) = task(dir.path(), &[("flush.size", "3")], &[0]).await;
+    let s = schema(false);
+    let recs: Vec<SinkRecord> = (0..10).map(|o| rec(0, o, BASE + o, &s)).collect();
+    t.put(&recs).await.expect("put");
+    // Three commits of three records each; the tenth waits for the next one.
+    assert_eq!(txn(dir.path(), 0).await, Some(8));
+    let table = table::open(&format!("{}/events", dir.path().display()), &HashMap::new()).await.expect("table");
+    assert_eq!(table.version(), Some(3), "create + 3 commits");
+    assert_eq!(rows(dir.path()).await.len(), 9);
+    let tp = TopicPartition::new("events", 0);
+    let safe = t.pre_commit(&[(tp.clone(), 10)].into()).await.expect("pre_commit");
+    assert_eq!(safe.get(&tp), Some(&9));
+}
+
+#[tokio::test]
 async fn new_fields_become_columns_and_a_type_change_names_the_column() {
     let dir = tempfile::tempdir().expect("tmp");
     let (mut t, _) = task(dir.path(), &[("flush.size", "1000")], &[0]).await;
