@@ -106,6 +106,9 @@ impl KafkaLog {
             ("enable.partition.eof", "true"),
             ("isolation.level", "read_committed"),
             ("fetch.wait.max.ms", "50"),
+            // Reading a large offsets topic to its end must not pause 1 s whenever the prefetch
+            // queue is full (librdkafka's default backoff).
+            ("fetch.queue.backoff.ms", "10"),
         ])
         .create()
         .map_err(|e| err(&topic, format!("consumer: {e}")))?;

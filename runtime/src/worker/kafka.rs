@@ -106,6 +106,10 @@ impl KafkaClients {
             // default is what a record waits on a broker that does not answer a held fetch as soon
             // as data arrives (the local one does not): it was the sinks' median latency.
             .set("fetch.wait.max.ms", "50")
+            // When the prefetch queue is over its bound, librdkafka (>= 2.4) waits this long before
+            // fetching again; its 1 s default left a sink that drains 16 MiB in a fraction of a
+            // second idle most of the time (sink throughput 17k -> 76k records/s when lowered).
+            .set("fetch.queue.backoff.ms", "10")
             // A subscribed topic that does not exist yet is picked up within seconds, not minutes.
             .set("topic.metadata.refresh.interval.ms", "5000");
         apply(&mut c, &self.consumer_overrides);
