@@ -1,7 +1,7 @@
 //! The Delta Lake sink against the real S3 server (SeaweedFS) and Kafka, read back by delta-rs'
 //! Python binding: a table partitioned by date and hour derived from a record field, two tasks
-//! committing to it concurrently, Kafka offsets as `txn` versions, and every produced record
-//! exactly once after five kill -9s during writes.
+//! committing to it concurrently, Kafka offsets as `txn` versions, every produced record exactly
+//! once after five kill -9s during writes, and 64 partitions under a stated memory bound.
 
 mod common;
 
@@ -168,4 +168,60 @@ fn s3_delta_table_exactly_once_across_five_kill_9() {
     assert!(view["history"].as_array().is_some_and(|h| h.contains(&json!("STREAMING UPDATE"))), "{view}");
     // Each of rounds 2..5 waited for a new version, and the last worker committed the rest.
     assert!(view["version"].as_i64().unwrap_or_default() >= 5, "a commit per round: {view}");
+}
+
+/// 64 partitions of ~4 MB each (~250 MB) into one table, with no flush by count and a 30 s latency.
+/// A table has one writer whatever the partition count, holding at most one data file
+/// (`delta.target.file.size`) and one commit's worth (`flush.bytes`), both 16 MiB here. The stated
+/// bound: peak RSS under 384 MiB (measured 263-274 MiB; most of it is the consumer queue, the batch
+/// and its decoded values, not the writer: with `flush.bytes` at 1 GiB, one commit, it was 267 MiB),
+/// every record exactly once and each partition's `txn` version its last offset.
+#[test]
+fn s3_delta_64_partitions_stay_under_the_memory_bound() {
+    const PARTITIONS: i32 = 64;
+    const PER_PARTITION: i64 = 3600;
+    const BOUND_MIB: f64 = 384.0;
+    let services = Services::load();
+    let kafka = services.kafka();
+    let lake = Lake::load(&services);
+    let bucket = "sluice-tests";
+    lake.python("read_lake.py", &["mkbucket", &lake.endpoint, &lake.key, &lake.secret, bucket]);
+    let topic = unique("wide");
+    create_topic_with(&kafka, &topic, PARTITIONS);
+    produce_padded(&kafka, &topic, PARTITIONS, PER_PARTITION);
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker =
+        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
+    let connector = dir.path().join("wide.json");
+    std::fs::write(
+        &connector,
+        json!({"name": "wide", "config": {
+            "connector.class": "delta", "topics": topic,
+            "delta.table.location": format!("s3://{bucket}/delta/${{topic}}"),
+            "store.url": lake.endpoint, "s3.region": "us-east-1",
+            "aws.access.key.id": lake.key, "aws.secret.access.key": lake.secret,
+            "flush.size": "-1", "allowed.latency.ms": "30000", "parquet.codec": "none",
+            "flush.bytes": "16777216", "delta.target.file.size": "16777216"}})
+        .to_string(),
+    )
+    .expect("write");
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    let uri = format!("s3://{bucket}/delta/{topic}");
+    let apps: Vec<String> = (0..PARTITIONS).map(|p| format!("wide-{topic}-{p}")).collect();
+    let total = PARTITIONS as i64 * PER_PARTITION;
+    let mut view = Value::Null;
+    wait_until(Duration::from_secs(180), "every record in the table", || {
+        view = lake.read(&uri, "seq", &apps);
+        view["rows"].as_i64().unwrap_or_default() >= total
+    });
+    let peak = sluice.peak_rss_mib();
+    let mut seqs: Vec<i64> = view["values"].as_array().expect("values").iter().filter_map(Value::as_i64).collect();
+    seqs.sort();
+    assert_eq!(seqs, (0..total).collect::<Vec<_>>(), "every record exactly once");
+    for app in &apps {
+        assert_eq!(view["txn"][app], json!(PER_PARTITION - 1), "{app}");
+    }
+    eprintln!("64 partitions: table version {}, peak RSS {peak:.1} MiB (bound {BOUND_MIB} MiB)", view["version"]);
+    assert!(peak > 0.0 && peak < BOUND_MIB, "peak RSS {peak:.1} MiB >= {BOUND_MIB} MiB\n{}", sluice.log_text());
 }

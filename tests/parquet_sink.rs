@@ -1,7 +1,8 @@
 //! The Parquet sink against the real S3 server (SeaweedFS) and Kafka, read back by pyarrow:
 //! hourly Hive partitions with records out of order across an hour boundary, Connect types as
 //! Parquet types, every produced offset exactly once after five kill -9s during writes, and a
-//! file larger than one upload part (multipart, then moved to its name only if it is free).
+//! file larger than one upload part (multipart, then moved to its name only if it is free), and
+//! 64 partitions with a file open each staying under a stated memory bound.
 
 mod common;
 
@@ -215,17 +216,12 @@ fn s3_file_larger_than_a_part_is_created_once() {
     let worker =
         worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
     // ~1 KB of incompressible text per record, no compression: 7,000 records are > 5 MiB.
-    let pad = |s: i64| {
-        (0..64)
-            .map(|i| format!("{:016x}", ((s * 1_000_003 + i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
-            .collect::<String>()
-    };
     let recs: Vec<(String, Option<String>)> = (0..7000)
         .map(|s| {
             let v = json!({"schema": {"type": "struct", "optional": false, "fields": [
                     {"field": "seq", "type": "int64", "optional": false},
                     {"field": "pad", "type": "string", "optional": false}]},
-                "payload": {"seq": s, "pad": pad(s)}});
+                "payload": {"seq": s, "pad": padding(s)}});
             (s.to_string(), Some(v.to_string()))
         })
         .collect();
@@ -259,4 +255,56 @@ fn s3_file_larger_than_a_part_is_created_once() {
     // The staged upload was moved away, not left behind.
     let staged = s3.script(&["ls", &s3.endpoint, &s3.key, &s3.secret, &format!("{bucket}/topics/+tmp/{topic}")]);
     assert_eq!(staged.trim(), "[]", "{}", sluice.log_text());
+}
+
+/// 64 partitions of ~4 MB each, no rotation by size and a 30 s schedule: without a cap the task
+/// would hold all 64 files (~250 MB) until the schedule; `buffer.max.bytes` (16 MiB) completes the
+/// largest files early instead. The stated bound: peak RSS under 320 MiB (measured ~205 MiB; with
+/// the cap raised to 1 GiB the same test measured 390 MiB and failed), every record exactly once.
+#[test]
+fn s3_64_open_files_stay_under_the_memory_bound() {
+    const PARTITIONS: i32 = 64;
+    const PER_PARTITION: i64 = 3600;
+    const BOUND_MIB: f64 = 320.0;
+    let services = Services::load();
+    let kafka = services.kafka();
+    let s3 = S3::load(&services);
+    let bucket = "sluice-tests".to_string();
+    s3.mkbucket(&bucket);
+    let topic = unique("wide");
+    create_topic_with(&kafka, &topic, PARTITIONS);
+    produce_padded(&kafka, &topic, PARTITIONS, PER_PARTITION);
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker =
+        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
+    let connector = dir.path().join("wide.json");
+    std::fs::write(
+        &connector,
+        json!({"name": "wide", "config": {
+            "connector.class": "parquet", "topics": topic,
+            "s3.bucket.name": bucket, "store.url": s3.endpoint, "s3.region": "us-east-1",
+            "aws.access.key.id": s3.key, "aws.secret.access.key": s3.secret,
+            "flush.size": "100000", "rotate.schedule.interval.ms": "30000", "parquet.codec": "none",
+            "parquet.row.group.bytes": "1048576", "buffer.max.bytes": "16777216"}})
+        .to_string(),
+    )
+    .expect("write");
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    let base = format!("{bucket}/topics/{topic}");
+    let total = PARTITIONS as usize * PER_PARTITION as usize;
+    let mut view = Value::Null;
+    wait_until(Duration::from_secs(180), "every record in the lake", || {
+        view = s3.read(&base, "seq");
+        seqs(&view).len() >= total
+    });
+    let peak = sluice.peak_rss_mib();
+    let all = seqs(&view);
+    assert_eq!(all, (0..total as i64).collect::<Vec<_>>(), "every record exactly once");
+    let files = view["files"].as_array().expect("files");
+    let partitions: std::collections::BTreeSet<&str> =
+        files.iter().filter_map(|f| f["path"].as_str()).filter_map(|p| p.split('/').next()).collect();
+    assert_eq!(partitions.len(), PARTITIONS as usize, "a file for every Kafka partition: {partitions:?}");
+    eprintln!("64 partitions: {} files, peak RSS {peak:.1} MiB (bound {BOUND_MIB} MiB)", files.len());
+    assert!(peak > 0.0 && peak < BOUND_MIB, "peak RSS {peak:.1} MiB >= {BOUND_MIB} MiB\n{}", sluice.log_text());
 }

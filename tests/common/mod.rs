@@ -127,6 +127,16 @@ impl Sluice {
         None
     }
 
+    /// The process's peak resident memory so far (`VmHWM`), in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -389,4 +399,36 @@ pub fn order_record(id: i64, status: Option<&str>, total: f64) -> String {
         "payload": {"id": id, "status": status, "total": total}
     })
     .to_string()
+}
+
+/// ~1 KB of incompressible text (hex of a hash of `seq`).
+pub fn padding(seq: i64) -> String {
+    (0..64).map(|i| format!("{:016x}", ((seq * 1_000_003 + i) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))).collect()
+}
+
+/// Produces `per_partition` JSON records with schema `{seq, pad}` (~1.1 KB) to each of
+/// `partitions` partitions, one producer thread per partition; partition p holds seqs
+/// `p * per_partition ..`.
+pub fn produce_padded(kafka: &str, topic: &str, partitions: i32, per_partition: i64) {
+    let schema = serde_json::json!({"type": "struct", "optional": false, "fields": [
+        {"field": "seq", "type": "int64", "optional": false},
+        {"field": "pad", "type": "string", "optional": false}]});
+    let producers: Vec<_> = (0..partitions)
+        .map(|p| {
+            let (kafka, topic, schema) = (kafka.to_string(), topic.to_string(), schema.clone());
+            std::thread::spawn(move || {
+                let recs: Vec<(String, Option<String>)> = (0..per_partition)
+                    .map(|i| {
+                        let seq = p as i64 * per_partition + i;
+                        let v = serde_json::json!({"schema": schema, "payload": {"seq": seq, "pad": padding(seq)}});
+                        (seq.to_string(), Some(v.to_string()))
+                    })
+                    .collect();
+                produce_to(&kafka, &topic, p, &recs);
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().expect("producer");
+    }
 }

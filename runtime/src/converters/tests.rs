@@ -181,7 +181,11 @@ fn bad_input_is_a_clear_error_not_a_panic() {
 #[test]
 fn an_envelope_schema_is_parsed_once_per_distinct_text() {
     let c = json(&[("schemas.cache.size", "2")]);
-    let rec = |v: i32| format!(r#"{{"schema":{{"type":"struct","fields":[{{"field":"a","type":"int32"}}],"optional":false}},"payload":{{"a":{v}}}}}"#);
+    let rec = |v: i32| {
+        format!(
+            r#"{{"schema":{{"type":"struct","fields":[{{"field":"a","type":"int32"}}],"optional":false}},"payload":{{"a":{v}}}}}"#
+        )
+    };
     let (s1, v1) = c.to_connect("t", Some(rec(1).as_bytes())).expect("first");
     let (s2, v2) = c.to_connect("t", Some(rec(2).as_bytes())).expect("second");
     let (s1, s2) = (s1.expect("schema"), s2.expect("schema"));
