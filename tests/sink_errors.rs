@@ -1,9 +1,12 @@
 //! Bad records in a sink: with `errors.tolerance=all` they go to the dead-letter topic with Kafka
 //! Connect's context headers and the good ones flow on; with the default `none` the task goes FAILED
-//! with a trace naming the record, and the worker keeps running its other connectors.
+//! with a trace naming the record, and the worker keeps running its other connectors. A sink that
+//! cannot write a record (a Delta table that cannot take its schema) reports it, and it reaches the
+//! dead-letter topic too while the rest are written.
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
@@ -23,6 +26,34 @@ fn create_topics(kafka: &str, topics: &[&str]) {
     for r in rt.block_on(admin.create_topics(new.iter(), &AdminOptions::new())).expect("create topics") {
         r.expect("topic created");
     }
+}
+
+/// Up to `n` records of the DLQ topic (30 s at most): payload and headers.
+fn read_dlq(kafka: &str, dlq: &str, n: usize) -> Vec<(String, HashMap<String, String>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("group.id", unique("dlq-reader"))
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(dlq, 0, Offset::Beginning).expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut dead = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while dead.len() < n && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers: HashMap<String, String> = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            dead.push((String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(), headers));
+        }
+    }
+    dead
 }
 
 #[test]
@@ -79,29 +110,7 @@ fn bad_records_go_to_the_dlq_or_fail_the_task() {
     assert_eq!(read_lines(&good_path), expected);
 
     // The 4 bad ones are in the DLQ, as they were, with context headers.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &kafka)
-        .set("group.id", unique("dlq-reader"))
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&dlq, 0, Offset::Beginning).expect("tpl");
-    consumer.assign(&tpl).expect("assign");
-    let mut dead = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while dead.len() < 4 && std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let headers: std::collections::HashMap<String, String> = m
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            dead.push((String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(), headers));
-        }
-    }
+    let dead = read_dlq(&kafka, &dlq, 4);
     let payloads: Vec<&str> = dead.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(payloads, vec!["not json 3", "not json 8", "not json 13", "not json 18"]);
     let (_, h) = &dead[0];
@@ -127,4 +136,75 @@ fn bad_records_go_to_the_dlq_or_fail_the_task() {
     // The strict sink never wrote anything at or after the bad record (at most the good ones before it).
     let strict_lines = read_lines(&dir.path().join("strict.txt"));
     assert!(expected[..3].starts_with(&strict_lines), "strict sink wrote {strict_lines:?}");
+}
+
+#[test]
+fn a_record_the_delta_table_cannot_take_goes_to_the_dlq() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let python = services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into());
+    let dir = tempfile::tempdir().expect("tmp");
+    let topic = unique("delta-errant");
+    let dlq = format!("{topic}-dlq");
+    create_topics(&kafka, &[&topic]);
+    let record = |seq: serde_json::Value, kind: &str| {
+        serde_json::json!({"schema": {"type": "struct", "optional": false, "fields": [
+                {"field": "seq", "type": kind, "optional": false}]},
+            "payload": {"seq": seq}})
+        .to_string()
+    };
+    // Offset 5 has `seq` as a string: the table (seq: long) cannot take it.
+    let recs: Vec<(String, Option<String>)> = (0..10)
+        .map(|i| {
+            let v = if i == 5 {
+                record(serde_json::json!("five"), "string")
+            } else {
+                record(serde_json::json!(i), "int64")
+            };
+            (i.to_string(), Some(v))
+        })
+        .collect();
+    produce(&kafka, &topic, &recs);
+    let port = free_port();
+    let worker =
+        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
+    let connector = dir.path().join("delta.properties");
+    let tables = dir.path().join("tables");
+    std::fs::write(
+        &connector,
+        format!(
+            "name={topic}-delta\nconnector.class=delta\ntopics={topic}\ndelta.table.location={}/${{topic}}\n\
+             allowed.latency.ms=500\nerrors.tolerance=all\nerrors.deadletterqueue.topic.name={dlq}\n\
+             errors.deadletterqueue.topic.replication.factor=1\nerrors.deadletterqueue.context.headers.enable=true\n",
+            tables.display()
+        ),
+    )
+    .expect("write");
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    let uri = tables.join(&topic).display().to_string();
+    let app = format!("{topic}-delta-{topic}-0");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_delta.py");
+    let mut view = serde_json::Value::Null;
+    wait_until(Duration::from_secs(60), "9 rows and the txn of offset 9", || {
+        let out = std::process::Command::new(&python).arg(&script).args([&uri, "seq", &app]).output().expect("python");
+        view = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        view["txn"][&app] == 9
+    });
+    let mut seqs: Vec<i64> = view["values"].as_array().expect("values").iter().filter_map(|v| v.as_i64()).collect();
+    seqs.sort();
+    assert_eq!(seqs, vec![0, 1, 2, 3, 4, 6, 7, 8, 9], "{view}");
+
+    let dead = read_dlq(&kafka, &dlq, 1);
+    assert_eq!(dead.len(), 1, "{}", sluice.log_text());
+    let (payload, h) = &dead[0];
+    let payload: serde_json::Value = serde_json::from_str(payload).expect("the record, as JSON again");
+    assert_eq!(payload["payload"]["seq"], "five");
+    assert_eq!(h["__connect.errors.topic"], topic);
+    assert_eq!(h["__connect.errors.offset"], "5");
+    assert_eq!(h["__connect.errors.stage"], "TASK_PUT");
+    assert_eq!(h["__connect.errors.class.name"], "delta");
+    assert!(h["__connect.errors.exception.message"].contains("column seq"), "{h:?}");
+    let (_, body) = sluice.get(&format!("/connectors/{topic}-delta/status")).expect("status");
+    let status: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "the task goes on: {status}");
 }

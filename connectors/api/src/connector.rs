@@ -103,6 +103,32 @@ pub struct SinkTaskContext {
     pub connector: String,
     /// Task number.
     pub task: u32,
+    /// Where to hand records the sink cannot write; `None` unless `errors.tolerance=all`, in which
+    /// case a bad record must fail the task.
+    pub errant: Option<ErrantRecordReporter>,
+}
+
+/// Kafka Connect's `ErrantRecordReporter`: a sink reports a record it cannot write (a schema the
+/// table cannot take, a tombstone it must not skip...) and goes on with the rest of the batch. The
+/// runtime sends reported records to the dead-letter topic (or logs them, without one) once `put`
+/// returns, and before any offset commit can cover them: nothing is dropped silently.
+#[derive(Debug, Clone, Default)]
+pub struct ErrantRecordReporter {
+    reported: Arc<std::sync::Mutex<Vec<(SinkRecord, String)>>>,
+}
+
+impl ErrantRecordReporter {
+    /// Reports a record with the reason it cannot be written.
+    pub fn report(&self, record: &SinkRecord, error: impl std::fmt::Display) {
+        if let Ok(mut r) = self.reported.lock() {
+            r.push((record.clone(), error.to_string()));
+        }
+    }
+
+    /// Takes the records reported since the last call (the runtime's side).
+    pub fn take(&self) -> Vec<(SinkRecord, String)> {
+        self.reported.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
+    }
 }
 
 /// A source task: polls an external system and returns records for Kafka.

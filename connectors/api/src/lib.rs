@@ -25,8 +25,8 @@ pub use config::{
     Validator,
 };
 pub use connector::{
-    ConfigConnector, Connector, ConnectorContext, ConnectorType, OffsetStorageReader, Offsets, SinkConnector, SinkTask,
-    SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext, TaskSplit,
+    ConfigConnector, Connector, ConnectorContext, ConnectorType, ErrantRecordReporter, OffsetStorageReader, Offsets,
+    SinkConnector, SinkTask, SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext, TaskSplit,
 };
 pub use error::{ConnectError, ErrorKind};
 pub use plugin::{ConnectorInstance, PluginInfo};

@@ -35,6 +35,16 @@ pub(crate) struct Failure<'a> {
     pub message: &'a str,
 }
 
+/// A record as the DLQ writes it: where it was read from, and its bytes.
+pub(crate) struct Original<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: Vec<(&'a str, Option<&'a [u8]>)>,
+}
+
 pub(crate) struct DeadLetterQueue {
     settings: DlqSettings,
     id: TaskId,
@@ -70,17 +80,30 @@ impl DeadLetterQueue {
 
     /// Queues the original record for the DLQ.
     pub(crate) fn send(&mut self, m: &BorrowedMessage<'_>, failure: &Failure<'_>) -> Result<(), ConnectError> {
+        let headers: Vec<(&str, Option<&[u8]>)> =
+            m.headers().map(|hs| hs.iter().map(|h| (h.key, h.value)).collect()).unwrap_or_default();
+        let original = Original {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            value: m.payload(),
+            headers,
+        };
+        self.send_original(&original, failure)
+    }
+
+    /// Queues a record, given as its coordinates and bytes, for the DLQ.
+    pub(crate) fn send_original(&mut self, m: &Original<'_>, failure: &Failure<'_>) -> Result<(), ConnectError> {
         let mut headers = OwnedHeaders::new();
-        if let Some(original) = m.headers() {
-            for h in original.iter() {
-                headers = headers.insert(KafkaHeader { key: h.key, value: h.value });
-            }
+        for (key, value) in &m.headers {
+            headers = headers.insert(KafkaHeader { key, value: *value });
         }
         if self.settings.context_headers {
             let context = [
-                ("__connect.errors.topic", m.topic().to_string()),
-                ("__connect.errors.partition", m.partition().to_string()),
-                ("__connect.errors.offset", m.offset().to_string()),
+                ("__connect.errors.topic", m.topic.to_string()),
+                ("__connect.errors.partition", m.partition.to_string()),
+                ("__connect.errors.offset", m.offset.to_string()),
                 ("__connect.errors.connector.name", self.id.connector.clone()),
                 ("__connect.errors.task.id", self.id.task.to_string()),
                 ("__connect.errors.stage", failure.stage.to_string()),
@@ -94,10 +117,10 @@ impl DeadLetterQueue {
             }
         }
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.settings.topic).headers(headers);
-        if let Some(k) = m.key() {
+        if let Some(k) = m.key {
             record = record.key(k);
         }
-        if let Some(v) = m.payload() {
+        if let Some(v) = m.value {
             record = record.payload(v);
         }
         let future = self.producer.send_result(record).map_err(|(e, _)| {

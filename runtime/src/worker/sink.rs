@@ -15,14 +15,14 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use sluice_api::{
-    ConfigErrors, ConnectError, ErrorKind, Header, Offsets, ParsedConfig, SinkRecord, SinkTask, SinkTaskContext,
-    TimestampType, TopicPartition, Value,
+    ConfigErrors, ConnectError, ErrantRecordReporter, ErrorKind, Header, Offsets, ParsedConfig, SinkRecord, SinkTask,
+    SinkTaskContext, TimestampType, TopicPartition, Value,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::dlq::{DeadLetterQueue, Failure};
+use super::dlq::{DeadLetterQueue, Failure, Original};
 use super::kafka::{RebalanceEvent, SinkConsumerContext, SinkEvents};
 use super::{StatusReporter, TaskSettings};
 use crate::config::ErrorTolerance;
@@ -84,6 +84,8 @@ pub(crate) struct SinkRunner {
     /// in the sink (they may have been fetched before the seek took effect) and are not put again.
     floor: Offsets,
     dlq: Option<DeadLetterQueue>,
+    /// Records the sink reported as unwritable (`errors.tolerance=all` only).
+    errant: Option<ErrantRecordReporter>,
     admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
 }
 
@@ -98,7 +100,6 @@ impl SinkRunner {
         admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
     ) -> SinkRunner {
         SinkRunner {
-            s,
             task,
             consumer,
             events,
@@ -107,6 +108,8 @@ impl SinkRunner {
             consumed: Offsets::new(),
             committed: Offsets::new(),
             floor: Offsets::new(),
+            errant: (s.tolerance == ErrorTolerance::All).then(ErrantRecordReporter::default),
+            s,
             dlq,
             admin,
         }
@@ -120,7 +123,8 @@ impl SinkRunner {
     ) -> Result<(), ConnectError> {
         let id = self.s.id.clone();
         let config = self.s.task_config.clone();
-        self.task.start(&config, SinkTaskContext { connector: id.connector.clone(), task: id.task }).await?;
+        let context = SinkTaskContext { connector: id.connector.clone(), task: id.task, errant: self.errant.clone() };
+        self.task.start(&config, context).await?;
         if let Some(dlq) = &self.dlq {
             dlq.ensure_topic(&self.admin).await;
         }
@@ -210,6 +214,7 @@ impl SinkRunner {
             skipped.retain(|(tp, offset)| !below_floor(&self.floor, tp, *offset));
             if !batch.is_empty() {
                 self.put(&batch, cancel).await?;
+                self.dead_letter_errant().await?;
                 // Where the sink holds its own offsets, records fetched before the seek to them
                 // come again after it: what was put is never put again.
                 for r in &batch {
@@ -386,6 +391,58 @@ impl SinkRunner {
         }
     }
 
+    /// Sends what the sink reported as unwritable during `put` to the DLQ (or logs it, without
+    /// one), and waits for the DLQ's acknowledgement before any commit can cover those offsets.
+    /// The DLQ gets the record as the sink saw it, serialized again with the task's converters
+    /// (Kafka Connect does the same when it no longer holds the original bytes).
+    async fn dead_letter_errant(&mut self) -> Result<(), ConnectError> {
+        let Some(reported) = self.errant.as_ref().map(ErrantRecordReporter::take) else { return Ok(()) };
+        if reported.is_empty() {
+            return Ok(());
+        }
+        let class = self.s.task_config.get("connector.class").cloned().unwrap_or_default();
+        for (r, error) in &reported {
+            let topic = r.original_topic.as_deref().unwrap_or(&r.topic);
+            TaskMetrics::add(&self.s.metrics.total_record_errors, 1);
+            TaskMetrics::add(&self.s.metrics.total_records_skipped, 1);
+            let msg = format!(
+                "task {} could not write the record at {topic}-{} offset {}: {error}",
+                self.s.id, r.kafka_partition, r.kafka_offset
+            );
+            let Some(dlq) = self.dlq.as_mut() else {
+                tracing::warn!(task = %self.s.id, error = %msg, "record skipped (errors.tolerance=all, no dead-letter topic)");
+                continue;
+            };
+            tracing::warn!(task = %self.s.id, error = %msg, "record sent to the dead-letter topic (errors.tolerance=all)");
+            let key = self.s.key_converter.to_bytes(topic, r.key_schema.as_ref(), &r.key);
+            let value = self.s.value_converter.to_bytes(topic, r.value_schema.as_ref(), &r.value);
+            let (key, value) = match (key, value) {
+                (Ok(k), Ok(v)) => (k, v),
+                (Err(e), _) | (_, Err(e)) => {
+                    return Err(ConnectError::fatal(format!(
+                        "{msg}; and it cannot be serialized for the dead-letter topic: {e}"
+                    )))
+                }
+            };
+            let header_bytes: Vec<(&str, Option<Vec<u8>>)> =
+                r.headers.iter().map(|h| (h.key.as_str(), header_bytes(&h.value))).collect();
+            let original = Original {
+                topic,
+                partition: r.kafka_partition,
+                offset: r.kafka_offset,
+                key: key.as_deref(),
+                value: value.as_deref(),
+                headers: header_bytes.iter().map(|(k, v)| (*k, v.as_deref())).collect(),
+            };
+            dlq.send_original(&original, &Failure { stage: "TASK_PUT", class: &class, message: error })?;
+            TaskMetrics::add(&self.s.metrics.deadletterqueue_produce_requests, 1);
+        }
+        if let Some(dlq) = self.dlq.as_mut() {
+            dlq.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Asks the sink what is durable and commits exactly that.
     async fn commit(&mut self) -> Result<(), ConnectError> {
         if self.consumed.is_empty() {
@@ -516,6 +573,16 @@ fn collect(
     }
     skipped.push((TopicPartition::new(m.topic(), m.partition()), m.offset()));
     Ok(())
+}
+
+/// A header value as bytes: strings as UTF-8, bytes as they are, anything else as JSON text.
+fn header_bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.as_bytes().to_vec()),
+        Value::Bytes(b) => Some(b.clone()),
+        other => Some(other.to_json().to_string().into_bytes()),
+    }
 }
 
 type ConvertError<'a> = (&'static str, &'a str, String);

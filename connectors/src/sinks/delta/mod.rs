@@ -37,8 +37,8 @@ use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
 use parquet::file::properties::WriterProperties;
 use sluice_api::{
-    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, Offsets, PluginInfo, SinkRecord,
-    SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
+    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, ErrantRecordReporter, Offsets,
+    PluginInfo, SinkRecord, SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
 };
 
 use crate::sinks::parquet::arrow::RowShape;
@@ -109,6 +109,8 @@ pub struct DeltaSinkTask {
     /// Offsets to read again from, for the worker.
     rewind: Offsets,
     commits: u64,
+    /// Where records the table cannot take go (`errors.tolerance=all`); without it they fail the task.
+    errant: Option<ErrantRecordReporter>,
 }
 
 fn now_ms() -> i64 {
@@ -117,6 +119,24 @@ fn now_ms() -> i64 {
 
 fn err_at(r: &SinkRecord, what: impl std::fmt::Display) -> ConnectError {
     ConnectError::fatal(format!("{}-{} offset {}: {what}", r.topic, r.kafka_partition, r.kafka_offset))
+}
+
+/// Why a run of records was not written.
+enum WriteError {
+    /// The records cannot go into the table (nothing was written): the DLQ's, where allowed.
+    Rejected(ConnectError),
+    /// Writing failed (storage, state): the task's error.
+    Failed(ConnectError),
+}
+
+impl From<ConnectError> for WriteError {
+    fn from(e: ConnectError) -> Self {
+        WriteError::Failed(e)
+    }
+}
+
+fn rejected(r: &SinkRecord, what: impl std::fmt::Display) -> WriteError {
+    WriteError::Rejected(err_at(r, what))
 }
 
 /// A delta-rs error as a task error: storage and commit-race trouble is retriable.
@@ -413,8 +433,9 @@ impl DeltaSinkTask {
         Ok(cols)
     }
 
-    /// Writes records of one topic and one value schema.
-    async fn write(&mut self, topic: &str, rows: &[&SinkRecord]) -> Result<(), ConnectError> {
+    /// Writes records of one topic and one value schema; a problem with the records (they do not
+    /// fit the table, a partition value is missing) is `Rejected` before anything is written.
+    async fn write(&mut self, topic: &str, rows: &[&SinkRecord]) -> Result<(), WriteError> {
         let Some(first) = rows.first() else { return Ok(()) };
         let (partition_by, evolution) = {
             let c = self.cfg()?;
@@ -422,37 +443,42 @@ impl DeltaSinkTask {
         };
         let shape = RowShape::of(first.value_schema.as_ref());
         let row_schema =
-            shape.arrow_schema().map_err(|e| err_at(first, format!("the value cannot be a Delta row: {e}")))?;
+            shape.arrow_schema().map_err(|e| rejected(first, format!("the value cannot be a Delta row: {e}")))?;
         let values: Vec<&Value> = rows.iter().map(|r| &r.value).collect();
-        let batch = shape.batch(&row_schema, &values).map_err(|e| err_at(first, e))?;
+        let batch = shape.batch(&row_schema, &values).map_err(|e| rejected(first, e))?;
         let mut derive = Vec::new();
         for col in &partition_by {
             if row_schema.field_with_name(col).is_ok() {
                 continue;
             }
             if !DERIVED.contains(&col.as_str()) {
-                return Err(err_at(
+                return Err(rejected(
                     first,
                     format!("partition column {col} is not a field of the value (derived columns: {DERIVED:?})"),
                 ));
             }
             derive.push(col.clone());
         }
-        let extra = self.derived(rows, &derive)?;
-        let batch = table::with_columns(&batch, extra).map_err(|e| err_at(first, e))?;
+        let extra = self.derived(rows, &derive).map_err(WriteError::Rejected)?;
+        let batch = table::with_columns(&batch, extra).map_err(|e| rejected(first, e))?;
         let delta_row = table::delta_schema(&batch.schema());
         if self.topic(topic).await?.writer.is_none() {
             self.create_table(topic, &delta_row).await?;
         }
-        let table_schema = self.topic(topic).await?.schema.clone().ok_or_else(|| ConnectError::fatal("no schema"))?;
+        let table_schema = self
+            .topic(topic)
+            .await?
+            .schema
+            .clone()
+            .ok_or_else(|| WriteError::Failed(ConnectError::fatal("no schema")))?;
         let fit = table::fit(&delta_row, &table_schema);
         if !fit.incompatible.is_empty() {
-            return Err(err_at(first, format!("the record does not fit the table: {}", fit.incompatible.join("; "))));
+            return Err(rejected(first, format!("the record does not fit the table: {}", fit.incompatible.join("; "))));
         }
         if !fit.new_fields.is_empty() {
             let names: Vec<&String> = fit.new_fields.iter().map(|f| f.name()).collect();
             if !evolution {
-                return Err(err_at(
+                return Err(rejected(
                     first,
                     format!("the record has fields the table lacks: {names:?} (delta.schema.evolution=false)"),
                 ));
@@ -460,9 +486,9 @@ impl DeltaSinkTask {
             self.add_columns(topic, fit.new_fields).await?;
         }
         let t = self.topic(topic).await?;
-        let schema = t.schema.clone().ok_or_else(|| ConnectError::fatal("no schema"))?;
-        let batch = table::conform(&batch, &schema).map_err(|e| err_at(first, e))?;
-        let Some(w) = t.writer.as_mut() else { return Err(ConnectError::fatal("no writer")) };
+        let schema = t.schema.clone().ok_or_else(|| WriteError::Failed(ConnectError::fatal("no schema")))?;
+        let batch = table::conform(&batch, &schema).map_err(|e| rejected(first, e))?;
+        let Some(w) = t.writer.as_mut() else { return Err(ConnectError::fatal("no writer").into()) };
         if let Err(e) = w.write(batch).await {
             // The writer dropped its window: read it and this batch again.
             let location = t.location.clone();
@@ -476,7 +502,7 @@ impl DeltaSinkTask {
             for (p, o) in from {
                 self.read_again(&TopicPartition::new(topic, p), o);
             }
-            return Err(delta_err(format!("{location}: writing data files failed"), e));
+            return Err(delta_err(format!("{location}: writing data files failed"), e).into());
         }
         for r in rows {
             let s = t.window.entry(r.kafka_partition).or_insert((r.kafka_offset, r.kafka_offset));
@@ -484,6 +510,29 @@ impl DeltaSinkTask {
         }
         t.records += rows.len() as u64;
         t.since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// Writes a run; with an errant-record reporter, records the table cannot take are reported
+    /// (found one at a time when the run as a whole is rejected) and the rest are written.
+    async fn write_or_report(&mut self, topic: &str, rows: &[&SinkRecord]) -> Result<(), ConnectError> {
+        let e = match self.write(topic, rows).await {
+            Ok(()) => return Ok(()),
+            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Rejected(e)) => e,
+        };
+        let Some(errant) = self.errant.clone() else { return Err(e) };
+        if let [only] = rows {
+            errant.report(only, e);
+            return Ok(());
+        }
+        for r in rows {
+            match self.write(topic, &[r]).await {
+                Ok(()) => {}
+                Err(WriteError::Rejected(e)) => errant.report(r, e),
+                Err(WriteError::Failed(e)) => return Err(e),
+            }
+        }
         Ok(())
     }
 
@@ -503,6 +552,7 @@ impl SinkTask for DeltaSinkTask {
         self.storage = c.storage.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         self.app_id = if c.app_id.is_empty() { context.connector.clone() } else { c.app_id.clone() };
         self.connector = context.connector;
+        self.errant = context.errant;
         self.config = Some(c);
         Ok(())
     }
@@ -563,10 +613,17 @@ impl SinkTask for DeltaSinkTask {
                 match null_values {
                     NullValues::Ignore => continue,
                     NullValues::Fail => {
-                        return Err(err_at(
+                        let e = err_at(
                             r,
                             "a null value (tombstone) cannot be written; set behavior.on.null.values=ignore to skip tombstones",
-                        ))
+                        );
+                        match &self.errant {
+                            Some(errant) => {
+                                errant.report(r, e);
+                                continue;
+                            }
+                            None => return Err(e),
+                        }
                     }
                 }
             }
@@ -580,7 +637,7 @@ impl SinkTask for DeltaSinkTask {
             });
             if !same && !run.is_empty() {
                 let topic = run[0].topic.clone();
-                self.write(&topic, &run).await?;
+                self.write_or_report(&topic, &run).await?;
                 run.clear();
             }
             run.push(r);
@@ -588,14 +645,14 @@ impl SinkTask for DeltaSinkTask {
             let held = self.topics.get(&r.topic).map_or(0, |t| t.records);
             if flush_size.is_some_and(|n| held + run.len() as u64 >= n) {
                 let topic = r.topic.clone();
-                self.write(&topic, &run).await?;
+                self.write_or_report(&topic, &run).await?;
                 run.clear();
                 self.commit_due().await?;
             }
         }
         if let Some(first) = run.first() {
             let topic = first.topic.clone();
-            self.write(&topic, &run).await?;
+            self.write_or_report(&topic, &run).await?;
         }
         self.commit_due().await
     }

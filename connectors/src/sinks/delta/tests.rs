@@ -38,6 +38,15 @@ fn rec(partition: i32, offset: i64, ts: i64, s: &Arc<Schema>) -> SinkRecord {
 }
 
 async fn task(dir: &std::path::Path, extra: &[(&str, &str)], parts: &[i32]) -> (DeltaSinkTask, Offsets) {
+    task_with(dir, extra, parts, None).await
+}
+
+async fn task_with(
+    dir: &std::path::Path,
+    extra: &[(&str, &str)],
+    parts: &[i32],
+    errant: Option<ErrantRecordReporter>,
+) -> (DeltaSinkTask, Offsets) {
     let location = format!("{}/${{topic}}", dir.display());
     let mut m: ConfigMap = [
         ("delta.table.location", location.as_str()),
@@ -50,7 +59,7 @@ async fn task(dir: &std::path::Path, extra: &[(&str, &str)], parts: &[i32]) -> (
     .collect();
     m.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let mut t = DeltaSinkTask::default();
-    t.start(&m, SinkTaskContext { connector: "lake".into(), task: 0 }).await.expect("start");
+    t.start(&m, SinkTaskContext { connector: "lake".into(), task: 0, errant }).await.expect("start");
     let tps: Vec<TopicPartition> = parts.iter().map(|p| TopicPartition::new("events", *p)).collect();
     let resume = t.open(&tps).await.expect("open");
     (t, resume)
@@ -221,4 +230,59 @@ async fn bad_configs_and_partition_columns_are_named() {
     let (mut t, _) = task(dir.path(), &[("delta.partition.by", "region")], &[0]).await;
     let err = t.put(&[rec(0, 0, BASE, &schema(false))]).await.expect_err("no such column");
     assert!(err.to_string().contains("partition column region"), "{err}");
+}
+
+#[tokio::test]
+async fn records_the_table_cannot_take_are_reported_and_the_rest_written() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let errant = ErrantRecordReporter::default();
+    let (mut t, _) = task_with(
+        dir.path(),
+        &[("flush.size", "1000"), ("behavior.on.null.values", "fail")],
+        &[0],
+        Some(errant.clone()),
+    )
+    .await;
+    let good = schema(false);
+    let bad = Arc::new(Schema::struct_of([("seq", Schema::string()), ("ts", Schema::timestamp())]));
+    let bad_rec = |offset: i64| SinkRecord {
+        value: Value::Struct(Struct {
+            schema: bad.clone(),
+            values: vec![Value::String("x".into()), Value::Timestamp(BASE)],
+        }),
+        value_schema: Some(bad.clone()),
+        ..rec(0, offset, BASE, &good)
+    };
+    let tombstone = SinkRecord { value: Value::Null, value_schema: None, ..rec(0, 4, BASE, &good) };
+    // A missing `ts` in one record of a run: only that record is reported.
+    let no_ts = Arc::new(Schema::struct_of([("seq", Schema::int64()), ("ts", Schema::timestamp().optional())]));
+    let partial = |offset: i64, ts: Value| SinkRecord {
+        value: Value::Struct(Struct { schema: no_ts.clone(), values: vec![Value::Int64(offset), ts] }),
+        value_schema: Some(no_ts.clone()),
+        ..rec(0, offset, BASE, &good)
+    };
+    t.put(&[
+        rec(0, 0, BASE, &good),
+        bad_rec(1),
+        bad_rec(2),
+        rec(0, 3, BASE, &good),
+        tombstone,
+        partial(5, Value::Timestamp(BASE)),
+        partial(6, Value::Null),
+        partial(7, Value::Timestamp(BASE)),
+    ])
+    .await
+    .expect("put goes on past bad records");
+    let tp = TopicPartition::new("events", 0);
+    let safe = t.pre_commit(&[(tp.clone(), 8)].into()).await.expect("pre_commit");
+    assert_eq!(safe.get(&tp), Some(&0), "written records wait for their commit");
+    t.stop().await.expect("stop");
+    let reported: Vec<(i64, String)> = errant.take().into_iter().map(|(r, e)| (r.kafka_offset, e)).collect();
+    let offsets: Vec<i64> = reported.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, vec![1, 2, 4, 6], "{reported:?}");
+    assert!(reported[0].1.contains("column seq"), "{reported:?}");
+    assert!(reported[2].1.contains("tombstone"), "{reported:?}");
+    let seqs: Vec<i64> = rows(dir.path()).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(seqs, vec![0, 3, 5, 7]);
+    assert_eq!(txn(dir.path(), 0).await, Some(7));
 }

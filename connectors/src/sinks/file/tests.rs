@@ -25,7 +25,7 @@ async fn appends_values_as_lines_and_flush_makes_them_visible() {
     std::fs::write(&path, "existing\n").expect("seed");
     let config = [("file".to_string(), path.to_string_lossy().into_owned())].into_iter().collect();
     let mut task = FileSinkTask::default();
-    task.start(&config, SinkTaskContext { connector: "c".into(), task: 0 }).await.expect("start");
+    task.start(&config, SinkTaskContext { connector: "c".into(), task: 0, errant: None }).await.expect("start");
     task.put(&[record(0, "a".into()), record(1, Value::Int32(5)), record(2, Value::Null)]).await.expect("put");
     let offsets = Offsets::new();
     let committed = task.pre_commit(&offsets).await.expect("pre_commit");

@@ -36,8 +36,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use sluice_api::{
-    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, ErrorKind, Offsets, PluginInfo,
-    SinkRecord, SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
+    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, ErrantRecordReporter, ErrorKind,
+    Offsets, PluginInfo, SinkRecord, SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
 };
 
 use arrow::RowShape;
@@ -113,6 +113,8 @@ pub struct ParquetSinkTask {
     rewind: Offsets,
     connector: String,
     files_written: u64,
+    /// Where records that cannot be placed go (`errors.tolerance=all`); without it they fail the task.
+    errant: Option<ErrantRecordReporter>,
 }
 
 fn writer_properties(codec: Codec) -> WriterProperties {
@@ -359,16 +361,23 @@ impl ParquetSinkTask {
                 continue;
             }
             self.seen.insert(tp.clone(), r.kafka_offset + 1);
-            if matches!(r.value, Value::Null) {
-                match c.null_values {
-                    NullValues::Ignore => continue,
-                    NullValues::Fail => {
-                        return Err(err_at(r, "a null value (tombstone) cannot be written; set behavior.on.null.values=ignore to skip tombstones"))
-                    }
+            // A record that cannot be placed: the DLQ's where allowed, else the task's error.
+            let placed = if matches!(r.value, Value::Null) && c.null_values == NullValues::Ignore {
+                continue;
+            } else if matches!(r.value, Value::Null) {
+                Err("a null value (tombstone) cannot be written; set behavior.on.null.values=ignore to skip tombstones"
+                    .to_string())
+            } else {
+                c.extractor.extract(r, now).and_then(|ts| c.partitioner.encode(r, ts).map(|e| (ts, e)))
+            };
+            let (ts, encoded) = match (placed, &self.errant) {
+                (Ok(placed), _) => placed,
+                (Err(e), Some(errant)) => {
+                    errant.report(r, err_at(r, e));
+                    continue;
                 }
-            }
-            let ts = c.extractor.extract(r, now).map_err(|e| err_at(r, e))?;
-            let encoded = c.partitioner.encode(r, ts).map_err(|e| err_at(r, e))?;
+                (Err(e), None) => return Err(err_at(r, e)),
+            };
             let key = (tp, encoded);
             if self.in_lake(&key, r.kafka_offset).await? {
                 continue;
@@ -434,6 +443,7 @@ impl SinkTask for ParquetSinkTask {
         self.store = Some(store::open_store(&c)?);
         self.config = Some(c);
         self.connector = context.connector;
+        self.errant = context.errant;
         Ok(())
     }
 

@@ -70,7 +70,7 @@ mod local {
         .collect();
         m.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut t = ParquetSinkTask::default();
-        t.start(&m, SinkTaskContext { connector: "lake".into(), task: 0 }).await.expect("start");
+        t.start(&m, SinkTaskContext { connector: "lake".into(), task: 0, errant: None }).await.expect("start");
         t.open(&[TopicPartition::new("events", 0)]).await.expect("open");
         t
     }
@@ -216,7 +216,18 @@ mod local {
         let err = t.put(&[tomb.clone()]).await.expect_err("fail");
         assert!(err.to_string().contains("behavior.on.null.values"), "{err}");
         let mut t = task(dir.path(), &[("flush.size", "2"), ("behavior.on.null.values", "ignore")]).await;
-        t.put(&[tomb, rec(1, BASE), rec(2, BASE)]).await.expect("put");
+        t.put(&[tomb.clone(), rec(1, BASE), rec(2, BASE)]).await.expect("put");
         assert_eq!(files(dir.path()).len(), 1);
+        // With errors.tolerance=all the runtime gives a reporter: the tombstone is reported, the
+        // rest written.
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut t = task(dir.path(), &[("flush.size", "2")]).await;
+        let errant = ErrantRecordReporter::default();
+        t.errant = Some(errant.clone());
+        tomb.kafka_offset = 1;
+        t.put(&[rec(0, BASE), tomb, rec(2, BASE)]).await.expect("put goes on");
+        let reported: Vec<i64> = errant.take().iter().map(|(r, _)| r.kafka_offset).collect();
+        assert_eq!(reported, vec![1]);
+        assert_eq!(files(dir.path()).iter().map(|(_, seqs)| seqs.clone()).collect::<Vec<_>>(), vec![vec![0, 2]]);
     }
 }
