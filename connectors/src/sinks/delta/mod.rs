@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -433,6 +434,76 @@ impl DeltaSinkTask {
         Ok(cols)
     }
 
+    /// Schemaless values (JSON without a schema) into an existing table, as kafka-delta-ingest
+    /// does: each value is decoded into the table's columns (fields the table lacks are ignored,
+    /// missing ones are null, a value that does not fit its column rejects the record). `None`
+    /// when the records have a schema, the table does not exist yet, or it is the one-`value`-
+    /// column table that schemaless records create.
+    async fn json_into_table(
+        &mut self,
+        topic: &str,
+        rows: &[&SinkRecord],
+        partition_by: &[String],
+    ) -> Result<Option<RecordBatch>, WriteError> {
+        let Some(first) = rows.first() else { return Ok(None) };
+        if first.value_schema.is_some() {
+            return Ok(None);
+        }
+        let t = self.topic(topic).await?;
+        let Some(table_schema) = t.schema.clone() else { return Ok(None) };
+        if table_schema.fields().len() == 1 && table_schema.field(0).name() == "value" {
+            return Ok(None);
+        }
+        // Derived partition columns are computed afterwards, not read from the value.
+        let fields: Vec<_> = table_schema
+            .fields()
+            .iter()
+            .filter(|f| !(DERIVED.contains(&f.name().as_str()) && partition_by.contains(f.name())))
+            .cloned()
+            .collect();
+        let schema = Arc::new(arrow_schema::Schema::new(fields));
+        let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(rows.len().max(1))
+            .build_decoder()
+            .map_err(|e| WriteError::Failed(ConnectError::fatal_from("JSON decoder", e)))?;
+        let mut text = Vec::with_capacity(rows.len() * 256);
+        for r in rows {
+            match &r.value {
+                Value::Map(_) | Value::Struct(_) => {}
+                other => {
+                    return Err(rejected(
+                        r,
+                        format!("a schemaless value must be a JSON object to fit the table's columns, not {other}"),
+                    ))
+                }
+            }
+            text.extend_from_slice(r.value.to_json().to_string().as_bytes());
+            text.push(b'\n');
+        }
+        let mut at = 0;
+        while at < text.len() {
+            let read = decoder
+                .decode(&text[at..])
+                .map_err(|e| rejected(first, format!("the value does not fit the table: {e}")))?;
+            if read == 0 {
+                break;
+            }
+            at += read;
+        }
+        let batch = decoder
+            .flush()
+            .map_err(|e| rejected(first, format!("the value does not fit the table: {e}")))?
+            .unwrap_or_else(|| RecordBatch::new_empty(schema));
+        if batch.num_rows() != rows.len() {
+            return Err(WriteError::Failed(ConnectError::fatal(format!(
+                "JSON decoding gave {} rows for {} records",
+                batch.num_rows(),
+                rows.len()
+            ))));
+        }
+        Ok(Some(batch))
+    }
+
     /// Writes records of one topic and one value schema; a problem with the records (they do not
     /// fit the table, a partition value is missing) is `Rejected` before anything is written.
     async fn write(&mut self, topic: &str, rows: &[&SinkRecord]) -> Result<(), WriteError> {
@@ -441,11 +512,18 @@ impl DeltaSinkTask {
             let c = self.cfg()?;
             (c.partition_by.clone(), c.schema_evolution)
         };
-        let shape = RowShape::of(first.value_schema.as_ref());
-        let row_schema =
-            shape.arrow_schema().map_err(|e| rejected(first, format!("the value cannot be a Delta row: {e}")))?;
-        let values: Vec<&Value> = rows.iter().map(|r| &r.value).collect();
-        let batch = shape.batch(&row_schema, &values).map_err(|e| rejected(first, e))?;
+        let (row_schema, batch) = match self.json_into_table(topic, rows, &partition_by).await? {
+            Some(batch) => (batch.schema(), batch),
+            None => {
+                let shape = RowShape::of(first.value_schema.as_ref());
+                let row_schema = shape
+                    .arrow_schema()
+                    .map_err(|e| rejected(first, format!("the value cannot be a Delta row: {e}")))?;
+                let values: Vec<&Value> = rows.iter().map(|r| &r.value).collect();
+                let batch = shape.batch(&row_schema, &values).map_err(|e| rejected(first, e))?;
+                (row_schema, batch)
+            }
+        };
         let mut derive = Vec::new();
         for col in &partition_by {
             if row_schema.field_with_name(col).is_ok() {

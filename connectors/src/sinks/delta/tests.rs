@@ -286,3 +286,47 @@ async fn records_the_table_cannot_take_are_reported_and_the_rest_written() {
     assert_eq!(seqs, vec![0, 3, 5, 7]);
     assert_eq!(txn(dir.path(), 0).await, Some(7));
 }
+
+#[tokio::test]
+async fn schemaless_json_goes_into_the_existing_tables_columns() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let errant = ErrantRecordReporter::default();
+    let (mut t, _) = task_with(dir.path(), &[("flush.size", "1000")], &[0], Some(errant.clone())).await;
+    // The table exists (created by records with a schema): seq, ts, kind + date, hour.
+    t.put(&[rec(0, 0, BASE, &schema(false))]).await.expect("put");
+    let json = |offset: i64, fields: &[(&str, Value)]| SinkRecord {
+        value: Value::Map(fields.iter().map(|(k, v)| (Value::String(k.to_string()), v.clone())).collect()),
+        value_schema: None,
+        ..rec(0, offset, BASE, &schema(false))
+    };
+    let ts = Value::String("2024-03-10T23:15:00Z".into());
+    t.put(&[
+        // A field the table lacks is ignored; a missing one is null.
+        json(1, &[("seq", Value::Int64(1)), ("ts", ts.clone()), ("kind", "a".into()), ("extra", Value::Boolean(true))]),
+        json(2, &[("seq", Value::Int64(2)), ("ts", ts.clone())]),
+        // `seq` is not a number: that record alone is reported.
+        json(3, &[("seq", "three".into()), ("ts", ts.clone())]),
+        json(4, &[("seq", Value::Int64(4)), ("ts", ts)]),
+    ])
+    .await
+    .expect("put");
+    t.stop().await.expect("stop");
+    let reported: Vec<(i64, String)> = errant.take().into_iter().map(|(r, e)| (r.kafka_offset, e)).collect();
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert_eq!(reported[0].0, 3);
+    assert!(reported[0].1.contains("does not fit the table"), "{reported:?}");
+    let got = rows(dir.path()).await;
+    assert_eq!(
+        got,
+        vec![
+            (0, "2024-03-10".into(), "22".into()),
+            (1, "2024-03-10".into(), "23".into()),
+            (2, "2024-03-10".into(), "23".into()),
+            (4, "2024-03-10".into(), "23".into())
+        ]
+    );
+    let table = table::open(&format!("{}/events", dir.path().display()), &HashMap::new()).await.expect("table");
+    let cols: Vec<String> = table.snapshot().expect("state").schema().fields().map(|f| f.name().clone()).collect();
+    assert_eq!(cols, vec!["seq", "ts", "kind", "date", "hour"], "no column for `extra`");
+    assert_eq!(txn(dir.path(), 0).await, Some(4));
+}
