@@ -43,10 +43,17 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
+# Tests that need a server these machines cannot run (HDFS) list themselves here when skipped.
+export SLUICE_SKIPPED_FILE="$REPO/.local/skipped-tests.txt"
+rm -f "$SLUICE_SKIPPED_FILE"
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$REPO/.local/test-output.txt"
 status=${PIPESTATUS[0]}
 passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed; [0-9]+ failed' "$REPO/.local/test-output.txt" | awk '{p+=$4; f+=$6} END {print p+0, f+0}')
 echo "== finished in $(( $(date +%s) - start )) s"
+if [ -s "$SLUICE_SKIPPED_FILE" ]; then
+  echo "skipped (counted as passed above): $(wc -l < "$SLUICE_SKIPPED_FILE")"
+  sed 's/^/  /' "$SLUICE_SKIPPED_FILE"
+fi
 # The closing line CI reads: the total over every test binary.
 echo "summary: $(set -- $passed; echo "$1 passed, $2 failed")"
 exit "$status"

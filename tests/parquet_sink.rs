@@ -2,7 +2,9 @@
 //! hourly Hive partitions with records out of order across an hour boundary, Connect types as
 //! Parquet types, every produced offset exactly once after five kill -9s during writes, and a
 //! file larger than one upload part (multipart, then moved to its name only if it is free), and
-//! 64 partitions with a file open each staying under a stated memory bound.
+//! 64 partitions with a file open each staying under a stated memory bound. HDFS: the same
+//! exactly-once check against a namenode when `HDFS_URL` is set (none runs on these machines, so it
+//! is reported as skipped otherwise).
 
 mod common;
 
@@ -307,4 +309,55 @@ fn s3_64_open_files_stay_under_the_memory_bound() {
     assert_eq!(partitions.len(), PARTITIONS as usize, "a file for every Kafka partition: {partitions:?}");
     eprintln!("64 partitions: {} files, peak RSS {peak:.1} MiB (bound {BOUND_MIB} MiB)", files.len());
     assert!(peak > 0.0 && peak < BOUND_MIB, "peak RSS {peak:.1} MiB >= {BOUND_MIB} MiB\n{}", sluice.log_text());
+}
+
+/// The Parquet sink on HDFS (`hdfs.url`), through a kill -9: every offset in exactly one file,
+/// files read back through the sink's own HDFS client (footer offsets). Needs `HDFS_URL`
+/// (hdfs://namenode:port[/path]); skipped without it.
+#[test]
+fn hdfs_files_exactly_once_across_a_kill_9() {
+    let Ok(hdfs) = std::env::var("HDFS_URL") else {
+        skip("hdfs_files_exactly_once_across_a_kill_9", "HDFS_URL is not set (no HDFS namenode on this machine)");
+        return;
+    };
+    let kafka = Services::load().kafka();
+    let topic = unique("hdfs");
+    create_topic(&kafka, &topic);
+    const N: i64 = 3000;
+    let recs: Vec<(String, Option<String>)> = (0..N).map(|s| (s.to_string(), Some(event(s)))).collect();
+    produce(&kafka, &topic, &recs);
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker =
+        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
+    let config: sluice_api::ConfigMap = [
+        ("connector.class", "io.confluent.connect.hdfs3.Hdfs3SinkConnector"),
+        ("topics", topic.as_str()),
+        ("hdfs.url", hdfs.as_str()),
+        ("format.class", "io.confluent.connect.hdfs3.parquet.ParquetFormat"),
+        ("flush.size", "250"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let connector = dir.path().join("hdfs.json");
+    std::fs::write(&connector, json!({"name": "hdfs", "config": config}).to_string()).expect("write");
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice-0.log"));
+    std::thread::sleep(Duration::from_secs(6));
+    sluice.kill9();
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice-1.log"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let mut files = Vec::new();
+    wait_until(Duration::from_secs(120), "every offset in a file on HDFS", || {
+        files = rt.block_on(sluice_connectors::sinks::parquet::lake_files(&config, &topic)).unwrap_or_default();
+        files.last().is_some_and(|(_, _, last)| *last >= N - 1)
+    });
+    let mut next = 0;
+    for (path, first, last) in &files {
+        assert_eq!(*first, next, "{path}: a gap or an overlap before it\n{}", sluice.log_text());
+        assert!(path.ends_with(&format!("{topic}+0+{first:010}.parquet")), "{path}");
+        assert!(last - first < 250, "{path}: flush.size");
+        next = last + 1;
+    }
+    assert_eq!(next, N, "every offset once: {files:?}");
 }

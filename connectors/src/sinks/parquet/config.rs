@@ -155,7 +155,7 @@ impl ParquetSinkConfig {
             .define(g(ConfigKey::new("hdfs.url", ConfigType::String)
                 .default("")
                 .importance(Importance::High)
-                .doc("HDFS namenode URL (hdfs://host:port), as Confluent's HDFS sinks."), "Storage"))
+                .doc("HDFS namenode URL (hdfs://host:port, or viewfs://), as Confluent's HDFS sinks; a path after it is where topics.dir goes."), "Storage"))
             .define(g(ConfigKey::new("topics.dir", ConfigType::String)
                 .default("topics")
                 .importance(Importance::High)
@@ -473,5 +473,25 @@ mod tests {
             location("", "", "hdfs://nn:9000/", "r", true).expect("ok"),
             Location::Hdfs("hdfs://nn:9000".into())
         );
+        use super::super::store::split_hdfs_url;
+        assert_eq!(split_hdfs_url("hdfs://nn:8020"), ("hdfs://nn:8020".into(), String::new()));
+        assert_eq!(split_hdfs_url("hdfs://nn:8020/data/lake"), ("hdfs://nn:8020".into(), "data/lake".into()));
+        assert_eq!(split_hdfs_url("viewfs://cluster/a/"), ("viewfs://cluster".into(), "a".into()));
+    }
+
+    /// With no namenode listening, a write is a retriable error naming the file, not a panic or a
+    /// hang.
+    #[cfg(feature = "hdfs")]
+    #[tokio::test]
+    async fn an_unreachable_namenode_is_a_retriable_error() {
+        let c = ParquetSinkConfig::parse(&m(&[("hdfs.url", "hdfs://127.0.0.1:1/lake"), ("flush.size", "10")]))
+            .expect("config");
+        let store = super::super::store::open_store(&c).expect("a client, not yet a connection");
+        let path = object_store::path::Path::from("topics/x");
+        let put = object_store::ObjectStoreExt::put(&store, &path, bytes::Bytes::from_static(b"x").into());
+        let result = tokio::time::timeout(std::time::Duration::from_secs(60), put).await.expect("no hang");
+        let err = result.expect_err("nothing listens on port 1");
+        let err = super::super::store::store_err("cannot write topics/x".into(), err);
+        assert_eq!(err.kind(), sluice_api::ErrorKind::Retriable, "{err}");
     }
 }

@@ -550,3 +550,38 @@ impl SinkTask for ParquetSinkTask {
 
 #[cfg(test)]
 mod tests;
+
+/// The complete files of `topic` in the lake a sink config points at: (path, first offset, last
+/// offset from the footer), sorted by path. For tests and tools that check a lake (HDFS, where no
+/// independent reader runs here).
+pub async fn lake_files(config: &ConfigMap, topic: &str) -> Result<Vec<(String, i64, i64)>, ConnectError> {
+    use futures::TryStreamExt;
+    let c = ParquetSinkConfig::parse(config)?;
+    let store = store::open_store(&c)?;
+    let prefix = object_store::path::Path::from(format!("{}/{topic}", c.topics_dir));
+    let listed: Vec<object_store::ObjectMeta> = match store.list(Some(&prefix)).try_collect().await {
+        Ok(l) => l,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(store::store_err(format!("cannot list {prefix}"), e)),
+    };
+    let mut out = Vec::new();
+    for m in listed {
+        let path = m.location.to_string();
+        let Some(start) = path
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .and_then(|n| n.rsplit('+').next())
+            .and_then(|d| d.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        if path.contains("/+tmp/") {
+            continue;
+        }
+        let (first, last) = store::file_offsets(&store, &m.location, start).await?;
+        out.push((path, first, last));
+    }
+    out.sort();
+    Ok(out)
+}

@@ -56,13 +56,36 @@ pub fn open_store(c: &ParquetSinkConfig) -> Result<Arc<dyn ObjectStore>, Connect
                 b.build().map_err(|e| ConnectError::fatal_from(format!("cannot use the S3 bucket {bucket}"), e))?;
             Ok(Arc::new(s3))
         }
+        #[cfg(feature = "hdfs")]
+        Location::Hdfs(url) => {
+            // The namenode part goes to the client; a path after it prefixes every file.
+            let (namenode, prefix) = split_hdfs_url(url);
+            let hdfs = hdfs_native_object_store::HdfsObjectStoreBuilder::new()
+                .with_url(namenode.as_str())
+                .build()
+                .map_err(|e| ConnectError::fatal_from(format!("cannot use HDFS at {namenode}"), e))?;
+            if prefix.is_empty() {
+                Ok(Arc::new(hdfs))
+            } else {
+                Ok(Arc::new(object_store::prefix::PrefixStore::new(hdfs, prefix)))
+            }
+        }
+        #[cfg(not(feature = "hdfs"))]
         Location::Hdfs(url) => Err(ConnectError::fatal(format!(
-            "{url}: HDFS is not built into this binary yet (no HDFS client); write to S3 or a local directory"
+            "{url}: this binary was built without the `hdfs` feature; write to S3 or a local directory"
         ))),
     }
 }
 
-fn store_err(what: String, e: object_store::Error) -> ConnectError {
+/// `hdfs://nn:8020/data/lake` -> (`hdfs://nn:8020`, `data/lake`): the namenode (or nameservice)
+/// URL, and the path under which the sink writes.
+pub fn split_hdfs_url(url: &str) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("hdfs", url));
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    (format!("{scheme}://{authority}"), path.trim_matches('/').to_string())
+}
+
+pub(crate) fn store_err(what: String, e: object_store::Error) -> ConnectError {
     match e {
         object_store::Error::Unauthenticated { .. } | object_store::Error::PermissionDenied { .. } => {
             ConnectError::fatal_from(

@@ -208,6 +208,21 @@ mod local {
     }
 
     #[tokio::test]
+    async fn lake_files_lists_complete_files_with_their_footer_offsets() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut t = task(dir.path(), &[("flush.size", "3")]).await;
+        t.put(&(0..7).map(|o| rec(o, BASE)).collect::<Vec<_>>()).await.expect("put");
+        let config: ConfigMap = [("store.url", format!("file://{}", dir.path().display())), ("flush.size", "3".into())]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let files = lake_files(&config, "events").await.expect("list");
+        let spans: Vec<(i64, i64)> = files.iter().map(|(_, a, b)| (*a, *b)).collect();
+        assert_eq!(spans, vec![(0, 2), (3, 5)], "{files:?}");
+        assert!(files[0].0.ends_with("events+0+0000000000.parquet"), "{files:?}");
+    }
+
+    #[tokio::test]
     async fn tombstones_fail_or_are_skipped() {
         let dir = tempfile::tempdir().expect("tmp");
         let mut t = task(dir.path(), &[("flush.size", "2")]).await;
