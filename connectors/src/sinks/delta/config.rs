@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use sluice_api::{ConfigDef, ConfigErrors, ConfigKey, ConfigMap, ConfigType, Importance, Validator};
 
-use crate::sinks::parquet::{Codec, Extractor, NullValues, TimeFormat};
+use crate::sinks::parquet::{Codec, Extractor, NullValues, Zone};
 
 /// The parsed config.
 #[derive(Debug, Clone)]
@@ -32,8 +32,8 @@ pub struct DeltaSinkConfig {
     pub partition_by: Vec<String>,
     /// `timestamp.extractor` / `timestamp.field`: the time of derived date/hour columns.
     pub extractor: Extractor,
-    /// `timezone`, as an offset from UTC in seconds.
-    pub zone_offset_s: i32,
+    /// `timezone` of the derived columns.
+    pub zone: Zone,
     /// `parquet.codec`.
     pub codec: Codec,
     /// `behavior.on.null.values`.
@@ -141,8 +141,8 @@ impl DeltaSinkConfig {
             .define(g(ConfigKey::new("timezone", ConfigType::String)
                 .default("UTC")
                 .importance(Importance::Medium)
-                .validator(Validator::Custom(|v| TimeFormat::parse_zone(v).map(|_| ())))
-                .doc("Time zone of derived partition columns: UTC or a fixed offset such as +02:00."), "Partitioning"))
+                .validator(Validator::Custom(|v| Zone::parse(v).map(|_| ())))
+                .doc("Time zone of derived partition columns: UTC, a fixed offset such as +02:00, or a tz database name such as Europe/Paris."), "Partitioning"))
             .define(g(ConfigKey::new("behavior.on.null.values", ConfigType::String)
                 .default("fail")
                 .importance(Importance::Low)
@@ -230,7 +230,7 @@ impl DeltaSinkConfig {
             checkpoint_interval: p.int("delta.checkpoint.interval").max(1) as u32,
             partition_by,
             extractor,
-            zone_offset_s: TimeFormat::parse_zone(&p.string("timezone")).unwrap_or(0),
+            zone: Zone::parse(&p.string("timezone")).unwrap_or_default(),
             codec: match p.string("parquet.codec").to_ascii_lowercase().as_str() {
                 "zstd" => Codec::Zstd,
                 "gzip" => Codec::Gzip,

@@ -418,7 +418,7 @@ impl DeltaSinkTask {
             names.iter().map(|n| (n.clone(), Vec::with_capacity(rows.len()))).collect();
         for r in rows {
             let ts = c.extractor.extract(r, now).map_err(|e| err_at(r, e))?;
-            let local = chrono::DateTime::from_timestamp_millis(ts + i64::from(c.zone_offset_s) * 1000)
+            let local = chrono::DateTime::from_timestamp_millis(ts + i64::from(c.zone.offset_s(ts)) * 1000)
                 .ok_or_else(|| err_at(r, format!("timestamp {ts} is out of range")))?;
             for (name, values) in cols.iter_mut() {
                 let fmt = match name.as_str() {

@@ -3,7 +3,7 @@
 
 use sluice_api::{ConfigDef, ConfigErrors, ConfigKey, ConfigMap, ConfigType, Importance, Validator};
 
-use super::partitioner::{Extractor, PartitionerKind, TimeFormat};
+use super::partitioner::{Extractor, PartitionerKind, Zone};
 
 /// Where files go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,8 +226,8 @@ impl ParquetSinkConfig {
             .define(g(ConfigKey::new("timezone", ConfigType::String)
                 .default("UTC")
                 .importance(Importance::Medium)
-                .validator(Validator::Custom(|v| TimeFormat::parse_zone(v).map(|_| ())))
-                .doc("Time zone of time partitions and scheduled rotation: UTC, GMT, Z or a fixed offset such as +02:00 (named zones are not supported yet)."), "Partitioner"))
+                .validator(Validator::Custom(|v| Zone::parse(v).map(|_| ())))
+                .doc("Time zone of time partitions and scheduled rotation: UTC, GMT, Z, a fixed offset such as +02:00, or a tz database name such as Europe/Paris (daylight saving time followed)."), "Partitioner"))
             .define(g(ConfigKey::new("timestamp.extractor", ConfigType::String)
                 .default("Wallclock")
                 .importance(Importance::Medium)
@@ -276,7 +276,7 @@ impl ParquetSinkConfig {
                 None
             }
         };
-        let zone = TimeFormat::parse_zone(&p.string("timezone")).unwrap_or(0);
+        let zone = Zone::parse(&p.string("timezone")).unwrap_or_default();
         let partitioner = match PartitionerKind::parse(
             &p.string("partitioner.class"),
             &p.list("partition.field.name"),

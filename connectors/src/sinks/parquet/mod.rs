@@ -42,7 +42,7 @@ use sluice_api::{
 
 use arrow::RowShape;
 pub use config::{Codec, Location, NullValues, ParquetSinkConfig};
-pub use partitioner::{Extractor, PartitionerKind, TimeFormat};
+pub use partitioner::{Extractor, PartitionerKind, TimeFormat, Zone};
 use store::{Finished, Upload};
 
 /// Registry entry.
@@ -211,11 +211,12 @@ impl ParquetSinkTask {
             now_ms()
         ));
         let deadline = c.rotate_schedule_ms.map(|every| {
+            let now = now_ms();
             let offset_ms = match &c.partitioner {
-                PartitionerKind::Time { format, .. } => i64::from(format.offset_s) * 1000,
+                PartitionerKind::Time { format, .. } => i64::from(format.zone.offset_s(now)) * 1000,
                 _ => 0,
             };
-            let local = now_ms() + offset_ms;
+            let local = now + offset_ms;
             (local.div_euclid(every) + 1) * every - offset_ms
         });
         Ok(OpenFile {

@@ -48,10 +48,10 @@ impl PartitionerKind {
         fields: &[String],
         path_format: &str,
         duration_ms: i64,
-        zone_offset_s: i32,
+        zone: Zone,
     ) -> Result<PartitionerKind, (&'static str, String)> {
         let time = |pattern: &str, duration_ms: i64| -> Result<PartitionerKind, (&'static str, String)> {
-            let format = TimeFormat::new(pattern, zone_offset_s).map_err(|e| ("path.format", e))?;
+            let format = TimeFormat::new(pattern, zone).map_err(|e| ("path.format", e))?;
             Ok(PartitionerKind::Time { format, duration_ms })
         };
         match Self::short(class) {
@@ -241,12 +241,51 @@ pub fn parse_time(s: &str) -> Option<i64> {
     None
 }
 
-/// A Joda-Time pattern compiled for numeric fields, with a fixed zone offset.
+/// The `timezone` of time partitions: a fixed offset, or a named (IANA) zone whose offset follows
+/// daylight saving time, as Joda's `DateTimeZone.forID`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// Seconds east of UTC.
+    Fixed(i32),
+    /// A tz database zone such as `Europe/Paris` or `America/Los_Angeles`.
+    Named(chrono_tz::Tz),
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone::Fixed(0)
+    }
+}
+
+impl Zone {
+    /// Parses `timezone`: UTC, GMT, Z, a fixed offset (+02:00, -0530, UTC+1) or a tz database name.
+    pub fn parse(v: &str) -> Result<Zone, String> {
+        match TimeFormat::parse_zone(v) {
+            Ok(s) => Ok(Zone::Fixed(s)),
+            Err(_) => v.trim().parse::<chrono_tz::Tz>().map(Zone::Named).map_err(|_| {
+                format!("{v}: not a time zone (UTC, a fixed offset such as +02:00, or a tz database name such as Europe/Paris)")
+            }),
+        }
+    }
+
+    /// The zone's offset from UTC at the instant `utc_ms`, in seconds.
+    pub fn offset_s(&self, utc_ms: i64) -> i32 {
+        use chrono::Offset;
+        match self {
+            Zone::Fixed(s) => *s,
+            Zone::Named(tz) => chrono::DateTime::from_timestamp_millis(utc_ms)
+                .map(|t| t.with_timezone(tz).offset().fix().local_minus_utc())
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// A Joda-Time pattern compiled for numeric fields, in a time zone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeFormat {
     parts: Vec<Part>,
-    /// Zone offset in seconds east of UTC.
-    pub offset_s: i32,
+    /// The zone its fields are in.
+    pub zone: Zone,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +297,7 @@ enum Part {
 
 impl TimeFormat {
     /// Compiles `pattern`; letters other than the numeric date fields are refused.
-    pub fn new(pattern: &str, offset_s: i32) -> Result<TimeFormat, String> {
+    pub fn new(pattern: &str, zone: Zone) -> Result<TimeFormat, String> {
         let mut parts = Vec::new();
         let chars: Vec<char> = pattern.chars().collect();
         let mut i = 0;
@@ -298,19 +337,18 @@ impl TimeFormat {
         if !lit.is_empty() {
             parts.push(Part::Literal(lit));
         }
-        Ok(TimeFormat { parts, offset_s })
+        Ok(TimeFormat { parts, zone })
     }
 
-    /// Parses `timezone`: UTC, GMT, Z, or a fixed offset (+02:00, -0530, UTC+1).
+    /// Parses a fixed zone: UTC, GMT, Z, or an offset (+02:00, -0530, UTC+1); see [`Zone::parse`]
+    /// for named zones.
     pub fn parse_zone(v: &str) -> Result<i32, String> {
         let t = v.trim();
         let rest = t.strip_prefix("UTC").or_else(|| t.strip_prefix("GMT")).unwrap_or(t);
         if rest.is_empty() || rest == "Z" {
             return Ok(0);
         }
-        let bad = || {
-            format!("{v}: only UTC and fixed offsets such as +02:00 are supported (named zones like Europe/Paris are not yet)")
-        };
+        let bad = || format!("{v}: not UTC or a fixed offset such as +02:00");
         let (sign, digits) = match rest.as_bytes().first() {
             Some(b'+') => (1, &rest[1..]),
             Some(b'-') => (-1, &rest[1..]),
@@ -331,7 +369,7 @@ impl TimeFormat {
     /// The directory of the bucket of width `duration_ms` that contains `ts_ms`, as Confluent's
     /// TimeBasedPartitioner: the bucket starts at a multiple of the duration in local time.
     pub fn format_bucket(&self, ts_ms: i64, duration_ms: i64) -> String {
-        let local = ts_ms + i64::from(self.offset_s) * 1000;
+        let local = ts_ms + i64::from(self.zone.offset_s(ts_ms)) * 1000;
         let bucket = local.div_euclid(duration_ms) * duration_ms;
         self.format_local(bucket)
     }
@@ -394,18 +432,30 @@ mod tests {
 
     #[test]
     fn hourly_paths_and_buckets() {
-        let p = PartitionerKind::parse("io.confluent.connect.storage.partitioner.HourlyPartitioner", &[], "", -1, 0)
-            .expect("ok");
+        let p = PartitionerKind::parse(
+            "io.confluent.connect.storage.partitioner.HourlyPartitioner",
+            &[],
+            "",
+            -1,
+            Zone::Fixed(0),
+        )
+        .expect("ok");
         // 2024-03-10T23:59:59.999Z and the next millisecond.
         let r = rec(Value::Null, None);
         assert_eq!(p.encode(&r, 1_710_115_199_999).expect("ok"), "year=2024/month=03/day=10/hour=23");
         assert_eq!(p.encode(&r, 1_710_115_200_000).expect("ok"), "year=2024/month=03/day=11/hour=00");
-        let p = PartitionerKind::parse("TimeBasedPartitioner", &[], "YYYY-MM-dd'T'HH'h'", 4 * HOUR_MS, 2 * 3600)
-            .expect("ok");
+        let p = PartitionerKind::parse(
+            "TimeBasedPartitioner",
+            &[],
+            "YYYY-MM-dd'T'HH'h'",
+            4 * HOUR_MS,
+            Zone::Fixed(2 * 3600),
+        )
+        .expect("ok");
         // 21:30Z is 23:30 at +02:00, in the 20:00-24:00 local bucket.
         assert_eq!(p.encode(&r, 1_710_106_200_000).expect("ok"), "2024-03-10T20h");
-        assert!(TimeFormat::new("'year'=YYYY/MMM", 0).is_err());
-        assert!(TimeFormat::new("'year=YYYY", 0).is_err());
+        assert!(TimeFormat::new("'year'=YYYY/MMM", Zone::Fixed(0)).is_err());
+        assert!(TimeFormat::new("'year=YYYY", Zone::Fixed(0)).is_err());
     }
 
     #[test]
@@ -413,7 +463,29 @@ mod tests {
         assert_eq!(TimeFormat::parse_zone("UTC").expect("ok"), 0);
         assert_eq!(TimeFormat::parse_zone("+02:00").expect("ok"), 7200);
         assert_eq!(TimeFormat::parse_zone("GMT-0530").expect("ok"), -(5 * 3600 + 30 * 60));
-        assert!(TimeFormat::parse_zone("Europe/Paris").expect_err("named").contains("named zones"));
+        assert!(TimeFormat::parse_zone("Europe/Paris").is_err(), "a fixed offset only");
+        assert!(Zone::parse("Mars/Olympus").expect_err("unknown").contains("tz database"));
+        assert_eq!(Zone::parse("+02:00").expect("ok"), Zone::Fixed(7200));
+        // Europe/Paris: +01:00 in winter, +02:00 in summer (DST from 2024-03-31 01:00 UTC).
+        let paris = Zone::parse("Europe/Paris").expect("named");
+        assert_eq!(paris.offset_s(1_711_846_799_000), 3600, "2024-03-31T00:59:59Z");
+        assert_eq!(paris.offset_s(1_711_846_800_000), 7200, "2024-03-31T01:00:00Z");
+        // Hourly directories across the change: 00:30Z is 01h Paris, 01:30Z is 03h Paris (02h skipped).
+        let hourly = PartitionerKind::parse("HourlyPartitioner", &[], "", -1, paris).expect("ok");
+        let r = rec(Value::Null, None);
+        assert_eq!(
+            hourly.encode(&r, 1_711_845_000_000).expect("ok"),
+            "year=2024/month=03/day=31/hour=01",
+            "2024-03-31T00:30:00Z"
+        );
+        assert_eq!(
+            hourly.encode(&r, 1_711_848_600_000).expect("ok"),
+            "year=2024/month=03/day=31/hour=03",
+            "2024-03-31T01:30:00Z"
+        );
+        // Daily directories follow local midnight: 22:30Z on 2024-07-01 is already the 2nd in Paris.
+        let daily = PartitionerKind::parse("DailyPartitioner", &[], "", -1, paris).expect("ok");
+        assert_eq!(daily.encode(&r, 1_719_873_000_000).expect("ok"), "year=2024/month=07/day=02");
     }
 
     #[test]
@@ -425,7 +497,7 @@ mod tests {
         let meta = Struct { schema: schema.fields[1].schema.clone(), values: vec![Value::Timestamp(1_000)] };
         let s = Struct { schema: schema.clone(), values: vec![Value::String("eu".into()), Value::Struct(meta)] };
         let r = rec(Value::Struct(s), Some(5));
-        let p = PartitionerKind::parse("FieldPartitioner", &["region".into()], "", -1, 0).expect("ok");
+        let p = PartitionerKind::parse("FieldPartitioner", &["region".into()], "", -1, Zone::Fixed(0)).expect("ok");
         assert_eq!(p.encode(&r, 0).expect("ok"), "region=eu");
         assert_eq!(Extractor::parse("RecordField", "meta.ts").expect("ok").extract(&r, 9).expect("ok"), 1_000);
         assert_eq!(Extractor::Record.extract(&r, 9).expect("ok"), 5);
@@ -434,7 +506,8 @@ mod tests {
         assert_eq!(Extractor::RecordField("ctx.at".into()).extract(&j, 0).expect("ok"), 1_710_108_000_250);
         assert!(Extractor::RecordField("n".into()).extract(&j, 0).is_err());
         assert!(Extractor::Record.extract(&j, 0).is_err());
-        let p = PartitionerKind::parse("FieldPartitioner", &["n".into(), "missing".into()], "", -1, 0).expect("ok");
+        let p = PartitionerKind::parse("FieldPartitioner", &["n".into(), "missing".into()], "", -1, Zone::Fixed(0))
+            .expect("ok");
         assert!(p.encode(&j, 0).is_err());
     }
 }
