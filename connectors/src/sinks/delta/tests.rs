@@ -330,3 +330,31 @@ async fn schemaless_json_goes_into_the_existing_tables_columns() {
     assert_eq!(cols, vec!["seq", "ts", "kind", "date", "hour"], "no column for `extra`");
     assert_eq!(txn(dir.path(), 0).await, Some(4));
 }
+
+/// A zombie: task A keeps writing a partition after task B took it over. B's commit conflicts
+/// with A's `txn` for the same partition; B writes nothing twice and asks to read the partition
+/// again after what the table holds.
+#[tokio::test]
+async fn a_zombie_writers_commit_makes_the_new_owner_rewind_not_duplicate() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = schema(false);
+    let (mut a, _) = task(dir.path(), &[("flush.size", "5")], &[0]).await;
+    a.put(&(0..5).map(|o| rec(0, o, BASE, &s)).collect::<Vec<_>>()).await.expect("A commits 0..4");
+    // B takes the partition over and resumes after the table's offset.
+    let (mut b, resume) = task(dir.path(), &[("flush.size", "5")], &[0]).await;
+    let tp = TopicPartition::new("events", 0);
+    assert_eq!(resume.get(&tp), Some(&5));
+    // A, not yet told, commits 5..9; then B commits the same records.
+    a.put(&(5..10).map(|o| rec(0, o, BASE, &s)).collect::<Vec<_>>()).await.expect("A commits 5..9");
+    let err = b.put(&(5..10).map(|o| rec(0, o, BASE, &s)).collect::<Vec<_>>()).await.expect_err("conflict");
+    assert_eq!(err.kind(), sluice_api::ErrorKind::Retriable, "{err}");
+    assert!(err.to_string().contains("conflict"), "{err}");
+    assert_eq!(b.rewind().get(&tp), Some(&10), "read again after what the table holds");
+    let seqs: Vec<i64> = rows(dir.path()).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "every record once");
+    assert_eq!(txn(dir.path(), 0).await, Some(9));
+    // B goes on from 10.
+    b.put(&(10..15).map(|o| rec(0, o, BASE, &s)).collect::<Vec<_>>()).await.expect("B commits 10..14");
+    assert_eq!(txn(dir.path(), 0).await, Some(14));
+    assert_eq!(rows(dir.path()).await.len(), 15);
+}
