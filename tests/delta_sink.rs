@@ -31,49 +31,13 @@ fn event(seq: i64) -> String {
     .to_string()
 }
 
-struct Lake {
-    endpoint: String,
-    key: String,
-    secret: String,
-    python: String,
-}
-
-impl Lake {
-    fn load(services: &Services) -> Lake {
-        let v = |k: &str| {
-            services.vars.get(k).cloned().unwrap_or_else(|| panic!("{k}: run `bash scripts/services.sh start`"))
-        };
-        Lake {
-            endpoint: v("S3_ENDPOINT"),
-            key: v("S3_ACCESS_KEY_ID"),
-            secret: v("S3_SECRET_ACCESS_KEY"),
-            python: services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into()),
-        }
-    }
-
-    fn python(&self, script: &str, args: &[&str]) -> String {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
-        let out = std::process::Command::new(&self.python).arg(script).args(args).output().expect("python");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// delta-rs' view of the table.
-    fn read(&self, uri: &str, column: &str, app_ids: &[String]) -> Value {
-        let mut args: Vec<&str> = vec![uri, column];
-        args.extend(app_ids.iter().map(String::as_str));
-        args.extend(["--s3", &self.endpoint, &self.key, &self.secret]);
-        serde_json::from_str(&self.python("read_delta.py", &args)).expect("json")
-    }
-}
-
 #[test]
 fn s3_delta_table_exactly_once_across_five_kill_9() {
     let services = Services::load();
     let kafka = services.kafka();
     let lake = Lake::load(&services);
     let bucket = "sluice-tests";
-    lake.python("read_lake.py", &["mkbucket", &lake.endpoint, &lake.key, &lake.secret, bucket]);
+    lake.mkbucket(bucket);
     let topic = unique("delta");
     create_topic_with(&kafka, &topic, 2);
     let dir = tempfile::tempdir().expect("tmp");
@@ -120,7 +84,7 @@ fn s3_delta_table_exactly_once_across_five_kill_9() {
     };
     let uri = format!("s3://{bucket}/delta/{topic}");
     let apps: Vec<String> = (0..2).map(|p| format!("lake-{topic}-{p}")).collect();
-    let version = || lake.read(&uri, "-", &[])["version"].as_i64().unwrap_or(-1);
+    let version = || lake.read_delta(&uri, "-", &[])["version"].as_i64().unwrap_or(-1);
     let mut seen_version = -1;
     let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice-0.log"));
     for round in 1..=5 {
@@ -136,7 +100,7 @@ fn s3_delta_table_exactly_once_across_five_kill_9() {
     producer.join().expect("producer");
     let deadline = Instant::now() + Duration::from_secs(120);
     let view = loop {
-        let view = lake.read(&uri, "seq", &apps);
+        let view = lake.read_delta(&uri, "seq", &apps);
         if view["rows"].as_i64().unwrap_or_default() >= N || Instant::now() > deadline {
             break view;
         }
@@ -185,7 +149,7 @@ fn s3_delta_64_partitions_stay_under_the_memory_bound() {
     let kafka = services.kafka();
     let lake = Lake::load(&services);
     let bucket = "sluice-tests";
-    lake.python("read_lake.py", &["mkbucket", &lake.endpoint, &lake.key, &lake.secret, bucket]);
+    lake.mkbucket(bucket);
     let topic = unique("wide");
     create_topic_with(&kafka, &topic, PARTITIONS);
     produce_padded(&kafka, &topic, PARTITIONS, PER_PARTITION);
@@ -212,7 +176,7 @@ fn s3_delta_64_partitions_stay_under_the_memory_bound() {
     let total = PARTITIONS as i64 * PER_PARTITION;
     let mut view = Value::Null;
     wait_until(Duration::from_secs(180), "every record in the table", || {
-        view = lake.read(&uri, "seq", &apps);
+        view = lake.read_delta(&uri, "seq", &apps);
         view["rows"].as_i64().unwrap_or_default() >= total
     });
     let peak = sluice.peak_rss_mib();

@@ -17,44 +17,6 @@ use serde_json::{json, Value};
 // 2024-03-10T22:00:00Z
 const BASE: i64 = 1_710_108_000_000;
 
-struct S3 {
-    endpoint: String,
-    key: String,
-    secret: String,
-    python: String,
-}
-
-impl S3 {
-    fn load(services: &Services) -> S3 {
-        let v = |k: &str| {
-            services.vars.get(k).cloned().unwrap_or_else(|| panic!("{k}: run `bash scripts/services.sh start`"))
-        };
-        S3 {
-            endpoint: v("S3_ENDPOINT"),
-            key: v("S3_ACCESS_KEY_ID"),
-            secret: v("S3_SECRET_ACCESS_KEY"),
-            python: services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into()),
-        }
-    }
-
-    fn script(&self, args: &[&str]) -> String {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_lake.py");
-        let out = std::process::Command::new(&self.python).arg(script).args(args).output().expect("python");
-        assert!(out.status.success(), "read_lake.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn mkbucket(&self, bucket: &str) {
-        self.script(&["mkbucket", &self.endpoint, &self.key, &self.secret, bucket]);
-    }
-
-    /// pyarrow's view of `<bucket>/<prefix>`.
-    fn read(&self, base: &str, column: &str) -> Value {
-        serde_json::from_str(&self.script(&["read", "s3", &self.endpoint, &self.key, &self.secret, base, column]))
-            .expect("json")
-    }
-}
-
 fn event(seq: i64) -> String {
     let ts = BASE + ((seq * 7919) % 7200) * 1000;
     json!({
@@ -90,7 +52,7 @@ fn seqs(view: &Value) -> Vec<i64> {
 fn s3_hourly_files_exactly_once_across_five_kill_9() {
     let services = Services::load();
     let kafka = services.kafka();
-    let s3 = S3::load(&services);
+    let s3 = Lake::load(&services);
     // One bucket for every test (SeaweedFS gives each bucket its own volumes); topics are unique.
     let bucket = "sluice-tests".to_string();
     s3.mkbucket(&bucket);
@@ -146,7 +108,7 @@ fn s3_hourly_files_exactly_once_across_five_kill_9() {
     let base = format!("{bucket}/topics/{topic}");
     let deadline = Instant::now() + Duration::from_secs(120);
     let view = loop {
-        let view = s3.read(&base, "seq");
+        let view = s3.read_parquet(&base, "seq");
         if seqs(&view).len() >= N as usize || Instant::now() > deadline {
             break view;
         }
@@ -208,7 +170,7 @@ fn s3_hourly_files_exactly_once_across_five_kill_9() {
 fn s3_file_larger_than_a_part_is_created_once() {
     let services = Services::load();
     let kafka = services.kafka();
-    let s3 = S3::load(&services);
+    let s3 = Lake::load(&services);
     let bucket = "sluice-tests".to_string();
     s3.mkbucket(&bucket);
     let topic = unique("big");
@@ -246,7 +208,7 @@ fn s3_file_larger_than_a_part_is_created_once() {
     let base = format!("{bucket}/topics/{topic}");
     let mut view = Value::Null;
     wait_until(Duration::from_secs(90), "the big file", || {
-        view = s3.read(&base, "seq");
+        view = s3.read_parquet(&base, "seq");
         seqs(&view).len() >= 7000
     });
     let files = view["files"].as_array().expect("files");
@@ -255,7 +217,8 @@ fn s3_file_larger_than_a_part_is_created_once() {
     assert!(files[0]["row_groups"].as_i64().expect("row groups") > 1, "row groups written as they fill");
     assert_eq!(seqs(&view), (0..7000).collect::<Vec<_>>());
     // The staged upload was moved away, not left behind.
-    let staged = s3.script(&["ls", &s3.endpoint, &s3.key, &s3.secret, &format!("{bucket}/topics/+tmp/{topic}")]);
+    let staged =
+        s3.python("read_lake.py", &["ls", &s3.endpoint, &s3.key, &s3.secret, &format!("{bucket}/topics/+tmp/{topic}")]);
     assert_eq!(staged.trim(), "[]", "{}", sluice.log_text());
 }
 
@@ -270,7 +233,7 @@ fn s3_64_open_files_stay_under_the_memory_bound() {
     const BOUND_MIB: f64 = 320.0;
     let services = Services::load();
     let kafka = services.kafka();
-    let s3 = S3::load(&services);
+    let s3 = Lake::load(&services);
     let bucket = "sluice-tests".to_string();
     s3.mkbucket(&bucket);
     let topic = unique("wide");
@@ -297,7 +260,7 @@ fn s3_64_open_files_stay_under_the_memory_bound() {
     let total = PARTITIONS as usize * PER_PARTITION as usize;
     let mut view = Value::Null;
     wait_until(Duration::from_secs(180), "every record in the lake", || {
-        view = s3.read(&base, "seq");
+        view = s3.read_parquet(&base, "seq");
         seqs(&view).len() >= total
     });
     let peak = sluice.peak_rss_mib();

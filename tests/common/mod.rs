@@ -443,3 +443,53 @@ pub fn skip(test: &str, why: &str) {
         }
     }
 }
+
+/// The S3 server of the services (SeaweedFS) and the Python that reads lakes back as independent
+/// readers (pyarrow for Parquet, delta-rs' binding for Delta).
+pub struct Lake {
+    pub endpoint: String,
+    pub key: String,
+    pub secret: String,
+    pub python: String,
+}
+
+impl Lake {
+    pub fn load(services: &Services) -> Lake {
+        let v = |k: &str| {
+            services.vars.get(k).cloned().unwrap_or_else(|| panic!("{k}: run `bash scripts/services.sh start`"))
+        };
+        Lake {
+            endpoint: v("S3_ENDPOINT"),
+            key: v("S3_ACCESS_KEY_ID"),
+            secret: v("S3_SECRET_ACCESS_KEY"),
+            python: services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into()),
+        }
+    }
+
+    /// Runs `tests/python/<script>` with `args`; its stdout.
+    pub fn python(&self, script: &str, args: &[&str]) -> String {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+        let out = Command::new(&self.python).arg(script).args(args).output().expect("python");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Creates a bucket (an existing one is fine).
+    pub fn mkbucket(&self, bucket: &str) {
+        self.python("read_lake.py", &["mkbucket", &self.endpoint, &self.key, &self.secret, bucket]);
+    }
+
+    /// pyarrow's view of the Parquet files under `<bucket>/<prefix>` (see read_lake.py).
+    pub fn read_parquet(&self, base: &str, column: &str) -> serde_json::Value {
+        let out = self.python("read_lake.py", &["read", "s3", &self.endpoint, &self.key, &self.secret, base, column]);
+        serde_json::from_str(&out).expect("json")
+    }
+
+    /// delta-rs' view of a Delta table (see read_delta.py).
+    pub fn read_delta(&self, uri: &str, column: &str, app_ids: &[String]) -> serde_json::Value {
+        let mut args: Vec<&str> = vec![uri, column];
+        args.extend(app_ids.iter().map(String::as_str));
+        args.extend(["--s3", &self.endpoint, &self.key, &self.secret]);
+        serde_json::from_str(&self.python("read_delta.py", &args)).expect("json")
+    }
+}
