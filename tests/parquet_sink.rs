@@ -305,14 +305,16 @@ fn hdfs_files_exactly_once_across_a_kill_9() {
     .collect();
     let connector = dir.path().join("hdfs.json");
     std::fs::write(&connector, json!({"name": "hdfs", "config": config}).to_string()).expect("write");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let written = || rt.block_on(sluice_connectors::sinks::parquet::lake_files(&config, &topic)).unwrap_or_default();
     let mut sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice-0.log"));
-    std::thread::sleep(Duration::from_secs(6));
+    // Killed while it writes: once its first file is on HDFS.
+    wait_until(Duration::from_secs(60), "a first file on HDFS", || !written().is_empty());
     sluice.kill9();
     let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice-1.log"));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     let mut files = Vec::new();
     wait_until(Duration::from_secs(120), "every offset in a file on HDFS", || {
-        files = rt.block_on(sluice_connectors::sinks::parquet::lake_files(&config, &topic)).unwrap_or_default();
+        files = written();
         files.last().is_some_and(|(_, _, last)| *last >= N - 1)
     });
     let mut next = 0;

@@ -73,7 +73,7 @@ impl DeltaSinkConfig {
     /// The documented keys.
     pub fn def() -> ConfigDef {
         let g = |k: ConfigKey, group: &str| k.group(group);
-        ConfigDef::new()
+        crate::sinks::parquet::define_s3_keys(ConfigDef::new())
             .define(g(ConfigKey::new("delta.table.location", ConfigType::String)
                 .importance(Importance::High)
                 .validator(Validator::Custom(check_location))
@@ -153,22 +153,6 @@ impl DeltaSinkConfig {
                 .importance(Importance::High)
                 .validator(Validator::Custom(check_endpoint))
                 .doc("The S3 endpoint of s3:// tables (http://host:port for MinIO, SeaweedFS, Ceph...), as Confluent's S3 sink; empty: AWS."), "Storage"))
-            .define(g(ConfigKey::new("s3.region", ConfigType::String)
-                .default("us-west-2")
-                .importance(Importance::Medium)
-                .doc("S3 region."), "Storage"))
-            .define(g(ConfigKey::new("s3.path.style.access.enabled", ConfigType::Boolean)
-                .default("true")
-                .importance(Importance::Low)
-                .doc("Path-style S3 URLs (http://endpoint/bucket/key)."), "Storage"))
-            .define(g(ConfigKey::new("aws.access.key.id", ConfigType::String)
-                .default("")
-                .importance(Importance::High)
-                .doc("S3 access key; empty: the AWS_ACCESS_KEY_ID environment."), "Storage"))
-            .define(g(ConfigKey::new("aws.secret.access.key", ConfigType::Password)
-                .default("")
-                .importance(Importance::High)
-                .doc("S3 secret key; empty: the AWS_SECRET_ACCESS_KEY environment."), "Storage"))
     }
 
     /// Parses and validates, returning every problem at once.

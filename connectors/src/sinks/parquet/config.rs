@@ -118,11 +118,33 @@ fn check_format(v: &str) -> Result<(), String> {
     }
 }
 
+/// The S3 region, URL style and credential keys the Parquet and Delta sinks share (Confluent's
+/// names), in the "Storage" group.
+pub(crate) fn define_s3_keys(def: ConfigDef) -> ConfigDef {
+    let g = |k: ConfigKey| k.group("Storage");
+    def.define(g(ConfigKey::new("s3.region", ConfigType::String)
+        .default("us-west-2")
+        .importance(Importance::Medium)
+        .doc("S3 region.")))
+        .define(g(ConfigKey::new("s3.path.style.access.enabled", ConfigType::Boolean)
+            .default("true")
+            .importance(Importance::Low)
+            .doc("Path-style S3 URLs (http://endpoint/bucket/key), as MinIO and SeaweedFS need.")))
+        .define(g(ConfigKey::new("aws.access.key.id", ConfigType::String)
+            .default("")
+            .importance(Importance::High)
+            .doc("S3 access key; empty: the AWS_ACCESS_KEY_ID environment (or the instance's credentials).")))
+        .define(g(ConfigKey::new("aws.secret.access.key", ConfigType::Password)
+            .default("")
+            .importance(Importance::High)
+            .doc("S3 secret key; empty: the AWS_SECRET_ACCESS_KEY environment.")))
+}
+
 impl ParquetSinkConfig {
     /// The documented keys.
     pub fn def() -> ConfigDef {
         let g = |k: ConfigKey, group: &str| k.group(group);
-        ConfigDef::new()
+        define_s3_keys(ConfigDef::new())
             .define(g(ConfigKey::new("store.url", ConfigType::String)
                 .default("")
                 .importance(Importance::High)
@@ -131,22 +153,6 @@ impl ParquetSinkConfig {
                 .default("")
                 .importance(Importance::High)
                 .doc("S3 bucket."), "Storage"))
-            .define(g(ConfigKey::new("s3.region", ConfigType::String)
-                .default("us-west-2")
-                .importance(Importance::Medium)
-                .doc("S3 region."), "Storage"))
-            .define(g(ConfigKey::new("s3.path.style.access.enabled", ConfigType::Boolean)
-                .default("true")
-                .importance(Importance::Low)
-                .doc("Path-style S3 URLs (http://endpoint/bucket/key), as MinIO and SeaweedFS need."), "Storage"))
-            .define(g(ConfigKey::new("aws.access.key.id", ConfigType::String)
-                .default("")
-                .importance(Importance::High)
-                .doc("S3 access key; empty: the AWS_ACCESS_KEY_ID environment (or the instance's credentials)."), "Storage"))
-            .define(g(ConfigKey::new("aws.secret.access.key", ConfigType::Password)
-                .default("")
-                .importance(Importance::High)
-                .doc("S3 secret key; empty: the AWS_SECRET_ACCESS_KEY environment."), "Storage"))
             .define(g(ConfigKey::new("s3.part.size", ConfigType::Int)
                 .default("26214400")
                 .importance(Importance::High)

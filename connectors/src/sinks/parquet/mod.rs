@@ -41,6 +41,7 @@ use sluice_api::{
 };
 
 use arrow::RowShape;
+pub(crate) use config::define_s3_keys;
 pub use config::{Codec, Location, NullValues, ParquetSinkConfig};
 pub use partitioner::{Extractor, PartitionerKind, TimeFormat, Zone};
 use store::{Finished, Upload};
