@@ -1,6 +1,7 @@
 //! Backing stores for source offsets and statuses. Each is a trait with file/memory implementations
 //! here; the Kafka-topic implementations come with distributed mode.
 
+pub mod committed;
 mod config;
 pub mod kafka_log;
 mod kafka_stores;
