@@ -135,6 +135,9 @@ async fn standalone(worker_file: String, connector_files: Vec<String>, levels: A
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {listener}"))?;
     let bound = listener.local_addr()?;
     let worker_id = worker_config.worker_id(bound.port());
+    if worker_config.exactly_once_source_enabled() {
+        tracing::warn!("exactly.once.source.support applies to distributed workers only; this standalone worker runs sources at-least-once");
+    }
     let worker =
         Arc::new(Worker::new(worker_config, worker_id.clone(), offsets, Arc::new(MemoryStatusStore::default()))?);
     let herder = StandaloneHerder::new(worker, sluice_connectors::plugins());
@@ -201,7 +204,16 @@ async fn distributed(worker_file: String, levels: Arc<logging::Levels>) -> Resul
         heartbeat_interval: ms("heartbeat.interval.ms"),
         max_delay: ms("scheduled.rebalance.max.delay.ms"),
     };
-    let worker = Arc::new(Worker::new(worker_config, worker_id.clone(), Arc::new(offsets), Arc::new(statuses))?);
+    let exactly_once = worker_config.exactly_once_source_enabled();
+    if exactly_once {
+        tracing::info!(
+            "exactly.once.source.support=enabled: source tasks commit records and offsets in Kafka transactions"
+        );
+    }
+    let worker = Arc::new(
+        Worker::new(worker_config, worker_id.clone(), Arc::new(offsets), Arc::new(statuses))?
+            .with_exactly_once_sources(exactly_once),
+    );
     let herder = DistributedHerder::start(worker, sluice_connectors::plugins(), Arc::new(configs), membership);
     herder.fetch_cluster_id().await;
     let shutdown = tokio_util::sync::CancellationToken::new();

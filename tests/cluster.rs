@@ -244,3 +244,68 @@ fn the_cluster_restarts_from_kafka_alone_and_survives_leader_death() {
         }
     }
 }
+
+/// Exactly-once sources (`exactly.once.source.support=enabled`): kill -9 a worker while its tasks
+/// have transactions open, let the survivor fence them and take over, stop the connector, and read
+/// the topic as a read_committed consumer: every task's seqnos are exactly 0..=max, once each.
+#[test]
+fn exactly_once_sources_lose_and_duplicate_nothing_across_kill_9() {
+    let kafka = Services::load().kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let group = unique("eos");
+    let topic = format!("{group}-seq");
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let start = |port: u16| {
+        let props = distributed_properties(dir.path(), &kafka, &group, port);
+        let mut text = std::fs::read_to_string(&props).expect("props");
+        text.push_str("exactly.once.source.support=enabled\n");
+        std::fs::write(&props, text).expect("props");
+        Sluice::distributed(&props, port, &dir.path().join(format!("w{port}.log")))
+    };
+    let mut workers: HashMap<u16, Sluice> = ports.iter().map(|p| (*p, start(*p))).collect();
+    // Long transactions (2 s), so the kill lands inside one.
+    let config = format!(
+        r#"{{"name":"eos","config":{{"connector.class":"VerifiableSource","tasks.max":"3","topic":"{topic}","throughput":"400","exactly.once.support":"required","transaction.boundary":"interval","transaction.boundary.interval.ms":"2000"}}}}"#
+    );
+    assert_eq!(http(ports[0], "POST", "/connectors", Some(&config)).map(|r| r.0), Some(201));
+    let placed = wait_running(ports[1], "eos", 3, "3 exactly-once tasks RUNNING");
+    // Let some transactions commit first.
+    wait_until(Duration::from_secs(60), "committed records from every task", || {
+        read_committed_seqnos(&kafka, &topic).len() == 3
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let mut per_worker: HashMap<u16, usize> = HashMap::new();
+    for w in placed.values() {
+        *per_worker.entry(port_of(w)).or_insert(0) += 1;
+    }
+    let victim = per_worker.iter().max_by_key(|(_, n)| **n).map(|(p, _)| *p).expect("a worker");
+    let survivor = *ports.iter().find(|p| **p != victim).expect("survivor");
+    workers.remove(&victim).expect("victim").kill9();
+    wait_until(Duration::from_secs(120), "every task RUNNING on the survivor", || {
+        running_tasks(survivor, "eos", 3).is_some_and(|t| t.values().all(|w| port_of(w) == survivor))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(http(survivor, "PUT", "/connectors/eos/stop", None).map(|r| r.0), Some(204));
+    wait_until(Duration::from_secs(60), "the connector STOPPED with no tasks", || {
+        let s = connector_status(survivor, "eos");
+        s["connector"]["state"] == "STOPPED" && s["tasks"].as_array().is_some_and(|t| t.is_empty())
+    });
+
+    let committed = read_committed_seqnos(&kafka, &topic);
+    let checked = check_seqnos(&committed);
+    assert_eq!(checked.len(), 3, "records from every task: {checked:?}");
+    for (task, (distinct, duplicates, gap)) in &checked {
+        assert_eq!(*gap, None, "task {task} lost seqno {gap:?}");
+        assert_eq!(*duplicates, 0, "task {task}: {duplicates} duplicates among {distinct} records");
+    }
+    // What a consumer that ignores transactions would see: the killed tasks' aborted records too.
+    let everything: usize = read_seqnos(&kafka, &topic, Duration::from_secs(3)).values().map(Vec::len).sum();
+    let distinct: usize = checked.values().map(|c| c.0).sum();
+    eprintln!(
+        "exactly-once: {distinct} committed records, 0 duplicates, no gaps; {} records of aborted transactions in the log",
+        everything.saturating_sub(distinct)
+    );
+    for w in workers.values_mut() {
+        assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
+    }
+}

@@ -493,3 +493,20 @@ impl Lake {
         serde_json::from_str(&self.python("read_delta.py", &args)).expect("json")
     }
 }
+
+/// As [`read_seqnos`], but the topic's read_committed view through sluice's transaction-marker
+/// filter (the local broker does not hide aborted transactions from read_committed consumers).
+pub fn read_committed_seqnos(kafka: &str, topic: &str) -> HashMap<i64, Vec<i64>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let records = rt
+        .block_on(sluice_runtime::storage::committed::read_committed(kafka, topic, Duration::from_secs(60)))
+        .expect("read committed");
+    let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
+    let parse = |b: Option<&[u8]>| b.and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<i64>().ok());
+    for r in records {
+        if let (Some(task), Some(seqno)) = (parse(r.key.as_deref()), parse(r.value.as_deref())) {
+            out.entry(task).or_default().push(seqno);
+        }
+    }
+    out
+}

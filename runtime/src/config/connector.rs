@@ -84,6 +84,23 @@ pub fn source_connector_def() -> ConfigDef {
                 .default("-1")
                 .doc("Replication factor of topics this connector creates (-1: the broker's default)"),
         )
+        .define(
+            ConfigKey::new("exactly.once.support", ConfigType::String)
+                .default("requested")
+                .validator(Validator::OneOf(vec!["requested", "required"]))
+                .doc("With exactly-once sources enabled on the worker: `required` refuses a connector that does not declare exactly-once support"),
+        )
+        .define(
+            ConfigKey::new("transaction.boundary", ConfigType::String)
+                .default("poll")
+                .validator(Validator::OneOf(vec!["poll", "interval", "connector"]))
+                .doc("Exactly-once sources: one transaction per poll batch (`poll`) or per `transaction.boundary.interval.ms` (`interval`)"),
+        )
+        .define(
+            ConfigKey::new("transaction.boundary.interval.ms", ConfigType::Long)
+                .default("-1")
+                .doc("Transaction length with transaction.boundary=interval (-1: the worker's offset.flush.interval.ms)"),
+        )
 }
 
 /// Keys of every sink connector.

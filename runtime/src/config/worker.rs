@@ -151,6 +151,14 @@ impl WorkerConfig {
     pub fn group_id(&self) -> String {
         self.parsed.string("group.id")
     }
+    /// Whether `exactly.once.source.support=enabled` (it applies to distributed workers only).
+    pub fn exactly_once_source_enabled(&self) -> bool {
+        self.parsed.string("exactly.once.source.support").eq_ignore_ascii_case("enabled")
+    }
+    /// `offset.storage.topic`.
+    pub fn offset_topic(&self) -> String {
+        self.parsed.string("offset.storage.topic")
+    }
     /// `listeners`.
     pub fn listeners(&self) -> Vec<String> {
         self.parsed.list("listeners")

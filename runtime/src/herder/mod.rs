@@ -313,6 +313,22 @@ pub fn validate_connector_config(
         }
     }
     let instance = (plugin.create)();
+    if let sluice_api::ConnectorInstance::Source(source) = &instance {
+        if config.get("transaction.boundary").is_some_and(|b| b.trim().eq_ignore_ascii_case("connector")) {
+            errors.0.push(sluice_api::ConfigError::new(
+                "transaction.boundary",
+                format!("{} does not define its own transaction boundaries; use poll or interval", plugin.class),
+            ));
+        }
+        if config.get("exactly.once.support").is_some_and(|s| s.trim().eq_ignore_ascii_case("required"))
+            && !source.exactly_once_support()
+        {
+            errors.0.push(sluice_api::ConfigError::new(
+                "exactly.once.support",
+                format!("{} does not support exactly-once delivery, which this config requires", plugin.class),
+            ));
+        }
+    }
     let resolved = crate::config::resolve_secrets(config);
     match resolved {
         Ok(resolved) => {

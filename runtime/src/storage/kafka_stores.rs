@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 
 use super::config::{ClusterConfigState, ConfigStateMachine, ConfigStore, ConfigUpdate};
 use super::kafka_log::{Apply, KafkaLog, LogRecord, TopicSpec};
-use super::offsets::{apply, for_connector, lookup, offset_key, Entries};
+use super::offsets::{apply, for_connector, lookup, offset_key, parse_offset_record, Entries};
 use super::{ConnectorState, OffsetStore, Status, StatusStore, StoreError};
 
 /// How long store reads and writes may take.
@@ -53,23 +53,9 @@ impl KafkaOffsetStore {
         let sink = entries.clone();
         let topic = spec.name.clone();
         let apply_record: Apply = Box::new(move |LogRecord { key, value, .. }| {
-            let parsed: Option<(String, JsonMap)> = serde_json::from_slice::<Json>(key)
-                .ok()
-                .and_then(|k| Some((k.get(0)?.as_str()?.to_string(), k.get(1)?.as_object()?.clone())));
-            let Some((connector, partition)) = parsed else {
-                tracing::warn!(topic, key = %String::from_utf8_lossy(key), "offsets record with an unreadable key skipped");
+            let Some((connector, partition, offset)) = parse_offset_record(key, value) else {
+                tracing::warn!(topic, key = %String::from_utf8_lossy(key), "unreadable offsets record skipped");
                 return;
-            };
-            let offset = match value {
-                None => None,
-                Some(v) => match serde_json::from_slice::<Json>(v) {
-                    Ok(Json::Object(o)) => Some(o),
-                    Ok(Json::Null) => None,
-                    _ => {
-                        tracing::warn!(topic, connector, "offsets record with an unreadable value skipped");
-                        return;
-                    }
-                },
             };
             if let Ok(mut e) = sink.lock() {
                 apply(&mut e, &connector, vec![(partition, offset)]);

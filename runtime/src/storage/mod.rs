@@ -11,7 +11,9 @@ mod status;
 pub use config::{ClusterConfigState, ConfigStore, ConfigUpdate, MemoryConfigStore, TargetState};
 pub use kafka_log::TopicSpec;
 pub use kafka_stores::{KafkaConfigStore, KafkaOffsetStore, KafkaStatusStore, KafkaStoreConfig};
-pub use offsets::{offset_key, ConnectorOffsetReader, FileOffsetStore, MemoryOffsetStore, OffsetStore};
+pub use offsets::{
+    offset_key, parse_offset_record, ConnectorOffsetReader, FileOffsetStore, MemoryOffsetStore, OffsetStore,
+};
 pub use status::{ConnectorState, MemoryStatusStore, Status, StatusStore};
 
 /// A store could not be read or written.

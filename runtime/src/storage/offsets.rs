@@ -16,6 +16,22 @@ pub fn offset_key(connector: &str, partition: &JsonMap) -> String {
     json!([connector, partition]).to_string()
 }
 
+/// Parses an offsets-topic record: key `["<connector>",{partition}]`, value the offset map (`None`
+/// or JSON `null`: the partition's offset was reset). `None` when either is unreadable.
+pub fn parse_offset_record(key: &[u8], value: Option<&[u8]>) -> Option<(String, JsonMap, Option<JsonMap>)> {
+    let k: Json = serde_json::from_slice(key).ok()?;
+    let (connector, partition) = (k.get(0)?.as_str()?.to_string(), k.get(1)?.as_object()?.clone());
+    let offset = match value {
+        None => None,
+        Some(v) => match serde_json::from_slice::<Json>(v).ok()? {
+            Json::Object(o) => Some(o),
+            Json::Null => None,
+            _ => return None,
+        },
+    };
+    Some((connector, partition, offset))
+}
+
 /// Where source offsets live.
 #[async_trait]
 pub trait OffsetStore: Send + Sync {

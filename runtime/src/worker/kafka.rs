@@ -47,7 +47,7 @@ impl KafkaClients {
     }
 
     /// A source task's producer: idempotent, `acks=all`, so acknowledged records are written once and
-    /// in order per partition.
+    /// in order per partition; transactional with `transactional_id` (exactly-once sources).
     /// librdkafka's own queue is capped at `buffer_max_bytes` too, so the records we hold and their
     /// serialized copies stay within about twice the task budget.
     pub fn producer(
@@ -55,6 +55,7 @@ impl KafkaClients {
         id: &TaskId,
         connector_config: &ConfigMap,
         buffer_max_bytes: usize,
+        transactional_id: Option<&str>,
     ) -> Result<FutureProducer, KafkaError> {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
@@ -68,6 +69,10 @@ impl KafkaClients {
             // outage stalls the task (and backpressure reaches its source) instead of failing it.
             .set("message.timeout.ms", "0")
             .set("queue.buffering.max.kbytes", (buffer_max_bytes / 1024).max(1024).to_string());
+        if let Some(tid) = transactional_id {
+            // A transaction cannot outlive transaction.timeout.ms (60 s), so neither can a record.
+            c.set("transactional.id", tid).set("message.timeout.ms", "60000");
+        }
         apply(&mut c, &self.producer_overrides);
         apply(&mut c, &prefixed(connector_config, "producer.override."));
         c.create()

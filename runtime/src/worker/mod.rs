@@ -74,6 +74,8 @@ pub struct Worker {
     /// Connectors whose target state is PAUSED: their tasks start paused.
     paused: Mutex<std::collections::BTreeSet<String>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Source tasks run exactly-once (transactional producers).
+    exactly_once: bool,
 }
 
 /// Per-connector settings the task loops need, resolved from the connector config.
@@ -113,7 +115,20 @@ impl Worker {
             tasks: Mutex::new(BTreeMap::new()),
             paused: Mutex::new(Default::default()),
             metrics: Arc::default(),
+            exactly_once: false,
         })
+    }
+
+    /// Runs source tasks exactly-once (`exactly.once.source.support=enabled` on a distributed
+    /// worker): records and their offsets are committed in one Kafka transaction.
+    pub fn with_exactly_once_sources(mut self, enabled: bool) -> Worker {
+        self.exactly_once = enabled;
+        self
+    }
+
+    /// Whether source tasks run exactly-once.
+    pub fn exactly_once_sources(&self) -> bool {
+        self.exactly_once
     }
 
     /// Task counters, for `GET /metrics`.
@@ -215,9 +230,37 @@ impl Worker {
         task: Box<dyn SourceTask>,
     ) -> Result<(), WorkerError> {
         let settings = self.settings(&id, connector_config, task_config)?;
+        let parsed = crate::config::source_connector_def().parse(&resolve_secrets(connector_config)?)?;
+        let txn = if self.exactly_once {
+            let interval = match parsed.string("transaction.boundary").as_str() {
+                "interval" => Some(match parsed.long("transaction.boundary.interval.ms") {
+                    ms if ms > 0 => Duration::from_millis(ms as u64),
+                    _ => self.config.offset_flush_interval(),
+                }),
+                _ => None,
+            };
+            Some(source::Transactions::new(
+                format!("{}-{}-{}", self.config.group_id(), id.connector, id.task),
+                self.config.bootstrap_servers(),
+                self.config.offset_topic(),
+                interval,
+            ))
+        } else if parsed.string("exactly.once.support") == "required" {
+            return Err(WorkerError::Config(ConfigErrors::one(
+                "exactly.once.support",
+                "required, but this worker does not run exactly-once sources (set exactly.once.source.support=enabled on every worker of a distributed cluster)",
+            )));
+        } else {
+            None
+        };
         let producer = self
             .clients
-            .producer(&id, connector_config, settings.buffer_max_bytes)
+            .producer(
+                &id,
+                connector_config,
+                settings.buffer_max_bytes,
+                txn.as_ref().map(|t| t.transactional_id.as_str()),
+            )
             .map_err(|source| WorkerError::Kafka { task: id.clone(), source })?;
         let topic_creation = source::TopicCreation::from_config(connector_config);
         let runner = source::SourceRunner::new(
@@ -227,6 +270,7 @@ impl Worker {
             self.clients.admin.clone(),
             topic_creation,
             self.offsets.clone(),
+            txn,
         );
         self.spawn(id, move |cancel, report, paused| runner.run(cancel, report, paused));
         Ok(())

@@ -7,6 +7,14 @@
 //! at the last written offset, so records after it may be sent again, never skipped.
 //! Memory: at most `task.buffer.max.bytes` of records are in flight; past that the loop stops
 //! polling until acknowledgements come back.
+//!
+//! Exactly-once (`exactly.once.source.support=enabled`, distributed mode): the producer is
+//! transactional (`transactional.id` `<group.id>-<connector>-<task>`). Initializing it fences the
+//! task's previous incarnation (its open transaction is aborted); only then are the task's offsets
+//! read, with the transaction markers applied (`storage::committed`). Each transaction holds a poll
+//! batch (`transaction.boundary=poll`) or `transaction.boundary.interval.ms` of them (`interval`,
+//! committed early when `task.buffer.max.bytes` is in flight) and, last, the source offsets of its
+//! records written to the offsets topic; records and offsets become visible together or not at all.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,7 +39,9 @@ use tokio_util::sync::CancellationToken;
 use super::{StatusReporter, TaskSettings};
 use crate::config::ErrorTolerance;
 use crate::metrics::TaskMetrics;
-use crate::storage::{offset_key, ConnectorOffsetReader, ConnectorState, OffsetStore};
+use crate::storage::{
+    offset_key, parse_offset_record, ConnectorOffsetReader, ConnectorState, MemoryOffsetStore, OffsetStore,
+};
 use crate::transforms::Parts;
 
 /// Topic creation settings for topics a source writes to (`topic.creation.default.*`).
@@ -49,6 +59,9 @@ impl TopicCreation {
         }
     }
 }
+
+/// How long transactional producer calls may take.
+const TXN_TIMEOUT: Duration = Duration::from_secs(60);
 
 type BatchAcks = BoxFuture<'static, Vec<Option<Result<OwnedDeliveryResult, futures::channel::oneshot::Canceled>>>>;
 
@@ -73,6 +86,79 @@ pub(crate) struct SourceRunner {
     in_flight_bytes: usize,
     committable: HashMap<String, (JsonMap, JsonMap)>,
     dirty: bool,
+    txn: Option<Transactions>,
+}
+
+/// How an exactly-once task's transactions are made.
+pub(crate) struct Transactions {
+    /// `<group.id>-<connector>-<task>`.
+    pub transactional_id: String,
+    /// Brokers (to read the offsets topic with the markers applied).
+    pub bootstrap: String,
+    /// The offsets topic.
+    pub offsets_topic: String,
+    /// `None`: one transaction per poll batch; `Some(d)`: one per `d`.
+    pub interval: Option<Duration>,
+    /// Partitions of the offsets topic (learned at start).
+    offsets_partitions: i32,
+    /// When the open transaction began (`None`: none is open).
+    open_since: Option<Instant>,
+    /// Newest offset per source partition of the open transaction's records.
+    offsets: HashMap<String, (JsonMap, JsonMap)>,
+}
+
+impl Transactions {
+    pub(crate) fn new(
+        transactional_id: String,
+        bootstrap: String,
+        offsets_topic: String,
+        interval: Option<Duration>,
+    ) -> Transactions {
+        Transactions {
+            transactional_id,
+            bootstrap,
+            offsets_topic,
+            interval,
+            offsets_partitions: 0,
+            open_since: None,
+            offsets: HashMap::new(),
+        }
+    }
+}
+
+/// Kafka's murmur2 (the Java client's default partitioner hash).
+pub(crate) fn murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() == 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks for `key` (so offsets written in a transaction
+/// land where the offset store's own writes of the same key do).
+pub(crate) fn key_partition(key: &[u8], partitions: i32) -> i32 {
+    (murmur2(key) & 0x7fff_ffff) % partitions.max(1)
 }
 
 impl SourceRunner {
@@ -83,6 +169,7 @@ impl SourceRunner {
         admin: Arc<AdminClient<DefaultClientContext>>,
         topic_creation: TopicCreation,
         offsets: Arc<dyn OffsetStore>,
+        txn: Option<Transactions>,
     ) -> SourceRunner {
         SourceRunner {
             s,
@@ -97,6 +184,7 @@ impl SourceRunner {
             in_flight_bytes: 0,
             committable: HashMap::new(),
             dirty: false,
+            txn,
         }
     }
 
@@ -107,17 +195,29 @@ impl SourceRunner {
         mut paused: watch::Receiver<bool>,
     ) -> Result<(), ConnectError> {
         let id = self.s.id.clone();
+        let store = match self.txn.is_some() {
+            true => self.fence_and_read_offsets().await?,
+            false => self.offsets.clone(),
+        };
         let context = SourceTaskContext {
             connector: id.connector.clone(),
             task: id.task,
-            offsets: Arc::new(ConnectorOffsetReader { connector: id.connector.clone(), store: self.offsets.clone() }),
+            offsets: Arc::new(ConnectorOffsetReader { connector: id.connector.clone(), store }),
         };
         let config = self.s.task_config.clone();
         self.task.start(&config, context).await?;
-        tracing::info!(task = %id, "source task started");
+        tracing::info!(task = %id, exactly_once = self.txn.is_some(), "source task started");
         let result = self.main_loop(&cancel, &report, &mut paused).await;
-        // Whatever happened, commit what the broker acknowledged.
-        let drained = self.drain(self.s.shutdown_timeout).await;
+        // Whatever happened, commit what the broker acknowledged (exactly-once: the open
+        // transaction, unless the loop failed, in which case it is aborted).
+        let drained = match (&self.txn, &result) {
+            (None, _) => self.drain(self.s.shutdown_timeout).await,
+            (Some(_), Ok(())) => self.commit_transaction().await,
+            (Some(_), Err(_)) => {
+                self.abort_transaction().await;
+                Ok(())
+            }
+        };
         let flushed = self.flush_offsets().await;
         let stopped = self.task.stop().await;
         report.report(ConnectorState::Unassigned, None);
@@ -136,10 +236,17 @@ impl SourceRunner {
         loop {
             let is_paused = *paused.borrow_and_update();
             report.report_pause_state(&mut reported, is_paused);
-            while let Some(Some(acks)) = self.acks.next().now_or_never() {
-                self.on_acked(acks).await?;
+            if self.txn.is_some() {
+                // Records are acknowledged with their transaction's commit.
+                if self.transaction_due(is_paused) {
+                    self.commit_transaction().await?;
+                }
+            } else {
+                while let Some(Some(acks)) = self.acks.next().now_or_never() {
+                    self.on_acked(acks).await?;
+                }
             }
-            while self.in_flight_bytes >= self.s.buffer_max_bytes {
+            while self.txn.is_none() && self.in_flight_bytes >= self.s.buffer_max_bytes {
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
                     acks = self.acks.next() => match acks {
@@ -160,10 +267,11 @@ impl SourceRunner {
             if is_paused {
                 // Paused: no polling; acknowledgements and offset flushes go on.
                 let until_flush = self.s.flush_interval.saturating_sub(last_flush.elapsed());
+                let at_least_once = self.txn.is_none();
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
                     _ = paused.changed() => {}
-                    Some(acks) = self.acks.next() => self.on_acked(acks).await?,
+                    Some(acks) = self.acks.next(), if at_least_once => self.on_acked(acks).await?,
                     _ = tokio::time::sleep(until_flush) => {}
                 }
                 continue;
@@ -192,6 +300,156 @@ impl SourceRunner {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Exactly-once start: initializes the transactional producer (fencing the task's previous
+    /// incarnation, whose open transaction the broker aborts), then reads the offsets topic with
+    /// the transaction markers applied. The task starts from those offsets.
+    async fn fence_and_read_offsets(&mut self) -> Result<Arc<dyn OffsetStore>, ConnectError> {
+        let Some(txn) = &mut self.txn else { return Ok(self.offsets.clone()) };
+        let id = self.s.id.clone();
+        let producer = self.producer.clone();
+        let topic = txn.offsets_topic.clone();
+        let init = tokio::task::spawn_blocking(move || -> Result<i32, KafkaError> {
+            producer.init_transactions(TXN_TIMEOUT)?;
+            let metadata = producer.client().fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            Ok(metadata.topics().iter().filter(|t| t.name() == topic).map(|t| t.partitions().len() as i32).sum())
+        })
+        .await
+        .map_err(|e| ConnectError::fatal(format!("task {id}: producer initialization panicked: {e}")))?
+        .map_err(|e| {
+            ConnectError::fatal_from(format!("task {id} could not initialize its transactional producer"), e)
+        })?;
+        if init < 1 {
+            return Err(ConnectError::fatal(format!(
+                "task {id}: offsets topic {} has no partitions",
+                txn.offsets_topic
+            )));
+        }
+        txn.offsets_partitions = init;
+        let records = crate::storage::committed::read_committed(&txn.bootstrap, &txn.offsets_topic, TXN_TIMEOUT)
+            .await
+            .map_err(|e| {
+                ConnectError::retriable_from(
+                    format!("task {id} could not read the offsets topic {}", txn.offsets_topic),
+                    e,
+                )
+            })?;
+        let store = MemoryOffsetStore::default();
+        let mut found = 0;
+        for r in records {
+            let Some((connector, partition, offset)) =
+                parse_offset_record(r.key.as_deref().unwrap_or_default(), r.value.as_deref())
+            else {
+                continue;
+            };
+            if connector == id.connector {
+                found += 1;
+                store
+                    .set(&connector, vec![(partition, offset)])
+                    .await
+                    .map_err(|e| ConnectError::fatal_from(format!("task {id}: offsets"), e))?;
+            }
+        }
+        tracing::info!(task = %id, transactional_id = %txn.transactional_id, offsets = found, "exactly-once: predecessor fenced, committed offsets read");
+        Ok(Arc::new(store))
+    }
+
+    /// Whether the open transaction should be committed now.
+    fn transaction_due(&self, paused: bool) -> bool {
+        let Some(txn) = &self.txn else { return false };
+        let Some(since) = txn.open_since else { return false };
+        paused || self.in_flight_bytes >= self.s.buffer_max_bytes || txn.interval.is_none_or(|i| since.elapsed() >= i)
+    }
+
+    async fn begin_transaction(&mut self) -> Result<(), ConnectError> {
+        let Some(txn) = &mut self.txn else { return Ok(()) };
+        if txn.open_since.is_some() {
+            return Ok(());
+        }
+        self.producer
+            .begin_transaction()
+            .map_err(|e| ConnectError::fatal_from(format!("task {} could not begin a transaction", self.s.id), e))?;
+        txn.open_since = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Writes the open transaction's source offsets into it and commits: its records and their
+    /// offsets become visible together. On failure the transaction is aborted and the task fails
+    /// (it restarts from the last committed offsets).
+    async fn commit_transaction(&mut self) -> Result<(), ConnectError> {
+        let Some(txn) = &mut self.txn else { return Ok(()) };
+        if txn.open_since.is_none() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let offsets: Vec<(String, (JsonMap, JsonMap))> = txn.offsets.drain().collect();
+        let (topic, partitions) = (txn.offsets_topic.clone(), txn.offsets_partitions);
+        for (key, (_, offset)) in &offsets {
+            let value = serde_json::Value::Object(offset.clone()).to_string();
+            let partition = key_partition(key.as_bytes(), partitions);
+            loop {
+                let record: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(&topic).key(key.as_bytes()).payload(value.as_bytes()).partition(partition);
+                match self.producer.send_result(record) {
+                    Ok(_) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        tokio::time::sleep(Duration::from_millis(5)).await
+                    }
+                    Err((e, _)) => {
+                        self.abort_transaction().await;
+                        return Err(ConnectError::fatal_from(
+                            format!("task {} could not write its offsets into the transaction", self.s.id),
+                            e,
+                        ));
+                    }
+                }
+            }
+        }
+        let producer = self.producer.clone();
+        let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(TXN_TIMEOUT)).await;
+        if let Some(txn) = &mut self.txn {
+            txn.open_since = None;
+        }
+        match committed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                TaskMetrics::add(&self.s.metrics.offset_commit_failure_total, 1);
+                self.abort_transaction().await;
+                return Err(ConnectError::fatal_from(
+                    format!(
+                        "task {} could not commit its transaction (records and offsets are discarded together)",
+                        self.s.id
+                    ),
+                    e,
+                ));
+            }
+            Err(e) => return Err(ConnectError::fatal(format!("task {}: commit panicked: {e}", self.s.id))),
+        }
+        // Every record of the transaction is acknowledged now.
+        while let Some(acks) = self.acks.next().await {
+            self.on_acked(acks).await?;
+        }
+        TaskMetrics::add(&self.s.metrics.offset_commit_success_total, 1);
+        tracing::debug!(task = %self.s.id, partitions = offsets.len(), elapsed_ms = started.elapsed().as_millis() as u64, "transaction committed");
+        self.task.commit().await
+    }
+
+    /// Aborts the open transaction (its records and offsets are never visible); failures are
+    /// logged: the next incarnation's fencing aborts it anyway.
+    async fn abort_transaction(&mut self) {
+        let Some(txn) = &mut self.txn else { return };
+        txn.offsets.clear();
+        txn.open_since = None;
+        self.in_flight.clear();
+        self.in_flight_bytes = 0;
+        self.acks = FuturesOrdered::new();
+        let producer = self.producer.clone();
+        match tokio::task::spawn_blocking(move || producer.abort_transaction(TXN_TIMEOUT)).await {
+            Ok(Ok(())) => tracing::warn!(task = %self.s.id, "transaction aborted"),
+            Ok(Err(e)) => tracing::warn!(task = %self.s.id, error = %e, "transaction abort failed"),
+            Err(e) => tracing::warn!(task = %self.s.id, error = %e, "transaction abort panicked"),
         }
     }
 
@@ -265,6 +523,7 @@ impl SourceRunner {
     }
 
     async fn send(&mut self, records: Vec<SourceRecord>) -> Result<(), ConnectError> {
+        self.begin_transaction().await?;
         let mut futures = Vec::with_capacity(records.len());
         let mut bytes = 0;
         for original in &records {
@@ -323,7 +582,7 @@ impl SourceRunner {
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         // librdkafka's queue is full: wait for the oldest batch, or briefly.
-                        match self.acks.next().now_or_never() {
+                        match self.txn.is_none().then(|| self.acks.next().now_or_never()).flatten() {
                             Some(Some(acks)) => self.on_acked(acks).await?,
                             _ => tokio::time::sleep(Duration::from_millis(5)).await,
                         }
@@ -338,6 +597,15 @@ impl SourceRunner {
             }
         }
         self.in_flight_bytes += bytes;
+        if let Some(txn) = &mut self.txn {
+            // Every polled record's offset is covered, skipped ones too (as in at-least-once).
+            for r in records.iter().filter(|r| !r.source_partition.is_empty()) {
+                txn.offsets.insert(
+                    offset_key(&self.s.id.connector, &r.source_partition),
+                    (r.source_partition.clone(), r.source_offset.clone()),
+                );
+            }
+        }
         self.in_flight.push_back(InFlight { records, bytes });
         let acks: BatchAcks = async move {
             let mut out = Vec::with_capacity(futures.len());
@@ -391,7 +659,7 @@ impl SourceRunner {
             // Only the newest offset of a partition is stored: skip a record whose successor in
             // the batch has the same partition.
             let superseded = records.get(i + 1).is_some_and(|next| next.source_partition == record.source_partition);
-            if !record.source_partition.is_empty() && !superseded {
+            if self.txn.is_none() && !record.source_partition.is_empty() && !superseded {
                 self.committable.insert(
                     offset_key(&self.s.id.connector, &record.source_partition),
                     (record.source_partition.clone(), record.source_offset.clone()),
@@ -439,5 +707,26 @@ impl SourceRunner {
 impl Drop for SourceRunner {
     fn drop(&mut self) {
         let _ = self.producer.flush(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        for (input, expected) in [
+            ("21", -973932308),
+            ("foobar", -790332482),
+            ("a-little-bit-long-string", -985981536),
+            ("a-little-bit-longer-string", -1486304829),
+            ("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58897971),
+            ("abc", 479470107),
+        ] {
+            assert_eq!(murmur2(input.as_bytes()), expected, "{input}");
+        }
+        assert!((0..25).contains(&key_partition(br#"["c",{"id":1}]"#, 25)));
     }
 }
