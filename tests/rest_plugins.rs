@@ -110,6 +110,30 @@ fn plugins_definitions_validation_task_status_and_patch() {
         config_of(&infos, "key.field")["value"]["recommended_values"],
         json!(["userId", "anonymousId", "messageId", "none"])
     );
+    // Exactly-once keys: a connector that cannot give it is refused when it is required, and no
+    // connector defines its own transaction boundaries.
+    let body = json!({"connector.class": "http-tracking", "name": "t", "exactly.once.support": "required",
+        "transaction.boundary": "connector"})
+    .to_string();
+    let (code, infos) = call(port, "PUT", "/connector-plugins/http-tracking/config/validate", Some(&body));
+    assert_eq!((code, infos["error_count"].clone()), (200, json!(2)), "{infos}");
+    assert!(
+        config_of(&infos, "exactly.once.support")["value"]["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("does not support exactly-once")),
+        "{infos}"
+    );
+    assert!(
+        config_of(&infos, "transaction.boundary")["value"]["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("use poll or interval")),
+        "{infos}"
+    );
+    let body = json!({"connector.class": "FileStreamSource", "name": "f", "file": "/tmp/x", "topic": "t",
+        "exactly.once.support": "required", "transaction.boundary": "interval"})
+    .to_string();
+    let (code, infos) = call(port, "PUT", "/connector-plugins/FileStreamSource/config/validate", Some(&body));
+    assert_eq!((code, infos["error_count"].clone()), (200, json!(0)), "{infos}");
     let (code, err) = call(
         port,
         "PUT",

@@ -223,6 +223,7 @@ pub struct ConfigConnector<T: ?Sized> {
     split: TaskSplit,
     task: fn() -> Box<T>,
     config: ConfigMap,
+    exactly_once: bool,
 }
 
 impl<T: ?Sized> ConfigConnector<T> {
@@ -234,7 +235,15 @@ impl<T: ?Sized> ConfigConnector<T> {
         split: TaskSplit,
         task: fn() -> Box<T>,
     ) -> ConfigConnector<T> {
-        ConfigConnector { def, check, split, task, config: ConfigMap::new() }
+        ConfigConnector { def, check, split, task, config: ConfigMap::new(), exactly_once: false }
+    }
+
+    /// Declares that the tasks resume exactly after the last committed offset and produce the
+    /// same records again from there, so exactly-once delivery is possible (a source's
+    /// `exactlyOnceSupport() = SUPPORTED`).
+    pub fn exactly_once(mut self) -> ConfigConnector<T> {
+        self.exactly_once = true;
+        self
     }
 }
 
@@ -270,6 +279,10 @@ impl<T: ?Sized + 'static> Connector for ConfigConnector<T> {
 impl SourceConnector for ConfigConnector<dyn SourceTask> {
     fn create_task(&self) -> Box<dyn SourceTask> {
         (self.task)()
+    }
+
+    fn exactly_once_support(&self) -> bool {
+        self.exactly_once
     }
 }
 

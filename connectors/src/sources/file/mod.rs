@@ -2,7 +2,8 @@
 //! STRING record on one topic.
 //!
 //! Offsets: partition `{"filename": <file>}`, offset `{"position": <byte offset after the line>}`, so
-//! a restarted task resumes after the last line Kafka acknowledged (at-least-once).
+//! a restarted task resumes after the last line Kafka acknowledged (at-least-once; exactly-once
+//! under `exactly.once.source.support=enabled`, since it re-reads the same lines from an offset).
 
 mod config;
 mod source;
@@ -22,11 +23,14 @@ pub const PLUGIN: PluginInfo = PluginInfo {
     version: env!("CARGO_PKG_VERSION"),
     // A file cannot be split: one task, as Kafka Connect's FileStreamSourceConnector.
     create: || {
-        ConnectorInstance::Source(Box::new(ConfigConnector::<dyn SourceTask>::new(
-            FileSourceConfig::def,
-            |c| FileSourceConfig::parse(c).map(|_| ()),
-            TaskSplit::One,
-            || Box::new(FileSourceTask::default()),
-        )))
+        ConnectorInstance::Source(Box::new(
+            ConfigConnector::<dyn SourceTask>::new(
+                FileSourceConfig::def,
+                |c| FileSourceConfig::parse(c).map(|_| ()),
+                TaskSplit::One,
+                || Box::new(FileSourceTask::default()),
+            )
+            .exactly_once(),
+        ))
     },
 };

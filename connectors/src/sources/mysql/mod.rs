@@ -14,6 +14,8 @@
 //! Delivery: at-least-once. The runtime stores an offset only after Kafka acknowledged its record
 //! and every one before it; a restart resumes exactly after the last acknowledged row (no loss, no
 //! repeat of acknowledged rows; rows queued but unacknowledged at a crash are sent again).
+//! Exactly-once under `exactly.once.source.support=enabled`: rows and their offsets commit in one
+//! Kafka transaction, and a restart reproduces the rows after the committed offset.
 //!
 //! Schemas: with `binlog_row_metadata=FULL` every table-map event carries the table's columns, so
 //! each row is decoded with the schema in force at its own position, across any DDL and any restart,
@@ -58,12 +60,15 @@ pub const PLUGIN: PluginInfo = PluginInfo {
     version: env!("CARGO_PKG_VERSION"),
     // One task, as Debezium.
     create: || {
-        ConnectorInstance::Source(Box::new(ConfigConnector::<dyn SourceTask>::new(
-            MySqlConfig::def,
-            |c| MySqlConfig::parse(c).map(|_| ()),
-            TaskSplit::One,
-            || Box::new(MySqlSourceTask::default()),
-        )))
+        ConnectorInstance::Source(Box::new(
+            ConfigConnector::<dyn SourceTask>::new(
+                MySqlConfig::def,
+                |c| MySqlConfig::parse(c).map(|_| ()),
+                TaskSplit::One,
+                || Box::new(MySqlSourceTask::default()),
+            )
+            .exactly_once(),
+        ))
     },
 };
 
