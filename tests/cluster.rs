@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use rdkafka::producer::Producer;
 
 const TASKS: usize = 6;
 
@@ -285,12 +286,37 @@ fn exactly_once_sources_lose_and_duplicate_nothing_across_kill_9() {
         running_tasks(survivor, "eos", 3).is_some_and(|t| t.values().all(|w| port_of(w) == survivor))
     });
     std::thread::sleep(Duration::from_secs(3));
+
+    // A zombie of task 2 holds an open transaction (it fences the live task 2, which fails at its
+    // next commit); shrinking the connector to 2 tasks fences task 2's producer, so the zombie
+    // can no longer commit.
+    let zombie = zombie_producer(&kafka, &format!("{group}-eos-2"));
+    zombie.begin_transaction().expect("begin");
+    zombie.send(rdkafka::producer::BaseRecord::<str, str>::to(&topic).key("zombie").payload("0")).expect("send");
+    zombie.flush(Duration::from_secs(10)).expect("flush");
+    let two_tasks = format!(
+        r#"{{"connector.class":"VerifiableSource","tasks.max":"2","topic":"{topic}","throughput":"400","exactly.once.support":"required","transaction.boundary":"interval","transaction.boundary.interval.ms":"2000"}}"#
+    );
+    assert_eq!(http(survivor, "PUT", "/connectors/eos/config", Some(&two_tasks)).map(|r| r.0), Some(200));
+    wait_running(survivor, "eos", 2, "2 tasks RUNNING after the shrink");
+    assert!(
+        zombie.commit_transaction(Duration::from_secs(30)).is_err(),
+        "the removed task's producer was fenced: its zombie cannot commit"
+    );
+    let fenced_by_shrink = workers.values().map(|w| w.log_text()).any(|log| {
+        log.lines()
+            .any(|l| l.contains("fenced the producer of a removed task") && l.contains(&format!("{group}-eos-2")))
+    });
+    assert!(fenced_by_shrink, "a worker logged fencing task 2");
+    std::thread::sleep(Duration::from_secs(2));
     assert_eq!(http(survivor, "PUT", "/connectors/eos/stop", None).map(|r| r.0), Some(204));
     wait_until(Duration::from_secs(60), "the connector STOPPED with no tasks", || {
         let s = connector_status(survivor, "eos");
         s["connector"]["state"] == "STOPPED" && s["tasks"].as_array().is_some_and(|t| t.is_empty())
     });
 
+    let zombie_visible = committed_values(&kafka, &topic).iter().any(|(k, _)| k == "zombie");
+    assert!(!zombie_visible, "the zombie's record is not committed");
     let committed = read_committed_seqnos(&kafka, &topic);
     let checked = check_seqnos(&committed);
     assert_eq!(checked.len(), 3, "records from every task: {checked:?}");
@@ -308,4 +334,25 @@ fn exactly_once_sources_lose_and_duplicate_nothing_across_kill_9() {
     for w in workers.values_mut() {
         assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
     }
+}
+
+fn zombie_producer(kafka: &str, transactional_id: &str) -> rdkafka::producer::BaseProducer {
+    use rdkafka::producer::Producer;
+    let p: rdkafka::producer::BaseProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", kafka)
+        .set("transactional.id", transactional_id)
+        .create()
+        .expect("producer");
+    p.init_transactions(Duration::from_secs(30)).expect("init_transactions");
+    p
+}
+
+/// (key, value) of every committed record of `topic`.
+fn committed_values(kafka: &str, topic: &str) -> Vec<(String, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let records = rt
+        .block_on(sluice_runtime::storage::committed::read_committed(kafka, topic, Duration::from_secs(60)))
+        .expect("read committed");
+    let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+    records.iter().map(|r| (text(r.key.as_deref()), text(r.value.as_deref()))).collect()
 }

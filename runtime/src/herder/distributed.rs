@@ -260,6 +260,14 @@ impl DistributedHerder {
         };
         match generated {
             Ok(new) if snapshot.task_configs.get(name) != Some(&new) => {
+                let old = snapshot.task_configs.get(name).map_or(0, Vec::len);
+                if self.worker.exactly_once_sources() && new.len() < old {
+                    if let Err(e) = self.worker.fence_source_tasks(name, new.len() as u32..old as u32).await {
+                        tracing::error!(connector = name, error = %e, "cannot fence removed tasks; task configs not written");
+                        self.put_connector_status(name, ConnectorState::Failed, Some(e));
+                        return;
+                    }
+                }
                 if let Err(e) = self.configs.put_task_configs(name, &new).await {
                     tracing::error!(connector = name, error = %e, "cannot write task configs");
                 }

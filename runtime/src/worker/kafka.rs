@@ -17,6 +17,7 @@ use super::TaskId;
 use crate::config::WorkerConfig;
 
 /// The worker's shared clients and the recipe for per-task ones.
+#[derive(Clone)]
 pub struct KafkaClients {
     bootstrap: String,
     producer_overrides: ConfigMap,
@@ -76,6 +77,18 @@ impl KafkaClients {
         apply(&mut c, &self.producer_overrides);
         apply(&mut c, &prefixed(connector_config, "producer.override."));
         c.create()
+    }
+
+    /// Fences every producer with `transactional_id`: initializing a new one bumps its epoch, so
+    /// the old one can no longer commit, and its open transaction is aborted.
+    pub fn fence(&self, transactional_id: &str) -> Result<(), KafkaError> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", format!("sluice-fencer-{transactional_id}"))
+            .set("transactional.id", transactional_id);
+        apply(&mut c, &self.producer_overrides);
+        let producer: rdkafka::producer::BaseProducer = c.create()?;
+        rdkafka::producer::Producer::init_transactions(&producer, std::time::Duration::from_secs(60))
     }
 
     /// A sink task's dead-letter producer (idempotent, `acks=all`).

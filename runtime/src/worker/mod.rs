@@ -131,6 +131,25 @@ impl Worker {
         self.exactly_once
     }
 
+    /// Fences the transactional producers of `connector`'s tasks `tasks` (exactly-once sources: a
+    /// connector whose task count shrinks leaves no zombie task able to commit). Each task fences
+    /// its own predecessor when it starts; this covers the task numbers that no longer exist.
+    pub async fn fence_source_tasks(&self, connector: &str, tasks: std::ops::Range<u32>) -> Result<(), String> {
+        for task in tasks {
+            let id = format!("{}-{connector}-{task}", self.config.group_id());
+            let clients = self.clients.clone();
+            let fenced = tokio::task::spawn_blocking({
+                let id = id.clone();
+                move || clients.fence(&id)
+            })
+            .await
+            .map_err(|e| format!("fencing {id} panicked: {e}"))?;
+            fenced.map_err(|e| format!("could not fence {id}: {e}"))?;
+            tracing::info!(connector, transactional_id = %id, "fenced the producer of a removed task");
+        }
+        Ok(())
+    }
+
     /// Task counters, for `GET /metrics`.
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
