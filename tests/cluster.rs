@@ -356,3 +356,76 @@ fn committed_values(kafka: &str, topic: &str) -> Vec<(String, String)> {
     let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
     records.iter().map(|r| (text(r.key.as_deref()), text(r.value.as_deref()))).collect()
 }
+
+/// Connector changes that reach a follower are forwarded to the leader (Kafka Connect's request
+/// forwarding): concurrent creates of one name spread over both workers give exactly one 201, and
+/// the follower's answers are the leader's.
+#[test]
+fn connector_changes_on_a_follower_are_forwarded_to_the_leader() {
+    let kafka = Services::load().kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let group = unique("fwd");
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let mut workers: HashMap<u16, Sluice> =
+        ports.iter().map(|p| (*p, start_worker(dir.path(), &kafka, &group, *p))).collect();
+    let mut roles = (0, 0);
+    wait_until(Duration::from_secs(120), "one leader and one follower that knows it", || {
+        let views: Vec<(u16, serde_json::Value)> = ports
+            .iter()
+            .filter_map(|p| {
+                let (_, body) = http(*p, "GET", "/admin/cluster", None)?;
+                Some((*p, serde_json::from_str(&body).ok()?))
+            })
+            .collect();
+        let leader = views.iter().find(|(_, v)| v["is_leader"] == true).map(|(p, _)| *p);
+        let follower = views.iter().find(|(_, v)| v["is_leader"] == false && v["joined"] == true).map(|(p, _)| *p);
+        match (leader, follower) {
+            (Some(l), Some(f)) if views.iter().all(|(_, v)| v["generation"] == views[0].1["generation"]) => {
+                roles = (l, f);
+                true
+            }
+            _ => false,
+        }
+    });
+    let (leader, follower) = roles;
+
+    let topic = format!("{group}-seq");
+    let body = verifiable("dup", &topic, 1, 10);
+    let answers: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let port = if i % 2 == 0 { follower } else { leader };
+                let body = body.clone();
+                s.spawn(move || http(port, "POST", "/connectors", Some(&body)).map_or(0, |r| r.0))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).collect()
+    });
+    assert_eq!(answers.iter().filter(|c| **c == 201).count(), 1, "one create wins: {answers:?}");
+    assert_eq!(answers.iter().filter(|c| **c == 409).count(), 7, "the others conflict: {answers:?}");
+    assert!(
+        workers[&follower].log_text().contains("forwarding a connector change to the leader"),
+        "the follower forwarded"
+    );
+
+    // Kafka Connect's hop rule: a request already forwarded twice (forward=false) that reaches a
+    // follower is refused with its 409.
+    let (code, text) = http(follower, "PUT", "/connectors/dup/pause?forward=false", None).expect("pause");
+    assert_eq!(code, 409, "{text}");
+    assert!(text.contains("Cannot complete request because of a conflicting operation"), "{text}");
+
+    // Other changes through the follower: the answers are the leader's.
+    let (code, text) = http(follower, "PUT", "/connectors/dup/pause", None).expect("pause");
+    assert_eq!(code, 202, "{text}");
+    let (code, text) = http(follower, "POST", "/connectors/nope/restart", None).expect("restart");
+    assert_eq!(code, 404, "{text}");
+    assert!(text.contains("Connector nope not found"), "{text}");
+    let (code, _) = http(follower, "DELETE", "/connectors/dup", None).expect("delete");
+    assert_eq!(code, 204);
+    wait_until(Duration::from_secs(30), "the delete seen by the leader", || {
+        http(leader, "GET", "/connectors/dup", None).is_some_and(|r| r.0 == 404)
+    });
+    for w in workers.values_mut() {
+        assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
+    }
+}

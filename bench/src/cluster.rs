@@ -81,6 +81,10 @@ impl Drop for Worker {
 }
 
 fn start(bin: &Path, dir: &Path, bootstrap: &str, group: &str, port: u16) -> Result<Worker> {
+    start_with(bin, dir, bootstrap, group, port, "")
+}
+
+fn start_with(bin: &Path, dir: &Path, bootstrap: &str, group: &str, port: u16, extra: &str) -> Result<Worker> {
     let props = dir.join(format!("w{port}.properties"));
     std::fs::write(
         &props,
@@ -90,7 +94,7 @@ fn start(bin: &Path, dir: &Path, bootstrap: &str, group: &str, port: u16) -> Res
              config.storage.replication.factor=1\noffset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n\
              offset.storage.partitions=5\nstatus.storage.partitions=3\n\
              session.timeout.ms=6000\nheartbeat.interval.ms=1000\nscheduled.rebalance.max.delay.ms=2000\n\
-             offset.flush.interval.ms=1000\nkey.converter=string\nvalue.converter=string\n"
+             offset.flush.interval.ms=1000\nkey.converter=string\nvalue.converter=string\n{extra}"
         ),
     )?;
     let log = std::fs::File::create(dir.join(format!("w{port}.log")))?;
@@ -175,5 +179,93 @@ pub fn bench(bootstrap: &str, dir: &Path, runs: usize) -> Result<()> {
         median(failovers).as_secs_f64(),
         median(joins).as_secs_f64()
     );
+    Ok(())
+}
+
+impl Worker {
+    /// Peak resident memory (VmHWM) in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+/// One delivery mode of the exactly-once benchmark.
+struct Mode {
+    name: &'static str,
+    worker: &'static str,
+    connector: &'static str,
+}
+
+const MODES: [Mode; 3] = [
+    Mode { name: "at-least-once", worker: "", connector: "" },
+    Mode {
+        name: "exactly-once, transaction.boundary=poll",
+        worker: "exactly.once.source.support=enabled\n",
+        connector: r#","transaction.boundary":"poll""#,
+    },
+    Mode {
+        name: "exactly-once, transaction.boundary=interval (1 s)",
+        worker: "exactly.once.source.support=enabled\n",
+        connector: r#","transaction.boundary":"interval","transaction.boundary.interval.ms":"1000""#,
+    },
+];
+
+/// `sluice-bench eos`: one `sluice distributed` worker runs the verifiable source (1 task,
+/// unthrottled) for `seconds` in each mode; the records committed to the topic (read with the
+/// transaction markers applied) per second, next to raw idempotent produce on the same broker.
+pub fn eos_bench(bootstrap: &str, dir: &Path, seconds: u64) -> Result<()> {
+    let bin = std::env::current_exe()?.with_file_name("sluice");
+    let rt = tokio::runtime::Handle::current();
+    println!("sluice-bench eos: 1 worker, verifiable source (1 task, unthrottled), {seconds} s per mode, broker {bootstrap}\n");
+    let raw_topic = super::unique("bench-eos-raw");
+    let raw = rt.block_on(super::raw_produce(bootstrap, &raw_topic, 500_000, 8))?;
+    println!("{:<52} {raw}", "raw rdkafka produce (idempotent, acks=all, 28 B)");
+    for mode in &MODES {
+        let group = super::unique("bench-eos");
+        let topic = format!("{group}-seq");
+        let port = free_port()?;
+        let worker = start_with(&bin, dir, bootstrap, &group, port, mode.worker)?;
+        let body = format!(
+            r#"{{"name":"verif","config":{{"connector.class":"VerifiableSource","tasks.max":"1","topic":"{topic}","throughput":"-1"{}}}}}"#,
+            mode.connector
+        );
+        match http(port, "POST", "/connectors", &body) {
+            Some((201, _)) => {}
+            other => bail!("create failed: {other:?}"),
+        }
+        wait("the task RUNNING", Duration::from_secs(120), || {
+            let (_, body) = http(port, "GET", "/connectors/verif/status", "")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (v["tasks"][0]["state"] == "RUNNING").then_some(())
+        })?;
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_secs(seconds));
+        match http(port, "PUT", "/connectors/verif/stop", "") {
+            Some((204, _)) => {}
+            other => bail!("stop failed: {other:?}"),
+        }
+        wait("the connector STOPPED", Duration::from_secs(60), || {
+            let (_, body) = http(port, "GET", "/connectors/verif/status", "")?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (v["connector"]["state"] == "STOPPED" && v["tasks"].as_array().is_some_and(|t| t.is_empty())).then_some(())
+        })?;
+        let elapsed = started.elapsed().as_secs_f64();
+        let rss = worker.peak_rss_mib();
+        let records = rt.block_on(sluice_runtime::storage::committed::read_committed(
+            bootstrap,
+            &topic,
+            Duration::from_secs(120),
+        ))?;
+        let bytes: usize = records.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len()) + 1).sum();
+        let rate = super::Rate { records: records.len(), seconds: elapsed, bytes };
+        println!("{:<52} {rate}, peak RSS {rss:.1} MiB", mode.name);
+        drop(worker);
+    }
+    println!("\n(committed records between the task turning RUNNING and the end of its stop; the records are the verifiable source's seqno values with a 1-byte key)");
     Ok(())
 }

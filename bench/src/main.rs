@@ -35,6 +35,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 enum Bench {
     File,
     Cluster,
+    Eos,
     Mysql,
     Tracking,
     Redis,
@@ -68,6 +69,7 @@ fn parse_args() -> Result<Args> {
     match it.next().as_deref() {
         Some("file") => {}
         Some("cluster") => args.bench = Bench::Cluster,
+        Some("eos") => args.bench = Bench::Eos,
         Some("mysql") => args.bench = Bench::Mysql,
         Some("tracking") => args.bench = Bench::Tracking,
         Some("redis") => args.bench = Bench::Redis,
@@ -76,6 +78,7 @@ fn parse_args() -> Result<Args> {
         _ => bail!(
             "usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]\n\
              \x20      sluice-bench cluster [--runs N]\n\
+             \x20      sluice-bench eos [--seconds S]\n\
              \x20      sluice-bench mysql [--records ROWS] [--tables T] [--rate ROWS_PER_SEC] [--schemas 0|1]\n\
              \x20      sluice-bench tracking [--seconds S] [--rate EVENTS_PER_SEC]\n\
              \x20      sluice-bench redis|elasticsearch [--records N] [--rate RECORDS_PER_SEC]\n\
@@ -410,6 +413,9 @@ async fn main() -> Result<()> {
     match args.bench {
         Bench::Cluster => {
             return tokio::task::spawn_blocking(move || cluster::bench(&bootstrap, &dir, args.runs)).await?;
+        }
+        Bench::Eos => {
+            return tokio::task::spawn_blocking(move || cluster::eos_bench(&bootstrap, &dir, args.seconds)).await?;
         }
         Bench::Mysql => {
             let a = mysql::MysqlArgs {

@@ -5,6 +5,7 @@
 mod auth;
 mod connectors;
 mod error;
+mod forward;
 mod lifecycle;
 mod loggers;
 mod offsets;
@@ -61,7 +62,7 @@ pub fn routes(
         .unify()
         .or(offsets::routes(herder.clone()))
         .unify()
-        .or(plugins::routes(herder))
+        .or(plugins::routes(herder.clone()))
         .unify()
         .or(loggers::routes(levels))
         .unify()
@@ -69,6 +70,7 @@ pub fn routes(
             .and(warp::get())
             .map(|| error::json(warp::http::StatusCode::OK, &openapi::document())))
         .unify();
+    let api = forward::filter(herder).or(api).unify();
     options.auth.filter().and(api).recover(error::recover).unify().with(warp::log::custom(request_log))
 }
 

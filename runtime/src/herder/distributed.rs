@@ -36,6 +36,9 @@ pub struct DistributedHerder {
     tasks: Mutex<BTreeMap<(String, u32), ConfigMap>>,
     generation: StdMutex<i32>,
     cluster_id: OnceLock<Option<String>>,
+    /// Serializes config writes made through the API, so a check-then-write (create if absent)
+    /// cannot interleave with another on this worker (followers forward these to the leader).
+    writes: Mutex<()>,
 }
 
 struct Context {
@@ -75,6 +78,7 @@ impl DistributedHerder {
             tasks: Mutex::new(BTreeMap::new()),
             generation: StdMutex::new(-1),
             cluster_id: OnceLock::new(),
+            writes: Mutex::new(()),
         });
         // React to config changes: restart what changed here, and let the leader reassign.
         let mut updates = configs.subscribe();
@@ -485,6 +489,7 @@ impl Herder for DistributedHerder {
     ) -> Result<(bool, ConnectorInfo), HerderError> {
         apply_name(name, &mut config)?;
         validate_connector_config(&self.plugins, &config)?;
+        let _serialized = self.writes.lock().await;
         let existed = self.configs.snapshot().connectors.contains_key(name);
         if existed && !allow_replace {
             return Err(HerderError::AlreadyExists(name.to_string()));
@@ -497,6 +502,7 @@ impl Herder for DistributedHerder {
     }
 
     async fn delete_connector(&self, name: &str) -> Result<(), HerderError> {
+        let _serialized = self.writes.lock().await;
         if !self.configs.snapshot().connectors.contains_key(name) {
             return Err(HerderError::connector_not_found(name));
         }
@@ -625,6 +631,11 @@ impl Herder for DistributedHerder {
 
     fn plugins(&self) -> Vec<PluginInfo> {
         self.plugins.clone()
+    }
+
+    fn leader_url(&self) -> Option<String> {
+        let g = self.group_status()?;
+        (g.generation >= 0 && !g.is_leader && !g.leader_url.is_empty()).then_some(g.leader_url)
     }
 
     fn kafka_cluster_id(&self) -> Option<String> {

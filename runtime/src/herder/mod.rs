@@ -235,6 +235,11 @@ pub trait Herder: Send + Sync {
     fn cluster(&self) -> serde_json::Value {
         serde_json::json!({"mode": "standalone"})
     }
+    /// The leader's REST URL when this worker is a follower that knows its leader (distributed
+    /// mode): connector changes are forwarded there. `None`: handle requests here.
+    fn leader_url(&self) -> Option<String> {
+        None
+    }
     /// The Kafka cluster id, when known.
     fn kafka_cluster_id(&self) -> Option<String>;
     /// `Ok` when the worker can serve (distributed: it has joined its group; the stores are read
