@@ -425,6 +425,10 @@ fn connector_changes_on_a_follower_are_forwarded_to_the_leader() {
     wait_until(Duration::from_secs(30), "the delete seen by the leader", || {
         http(leader, "GET", "/connectors/dup", None).is_some_and(|r| r.0 == 404)
     });
+    // A follower that stops leaves the group (LeaveGroup); the leader does not (see membership.rs).
+    let mut follower_worker = workers.remove(&follower).expect("follower");
+    assert_eq!(follower_worker.terminate(), Some(0), "graceful stop; log:\n{}", follower_worker.log_text());
+    assert!(follower_worker.log_text().contains("left the group"), "LeaveGroup:\n{}", follower_worker.log_text());
     for w in workers.values_mut() {
         assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
     }

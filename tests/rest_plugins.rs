@@ -146,7 +146,8 @@ fn plugins_definitions_validation_task_status_and_patch() {
     // Task status and PATCH on a running connector.
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "a\nb\n").expect("write");
-    let source = json!({"name": "src", "config": {"connector.class": "FileStreamSource", "file": input, "topic": unique("patch"), "batch.size": "100"}});
+    let src_topic = unique("patch");
+    let source = json!({"name": "src", "config": {"connector.class": "FileStreamSource", "file": input, "topic": src_topic, "batch.size": "100"}});
     assert_eq!(call(port, "POST", "/connectors", Some(&source.to_string())).0, 201);
     wait_until(Duration::from_secs(30), "src RUNNING", || running_tasks(port, "src", 1).is_some());
     let (code, task) = call(port, "GET", "/connectors/src/tasks/0/status", None);
@@ -171,6 +172,18 @@ fn plugins_definitions_validation_task_status_and_patch() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
     }
+    // Active topics (KIP-558): the topic the source wrote to, then none after a reset until the
+    // source writes again.
+    let (code, topics) = call(port, "GET", "/connectors/src/topics", None);
+    assert_eq!((code, topics.clone()), (200, json!({"src": {"topics": [src_topic]}})));
+    assert_eq!(call(port, "PUT", "/connectors/src/topics/reset", None).0, 202);
+    assert_eq!(call(port, "GET", "/connectors/src/topics", None).1, json!({"src": {"topics": []}}));
+    std::fs::write(&input, "a\nb\nc\n").expect("append");
+    wait_until(Duration::from_secs(20), "the topic active again", || {
+        call(port, "GET", "/connectors/src/topics", None).1 == json!({"src": {"topics": [src_topic]}})
+    });
+    let (code, err) = call(port, "GET", "/connectors/nope/topics", None);
+    assert_eq!((code, err["message"].clone()), (404, json!("Connector nope not found")));
     let (code, info) =
         call(port, "PATCH", "/connectors/src/config", Some(&json!({"batch.size": 7, "tasks.max": null}).to_string()));
     assert_eq!(code, 200, "{info}");

@@ -94,6 +94,7 @@ fn start_with(bin: &Path, dir: &Path, bootstrap: &str, group: &str, port: u16, e
              config.storage.replication.factor=1\noffset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n\
              offset.storage.partitions=5\nstatus.storage.partitions=3\n\
              session.timeout.ms=6000\nheartbeat.interval.ms=1000\nscheduled.rebalance.max.delay.ms=2000\n\
+             rebalance.timeout.ms=20000\n\
              offset.flush.interval.ms=1000\nkey.converter=string\nvalue.converter=string\n{extra}"
         ),
     )?;

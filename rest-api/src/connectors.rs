@@ -50,7 +50,10 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
         .and(warp::get())
         .and(with.clone())
         .and_then(task_status);
-    let tasks = warp::path!("connectors" / String / "tasks").and(warp::get()).and(with).and_then(tasks);
+    let tasks = warp::path!("connectors" / String / "tasks").and(warp::get()).and(with.clone()).and_then(tasks);
+    let topics = warp::path!("connectors" / String / "topics").and(warp::get()).and(with.clone()).and_then(topics);
+    let reset_topics =
+        warp::path!("connectors" / String / "topics" / "reset").and(warp::put()).and(with).and_then(reset_topics);
     list.or(create)
         .unify()
         .or(info)
@@ -68,6 +71,10 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
         .or(status)
         .unify()
         .or(tasks)
+        .unify()
+        .or(topics)
+        .unify()
+        .or(reset_topics)
         .unify()
 }
 
@@ -205,4 +212,26 @@ async fn status(name: String, herder: SharedHerder) -> Result<Response, Infallib
 
 async fn tasks(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
     respond(herder.task_configs(&name).await.map(|t| json(StatusCode::OK, &t)).map_err(ApiError::from))
+}
+
+/// `GET /connectors/{c}/topics`: `{"<c>":{"topics":[...]}}`.
+async fn topics(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(
+        herder
+            .connector_topics(&name)
+            .await
+            .map(|t| json(StatusCode::OK, &json!({ name.clone(): {"topics": t} })))
+            .map_err(ApiError::from),
+    )
+}
+
+/// `PUT /connectors/{c}/topics/reset`: 202.
+async fn reset_topics(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(
+        herder
+            .reset_connector_topics(&name)
+            .await
+            .map(|_| StatusCode::ACCEPTED.into_response())
+            .map_err(ApiError::from),
+    )
 }

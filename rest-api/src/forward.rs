@@ -26,6 +26,8 @@ use crate::SharedHerder;
 
 /// Longest a forwarded request may take (Kafka Connect's request timeout is 90 s).
 const TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a forward follows the group to a reachable leader.
+const LEADER_WAIT: Duration = Duration::from_secs(60);
 /// Largest forwarded body (as the routes accept).
 const MAX_BODY: usize = 1 << 20;
 /// Request headers passed on to the leader.
@@ -34,7 +36,8 @@ const PASSED: [&str; 3] = ["authorization", "content-type", "accept"];
 const RELAYED: [&str; 3] = ["content-type", "location", "www-authenticate"];
 
 struct Target {
-    url: String,
+    /// Path and query, with the next `forward` hop.
+    path: String,
     method: Method,
 }
 
@@ -52,12 +55,16 @@ pub(crate) fn filter(herder: SharedHerder) -> impl Filter<Extract = (Response,),
     warp::method()
         .and(warp::path::full())
         .and(raw_query)
-        .and_then(move |method: Method, path: FullPath, query: String| {
+        .and_then({
+            let herder = herder.clone();
+            move |method: Method, path: FullPath, query: String| {
             let leader = herder.leader_url();
             async move {
                 let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
                     && (path.as_str() == "/connectors" || path.as_str().starts_with("/connectors/"));
-                let Some(base) = leader.filter(|_| writes) else { return Err(warp::reject::not_found()) };
+                if !writes || leader.is_none() {
+                    return Err(warp::reject::not_found());
+                }
                 // Kafka Connect's hop rule: none → forward=true → forward=false → 409.
                 let mut rest: Vec<&str> = Vec::new();
                 let mut hop = None;
@@ -73,14 +80,14 @@ pub(crate) fn filter(herder: SharedHerder) -> impl Filter<Extract = (Response,),
                     Some(false) => return Ok(Hop::Refuse),
                 };
                 rest.push(next);
-                let url = format!("{}{}?{}", base.trim_end_matches('/'), path.as_str(), rest.join("&"));
-                Ok(Hop::Forward(Target { url, method }))
+                Ok(Hop::Forward(Target { path: format!("{}?{}", path.as_str(), rest.join("&")), method }))
             }
-        })
+        }})
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(move |hop: Hop, headers: HeaderMap, body| {
             let client = client.clone();
+            let herder = herder.clone();
             async move {
                 let target = match hop {
                     Hop::Forward(t) => t,
@@ -96,11 +103,33 @@ pub(crate) fn filter(herder: SharedHerder) -> impl Filter<Extract = (Response,),
                     Ok(b) => b,
                     Err(e) => return e.into_response(),
                 };
-                match forward(&client, &target, &headers, body).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(url = %target.url, error = %e, "forwarding to the leader failed");
-                        ApiError::new(500, format!("Error trying to forward REST request: {e}")).into_response()
+                // The leader may have just died: while it cannot be reached, follow the group to
+                // its next leader (possibly this worker, which then handles the request itself).
+                let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+                loop {
+                    let Some(base) = herder.leader_rest_url() else {
+                        if tokio::time::Instant::now() >= deadline {
+                            return ApiError::new(
+                                409,
+                                "Cannot complete request momentarily due to no known leader URL, likely because a rebalance was underway.",
+                            )
+                            .into_response();
+                        }
+                        tokio::time::sleep(Duration::from_millis(250)).await;
+                        continue;
+                    };
+                    let url = format!("{}{}", base.trim_end_matches('/'), target.path);
+                    match forward(&client, &target.method, &url, &headers, body.clone()).await {
+                        Ok(r) => return r,
+                        Err(Failure::Unreachable(e)) if tokio::time::Instant::now() < deadline => {
+                            tracing::info!(%url, error = %e, "leader unreachable; waiting for the group to elect another");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Err(Failure::Unreachable(e) | Failure::Other(e)) => {
+                            tracing::warn!(%url, error = %e, "forwarding to the leader failed");
+                            return ApiError::new(500, format!("Error trying to forward REST request: {e}"))
+                                .into_response();
+                        }
                     }
                 }
             }
@@ -126,29 +155,40 @@ where
     Ok(out.freeze())
 }
 
+/// Why a forward failed.
+enum Failure {
+    /// Nothing was delivered (connection refused or reset before sending): safe to retry.
+    Unreachable(String),
+    /// Anything else.
+    Other(String),
+}
+
 async fn forward(
     client: &Client<HttpConnector, Full<Bytes>>,
-    target: &Target,
+    method: &Method,
+    url: &str,
     headers: &HeaderMap,
     body: Bytes,
-) -> Result<Response, String> {
-    let mut request = Request::builder().method(target.method.clone()).uri(&target.url);
+) -> Result<Response, Failure> {
+    let mut request = Request::builder().method(method.clone()).uri(url);
     for name in PASSED {
         if let Some(v) = headers.get(name) {
             request = request.header(name, v.clone());
         }
     }
-    let request = request.body(Full::new(body)).map_err(|e| format!("bad request to {}: {e}", target.url))?;
-    tracing::info!(method = %target.method, url = %target.url, "forwarding a connector change to the leader");
+    let request = request.body(Full::new(body)).map_err(|e| Failure::Other(format!("bad request to {url}: {e}")))?;
+    tracing::info!(%method, %url, "forwarding a connector change to the leader");
     let response = tokio::time::timeout(TIMEOUT, client.request(request))
         .await
-        .map_err(|_| format!("the leader did not answer within {TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| Failure::Other(format!("the leader did not answer within {TIMEOUT:?}")))?
+        .map_err(
+            |e| if e.is_connect() { Failure::Unreachable(e.to_string()) } else { Failure::Other(e.to_string()) },
+        )?;
     let (parts, body) = response.into_parts();
     let bytes = tokio::time::timeout(TIMEOUT, body.collect())
         .await
-        .map_err(|_| format!("the leader's answer did not arrive within {TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?
+        .map_err(|_| Failure::Other(format!("the leader's answer did not arrive within {TIMEOUT:?}")))?
+        .map_err(|e| Failure::Other(e.to_string()))?
         .to_bytes();
     let mut reply = Response::new(bytes.into());
     *reply.status_mut() = parts.status;

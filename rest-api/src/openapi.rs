@@ -73,6 +73,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e("put", "/connectors/{connector}/pause", "Target state PAUSED", 202, &[404], false),
     e("put", "/connectors/{connector}/resume", "Target state STARTED", 202, &[404], false),
     e("put", "/connectors/{connector}/stop", "Target state STOPPED: tasks shut down", 204, &[404], false),
+    e("get", "/connectors/{connector}/topics", "Topics the connector has used (KIP-558)", 200, &[403, 404], false),
+    e("put", "/connectors/{connector}/topics/reset", "Forgets the connector's active topics", 202, &[403, 404], false),
     e("get", "/connectors/{connector}/offsets", "Committed offsets", 200, &[404], false),
     e("patch", "/connectors/{connector}/offsets", "Alters offsets (connector STOPPED only)", 200, &[400, 404], true),
     e("delete", "/connectors/{connector}/offsets", "Resets offsets (connector STOPPED only)", 200, &[400, 404], false),

@@ -219,7 +219,7 @@ pub fn distributed_properties(dir: &Path, kafka: &str, group: &str, port: u16) -
              config.storage.replication.factor=1\noffset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n\
              offset.storage.partitions=5\nstatus.storage.partitions=3\n\
              session.timeout.ms=6000\nheartbeat.interval.ms=1000\nscheduled.rebalance.max.delay.ms=2000\n\
-             offset.flush.interval.ms=500\n\
+             rebalance.timeout.ms=20000\noffset.flush.interval.ms=500\n\
              key.converter=string\nvalue.converter=string\n\
              consumer.session.timeout.ms=6000\nconsumer.heartbeat.interval.ms=1000\n"
         ),

@@ -104,6 +104,13 @@ impl WorkerConfig {
                 )
                 .validator(Validator::OneOf(vec!["disabled", "preparing", "enabled"])),
             )
+            .define(key(
+                "topic.tracking.enable",
+                Boolean,
+                "true",
+                "Record the topics each connector uses (GET /connectors/{c}/topics)",
+            ))
+            .define(key("topic.tracking.allow.reset", Boolean, "true", "Allow PUT /connectors/{c}/topics/reset"))
             .define(key("session.timeout.ms", Int, "10000", "Group session timeout"))
             .define(key("rebalance.timeout.ms", Int, "60000", "How long members get to rejoin during a rebalance"))
             .define(key("heartbeat.interval.ms", Int, "3000", "Group heartbeat interval"))
@@ -154,6 +161,14 @@ impl WorkerConfig {
     /// Whether `exactly.once.source.support=enabled` (it applies to distributed workers only).
     pub fn exactly_once_source_enabled(&self) -> bool {
         self.parsed.string("exactly.once.source.support").eq_ignore_ascii_case("enabled")
+    }
+    /// `topic.tracking.enable`.
+    pub fn topic_tracking(&self) -> bool {
+        self.parsed.boolean("topic.tracking.enable")
+    }
+    /// `topic.tracking.allow.reset`.
+    pub fn topic_tracking_reset(&self) -> bool {
+        self.parsed.boolean("topic.tracking.allow.reset")
     }
     /// `offset.storage.topic`.
     pub fn offset_topic(&self) -> String {

@@ -251,6 +251,9 @@ impl Loop {
             _ = cancel.cancelled() => return Ok(Next::Stop),
             r = async { self.coordinator().await?.send(&join, 0, 5, timeout).await } => r?.0,
         };
+        if joined.error_code != 0 {
+            tracing::debug!(group = %self.config.group_id, error_code = joined.error_code, "JoinGroup answered with an error");
+        }
         match joined.error_code {
             0 => {}
             MEMBER_ID_REQUIRED => {
@@ -285,6 +288,9 @@ impl Loop {
             .with_protocol_name(Some(sb(COMPATIBLE)))
             .with_assignments(assignments);
         let synced = self.coordinator().await?.send(&sync, 0, 5, timeout).await?.0;
+        if synced.error_code != 0 {
+            tracing::debug!(group = %self.config.group_id, generation, error_code = synced.error_code, "SyncGroup answered with an error");
+        }
         match synced.error_code {
             0 => {}
             REBALANCE_IN_PROGRESS => return Ok(Next::Rejoin),
@@ -461,13 +467,33 @@ impl Loop {
         if self.member_id.is_empty() {
             return;
         }
-        let request = LeaveGroupRequest::default()
-            .with_group_id(GroupId(sb(&self.config.group_id)))
-            .with_member_id(sb(&self.member_id))
+        if self.status.borrow().is_leader {
+            // tansu 0.6 keeps a leader that leaves during a join as the group's leader, and the
+            // group never completes another rebalance. The coordinator drops a silent member after
+            // session.timeout.ms, so the cost of not leaving is that delay (on any broker).
+            tracing::info!(member_id = %self.member_id, "leaving as the group's leader: no LeaveGroup; the coordinator notices within session.timeout.ms");
+            return;
+        }
+        // v0-2 carry the single `member_id`; v3+ name the leaving members in `members` (setting
+        // both fails to encode). v0-2 first: tansu 0.6 mishandles a v3 leave that lands during a
+        // rebalance (the join then waits for rebalance.timeout.ms); Kafka 4 only has v3+.
+        let group = GroupId(sb(&self.config.group_id));
+        let batch = LeaveGroupRequest::default()
+            .with_group_id(group.clone())
             .with_members(vec![MemberIdentity::default().with_member_id(sb(&self.member_id))]);
+        let single = LeaveGroupRequest::default().with_group_id(group).with_member_id(sb(&self.member_id));
+        // A fresh connection: the loop may have been cancelled mid-request, leaving a response
+        // unread on the old one.
+        self.conn = None;
         if let Ok(conn) = self.coordinator().await {
-            if let Err(e) = conn.send(&request, 0, 4, Duration::from_secs(5)).await {
-                tracing::warn!(error = %e, "LeaveGroup failed");
+            let sent = match conn.send(&single, 0, 2, Duration::from_secs(5)).await {
+                Err(ProtocolError::Unsupported { .. }) => conn.send(&batch, 3, 4, Duration::from_secs(5)).await,
+                other => other,
+            };
+            match sent {
+                Ok((r, _)) if r.error_code != 0 => tracing::warn!(error_code = r.error_code, "LeaveGroup refused"),
+                Ok(_) => tracing::info!(member_id = %self.member_id, "left the group"),
+                Err(e) => tracing::warn!(error = %e, "LeaveGroup failed"),
             }
         }
     }

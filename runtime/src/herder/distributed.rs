@@ -633,6 +633,19 @@ impl Herder for DistributedHerder {
         self.plugins.clone()
     }
 
+    async fn connector_topics(&self, name: &str) -> Result<Vec<String>, HerderError> {
+        super::active_topics(&self.worker, name, self.configs.snapshot().connectors.contains_key(name))
+    }
+
+    async fn reset_connector_topics(&self, name: &str) -> Result<(), HerderError> {
+        super::reset_active_topics(&self.worker, name, self.configs.snapshot().connectors.contains_key(name))
+    }
+
+    fn leader_rest_url(&self) -> Option<String> {
+        let g = self.group_status()?;
+        (g.generation >= 0 && !g.leader_url.is_empty()).then_some(g.leader_url)
+    }
+
     fn leader_url(&self) -> Option<String> {
         let g = self.group_status()?;
         (g.generation >= 0 && !g.is_leader && !g.leader_url.is_empty()).then_some(g.leader_url)

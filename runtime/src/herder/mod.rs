@@ -32,6 +32,9 @@ pub enum HerderError {
     /// 409: conflicting operation.
     #[error("{0}")]
     Conflict(String),
+    /// 403: the worker's config forbids it.
+    #[error("{0}")]
+    Forbidden(String),
     /// 500.
     #[error("{0}")]
     Internal(String),
@@ -44,6 +47,7 @@ impl HerderError {
             HerderError::NotFound(_) => 404,
             HerderError::AlreadyExists(_) | HerderError::Conflict(_) => 409,
             HerderError::InvalidConfig(_) | HerderError::BadRequest(_) => 400,
+            HerderError::Forbidden(_) => 403,
             HerderError::Internal(_) => 500,
         }
     }
@@ -228,6 +232,10 @@ pub trait Herder: Send + Sync {
     async fn alter_connector_offsets(&self, name: &str, offsets: ConnectorOffsets) -> Result<(), HerderError>;
     /// Resets every offset; the connector must be STOPPED.
     async fn reset_connector_offsets(&self, name: &str) -> Result<(), HerderError>;
+    /// The topics the connector has used (`GET /connectors/{c}/topics`).
+    async fn connector_topics(&self, name: &str) -> Result<Vec<String>, HerderError>;
+    /// Forgets the connector's active topics (`PUT /connectors/{c}/topics/reset`).
+    async fn reset_connector_topics(&self, name: &str) -> Result<(), HerderError>;
     /// Installed plugins.
     fn plugins(&self) -> Vec<PluginInfo>;
     /// Group membership as this worker sees it (`GET /admin/cluster`): leader, generation,
@@ -240,6 +248,10 @@ pub trait Herder: Send + Sync {
     fn leader_url(&self) -> Option<String> {
         None
     }
+    /// The leader's REST URL, this worker's own when it leads (distributed mode, once joined).
+    fn leader_rest_url(&self) -> Option<String> {
+        None
+    }
     /// The Kafka cluster id, when known.
     fn kafka_cluster_id(&self) -> Option<String>;
     /// `Ok` when the worker can serve (distributed: it has joined its group; the stores are read
@@ -249,6 +261,36 @@ pub trait Herder: Send + Sync {
     }
     /// Prometheus text of this worker's metrics (`GET /metrics`).
     async fn metrics_text(&self) -> String;
+}
+
+/// Active topics of an existing connector, as Kafka Connect (403 when tracking is off).
+pub(crate) fn active_topics(
+    worker: &crate::worker::Worker,
+    name: &str,
+    exists: bool,
+) -> Result<Vec<String>, HerderError> {
+    if !worker.config().topic_tracking() {
+        return Err(HerderError::Forbidden("Topic tracking is disabled.".into()));
+    }
+    if !exists {
+        return Err(HerderError::connector_not_found(name));
+    }
+    Ok(worker.statuses().topics(name))
+}
+
+/// Resets an existing connector's active topics (403 when tracking or its reset is off).
+pub(crate) fn reset_active_topics(worker: &crate::worker::Worker, name: &str, exists: bool) -> Result<(), HerderError> {
+    if !worker.config().topic_tracking() {
+        return Err(HerderError::Forbidden("Topic tracking is disabled.".into()));
+    }
+    if !worker.config().topic_tracking_reset() {
+        return Err(HerderError::Forbidden("Topic tracking reset is disabled.".into()));
+    }
+    if !exists {
+        return Err(HerderError::connector_not_found(name));
+    }
+    worker.statuses().reset_topics(name);
+    Ok(())
 }
 
 /// Checks a config's `name` against the name in the URL, filling it in when absent (as Kafka Connect).

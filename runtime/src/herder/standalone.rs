@@ -397,6 +397,16 @@ impl Herder for StandaloneHerder {
         Ok(self.worker.reset_offsets(name, entry.plugin.connector_type).await?)
     }
 
+    async fn connector_topics(&self, name: &str) -> Result<Vec<String>, HerderError> {
+        let exists = self.connectors.lock().await.contains_key(name);
+        super::active_topics(&self.worker, name, exists)
+    }
+
+    async fn reset_connector_topics(&self, name: &str) -> Result<(), HerderError> {
+        let exists = self.connectors.lock().await.contains_key(name);
+        super::reset_active_topics(&self.worker, name, exists)
+    }
+
     fn plugins(&self) -> Vec<PluginInfo> {
         self.plugins.clone()
     }

@@ -98,6 +98,28 @@ pub struct KafkaStatusStore {
 struct StatusMaps {
     connectors: BTreeMap<String, Status>,
     tasks: BTreeMap<(String, u32), Status>,
+    /// Active topics: (connector, topic).
+    topics: std::collections::BTreeSet<(String, String)>,
+}
+
+/// Kafka Connect's active-topic key: `status-topic-<topic>:connector-<connector>` (a topic name
+/// cannot contain `:`).
+fn topic_key(topic: &str, connector: &str) -> String {
+    format!("status-topic-{topic}:connector-{connector}")
+}
+
+fn parse_topic_key(key: &str) -> Option<(String, String)> {
+    let (topic, connector) = key.strip_prefix("status-topic-")?.split_once(":connector-")?;
+    Some((connector.to_string(), topic.to_string()))
+}
+
+/// The active-topic value: `{"topic":{"name","connector","task","discoverTimestamp"}}`.
+fn topic_json(topic: &str, connector: &str, task: u32) -> Vec<u8> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    serde_json::json!({"topic": {"name": topic, "connector": connector, "task": task, "discoverTimestamp": now}})
+        .to_string()
+        .into_bytes()
 }
 
 fn parse_state(name: &str) -> Option<ConnectorState> {
@@ -167,7 +189,17 @@ impl KafkaStatusStore {
         let state: Arc<Mutex<StatusMaps>> = Arc::default();
         let sink = state.clone();
         let apply_record: Apply = Box::new(move |LogRecord { key, value, .. }| {
-            let Some(parsed) = std::str::from_utf8(key).ok().and_then(parse_status_key) else { return };
+            let text = std::str::from_utf8(key).unwrap_or_default();
+            if let Some(pair) = parse_topic_key(text) {
+                if let Ok(mut maps) = sink.lock() {
+                    match value {
+                        Some(_) => maps.topics.insert(pair),
+                        None => maps.topics.remove(&pair),
+                    };
+                }
+                return;
+            }
+            let Some(parsed) = parse_status_key(text) else { return };
             let Ok(mut maps) = sink.lock() else { return };
             let status = value.and_then(parse_status);
             match (parsed, status) {
@@ -227,6 +259,32 @@ impl StatusStore for KafkaStatusStore {
         for t in tasks {
             maps.tasks.remove(&(connector.to_string(), t));
             self.log.send_nowait(format!("status-task-{connector}-{t}").into_bytes(), None);
+        }
+    }
+
+    fn put_topic(&self, connector: &str, topic: &str, task: u32) {
+        let Ok(mut maps) = self.state.lock() else { return };
+        if maps.topics.iter().any(|(c, t)| c == connector && t == topic) {
+            return;
+        }
+        if maps.topics.insert((connector.to_string(), topic.to_string())) {
+            self.log.send_nowait(topic_key(topic, connector).into_bytes(), Some(topic_json(topic, connector, task)));
+        }
+    }
+
+    fn topics(&self, connector: &str) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|m| m.topics.iter().filter(|(c, _)| c == connector).map(|(_, t)| t.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn reset_topics(&self, connector: &str) {
+        let Ok(mut maps) = self.state.lock() else { return };
+        let gone: Vec<String> = maps.topics.iter().filter(|(c, _)| c == connector).map(|(_, t)| t.clone()).collect();
+        for topic in gone {
+            maps.topics.remove(&(connector.to_string(), topic.clone()));
+            self.log.send_nowait(topic_key(&topic, connector).into_bytes(), None);
         }
     }
 }

@@ -68,6 +68,13 @@ pub trait StatusStore: Send + Sync {
     fn tasks(&self, connector: &str) -> Vec<(u32, Status)>;
     /// Forgets a connector and its tasks.
     fn remove(&self, connector: &str);
+    /// Records that `task` of `connector` used `topic` (Kafka Connect's active topics, KIP-558).
+    /// Cheap when already recorded.
+    fn put_topic(&self, connector: &str, topic: &str, task: u32);
+    /// The connector's active topics, sorted.
+    fn topics(&self, connector: &str) -> Vec<String>;
+    /// Forgets the connector's active topics.
+    fn reset_topics(&self, connector: &str);
 }
 
 /// In-memory statuses (standalone mode).
@@ -75,6 +82,7 @@ pub trait StatusStore: Send + Sync {
 pub struct MemoryStatusStore {
     connectors: Mutex<BTreeMap<String, Status>>,
     tasks: Mutex<BTreeMap<(String, u32), Status>>,
+    topics: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl StatusStore for MemoryStatusStore {
@@ -103,6 +111,22 @@ impl StatusStore for MemoryStatusStore {
         }
         if let Ok(mut m) = self.tasks.lock() {
             m.retain(|(c, _), _| c != connector);
+        }
+    }
+    fn put_topic(&self, connector: &str, topic: &str, _task: u32) {
+        if let Ok(mut t) = self.topics.lock() {
+            t.insert((connector.to_string(), topic.to_string()));
+        }
+    }
+    fn topics(&self, connector: &str) -> Vec<String> {
+        self.topics
+            .lock()
+            .map(|t| t.iter().filter(|(c, _)| c == connector).map(|(_, topic)| topic.clone()).collect())
+            .unwrap_or_default()
+    }
+    fn reset_topics(&self, connector: &str) {
+        if let Ok(mut t) = self.topics.lock() {
+            t.retain(|(c, _)| c != connector);
         }
     }
 }

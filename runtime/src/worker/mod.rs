@@ -95,6 +95,17 @@ pub(crate) struct TaskSettings {
     pub shutdown_timeout: Duration,
     pub metrics: Arc<crate::metrics::TaskMetrics>,
     pub transforms: crate::transforms::TransformChain,
+    /// Where active topics are recorded (`None`: `topic.tracking.enable=false`).
+    pub topic_tracking: Option<Arc<dyn StatusStore>>,
+}
+
+impl TaskSettings {
+    /// Records `topic` as active for the connector (Kafka Connect's KIP-558 topic tracking).
+    pub(crate) fn topic_active(&self, topic: &str) {
+        if let Some(store) = &self.topic_tracking {
+            store.put_topic(&self.id.connector, topic, self.id.task);
+        }
+    }
 }
 
 impl Worker {
@@ -237,6 +248,7 @@ impl Worker {
             shutdown_timeout: self.config.shutdown_timeout(),
             metrics: self.metrics.task(id),
             transforms: crate::transforms::TransformChain::from_config(&connector_config)?,
+            topic_tracking: self.config.topic_tracking().then(|| self.statuses.clone()),
         })
     }
 

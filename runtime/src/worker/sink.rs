@@ -376,6 +376,14 @@ impl SinkRunner {
             match self.task.put(batch).await {
                 Ok(()) => {
                     TaskMetrics::add(&self.s.metrics.sink_record_send_total, batch.len());
+                    // Active topics (once per batch and topic; the store ignores repeats).
+                    let mut last: Option<&str> = None;
+                    for r in batch {
+                        if last != Some(r.topic.as_str()) {
+                            self.s.topic_active(&r.topic);
+                            last = Some(r.topic.as_str());
+                        }
+                    }
                     return Ok(());
                 }
                 Err(e) if e.kind() == ErrorKind::Retriable => {

@@ -386,6 +386,7 @@ impl SourceRunner {
         let started = Instant::now();
         let offsets: Vec<(String, (JsonMap, JsonMap))> = txn.offsets.drain().collect();
         let (topic, partitions) = (txn.offsets_topic.clone(), txn.offsets_partitions);
+        let mut offset_acks = Vec::with_capacity(offsets.len());
         for (key, (_, offset)) in &offsets {
             let value = serde_json::Value::Object(offset.clone()).to_string();
             let partition = key_partition(key.as_bytes(), partitions);
@@ -393,7 +394,10 @@ impl SourceRunner {
                 let record: FutureRecord<'_, [u8], [u8]> =
                     FutureRecord::to(&topic).key(key.as_bytes()).payload(value.as_bytes()).partition(partition);
                 match self.producer.send_result(record) {
-                    Ok(_) => break,
+                    Ok(ack) => {
+                        offset_acks.push(ack);
+                        break;
+                    }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         tokio::time::sleep(Duration::from_millis(5)).await
                     }
@@ -406,6 +410,25 @@ impl SourceRunner {
                     }
                 }
             }
+        }
+        // Every record and offset acknowledged first: rdkafka's commit_transaction otherwise
+        // flushes in 100 ms polling steps (a 100 ms floor per transaction).
+        let mut acked = Vec::with_capacity(self.acks.len());
+        while let Some(acks) = self.acks.next().await {
+            acked.push(acks);
+        }
+        let records_failed = acked.iter().flatten().flatten().any(|a| !matches!(a, Ok(Ok(_))));
+        let mut offsets_failed = false;
+        for ack in offset_acks {
+            offsets_failed |= !matches!(ack.await, Ok(Ok(_)));
+        }
+        if records_failed || offsets_failed {
+            TaskMetrics::add(&self.s.metrics.offset_commit_failure_total, 1);
+            self.abort_transaction().await;
+            return Err(ConnectError::fatal(format!(
+                "task {}: a record or offset of the transaction was not written; the transaction was aborted",
+                self.s.id
+            )));
         }
         let producer = self.producer.clone();
         let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(TXN_TIMEOUT)).await;
@@ -427,8 +450,8 @@ impl SourceRunner {
             }
             Err(e) => return Err(ConnectError::fatal(format!("task {}: commit panicked: {e}", self.s.id))),
         }
-        // Every record of the transaction is acknowledged now.
-        while let Some(acks) = self.acks.next().await {
+        // Every record of the transaction is committed now.
+        for acks in acked {
             self.on_acked(acks).await?;
         }
         TaskMetrics::add(&self.s.metrics.offset_commit_success_total, 1);
@@ -597,6 +620,14 @@ impl SourceRunner {
             }
         }
         self.in_flight_bytes += bytes;
+        // Active topics (once per batch and topic; the store ignores repeats).
+        let mut last: Option<&str> = None;
+        for r in &records {
+            if last != Some(r.topic.as_str()) {
+                self.s.topic_active(&r.topic);
+                last = Some(r.topic.as_str());
+            }
+        }
         if let Some(txn) = &mut self.txn {
             // Every polled record's offset is covered, skipped ones too (as in at-least-once).
             for r in records.iter().filter(|r| !r.source_partition.is_empty()) {
