@@ -34,7 +34,7 @@ declare -A SERVER_PKG=(
     [opensearch]="osmem-server==0.1.6"
     [elasticsearch]="noida-db==0.2.3"
 )
-READER_PKGS=(confluent-kafka pyarrow deltalake boto3 redis opensearch-py mysql-replication)
+READER_PKGS=(confluent-kafka pyarrow deltalake boto3 redis opensearch-py mysql-replication kafka-connect-py==1.0.0)
 
 usage() {
     sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'

@@ -238,3 +238,34 @@ fn the_openapi_document_matches_the_routes() {
     let (status, body) = call(port, "GET", "/no/such/route", None);
     assert_eq!((status, body["error_code"].clone()), (404, json!(404)));
 }
+
+/// A Kafka Connect REST client from PyPI (`kafka-connect-py`, installed by scripts/services.sh)
+/// drives a worker through create, list, status, tasks, topics, update, pause, resume, restarts,
+/// stop and delete, unchanged (tests/python/kafka_connect_client.py).
+#[test]
+fn a_third_party_kafka_connect_client_drives_the_api() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let python = services.vars.get("SLUICE_PYTHON").cloned().unwrap_or_else(|| "python3".into());
+    let probe = std::process::Command::new(&python).args(["-c", "import kafka_connect"]).output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        skip("a_third_party_kafka_connect_client_drives_the_api", "kafka-connect-py is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker = worker_properties(dir.path(), &kafka, port, "");
+    let _sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one\ntwo\n").expect("write");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/kafka_connect_client.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}"))
+        .arg(&input)
+        .arg(unique("client"))
+        .output()
+        .expect("run the client");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("ALL OK"), "client run:\n{text}");
+}

@@ -430,6 +430,7 @@ impl SourceRunner {
                 self.s.id
             )));
         }
+        let acked_ms = started.elapsed().as_millis() as u64;
         let producer = self.producer.clone();
         let committed = tokio::task::spawn_blocking(move || producer.commit_transaction(TXN_TIMEOUT)).await;
         if let Some(txn) = &mut self.txn {
@@ -455,7 +456,7 @@ impl SourceRunner {
             self.on_acked(acks).await?;
         }
         TaskMetrics::add(&self.s.metrics.offset_commit_success_total, 1);
-        tracing::debug!(task = %self.s.id, partitions = offsets.len(), elapsed_ms = started.elapsed().as_millis() as u64, "transaction committed");
+        tracing::debug!(task = %self.s.id, partitions = offsets.len(), acked_ms, elapsed_ms = started.elapsed().as_millis() as u64, "transaction committed");
         self.task.commit().await
     }
 
