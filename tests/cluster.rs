@@ -347,16 +347,6 @@ fn zombie_producer(kafka: &str, transactional_id: &str) -> rdkafka::producer::Ba
     p
 }
 
-/// (key, value) of every committed record of `topic`.
-fn committed_values(kafka: &str, topic: &str) -> Vec<(String, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let records = rt
-        .block_on(sluice_runtime::storage::committed::read_committed(kafka, topic, Duration::from_secs(60)))
-        .expect("read committed");
-    let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-    records.iter().map(|r| (text(r.key.as_deref()), text(r.value.as_deref()))).collect()
-}
-
 /// Connector changes that reach a follower are forwarded to the leader (Kafka Connect's request
 /// forwarding): concurrent creates of one name spread over both workers give exactly one 201, and
 /// the follower's answers are the leader's.

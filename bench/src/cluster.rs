@@ -183,18 +183,6 @@ pub fn bench(bootstrap: &str, dir: &Path, runs: usize) -> Result<()> {
     Ok(())
 }
 
-impl Worker {
-    /// Peak resident memory (VmHWM) in MiB.
-    fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    }
-}
-
 /// One delivery mode of the exactly-once benchmark.
 struct Mode {
     name: &'static str,
@@ -256,7 +244,7 @@ pub fn eos_bench(bootstrap: &str, dir: &Path, seconds: u64) -> Result<()> {
             (v["connector"]["state"] == "STOPPED" && v["tasks"].as_array().is_some_and(|t| t.is_empty())).then_some(())
         })?;
         let elapsed = started.elapsed().as_secs_f64();
-        let rss = worker.peak_rss_mib();
+        let rss = super::peak_rss_mib(worker.child.id());
         let records = rt.block_on(sluice_runtime::storage::committed::read_committed(
             bootstrap,
             &topic,

@@ -224,6 +224,16 @@ async fn raw_consume(bootstrap: &str, topic: &str, n: usize, bytes: usize) -> Re
     Ok(Rate { records: n, seconds: start.map_or(0.0, |s| s.elapsed().as_secs_f64()), bytes: n * bytes })
 }
 
+/// Peak resident memory (VmHWM) of process `pid` in MiB (0 when unknown).
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 struct SluiceProc {
     child: Child,
     dir: PathBuf,
@@ -273,12 +283,7 @@ impl SluiceProc {
 
     /// Peak resident memory (VmHWM) in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        peak_rss_mib(self.child.id())
     }
 
     fn stop(mut self) -> Result<()> {

@@ -494,17 +494,23 @@ impl Lake {
     }
 }
 
-/// As [`read_seqnos`], but the topic's read_committed view through sluice's transaction-marker
-/// filter (the local broker does not hide aborted transactions from read_committed consumers).
-pub fn read_committed_seqnos(kafka: &str, topic: &str) -> HashMap<i64, Vec<i64>> {
+/// (key, value) text of every committed record of `topic`: its read_committed view through
+/// sluice's transaction-marker filter (the local broker does not hide aborted transactions from
+/// read_committed consumers).
+pub fn committed_values(kafka: &str, topic: &str) -> Vec<(String, String)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let records = rt
         .block_on(sluice_runtime::storage::committed::read_committed(kafka, topic, Duration::from_secs(60)))
         .expect("read committed");
+    let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+    records.iter().map(|r| (text(r.key.as_deref()), text(r.value.as_deref()))).collect()
+}
+
+/// As [`read_seqnos`], but the committed view ([`committed_values`]).
+pub fn read_committed_seqnos(kafka: &str, topic: &str) -> HashMap<i64, Vec<i64>> {
     let mut out: HashMap<i64, Vec<i64>> = HashMap::new();
-    let parse = |b: Option<&[u8]>| b.and_then(|b| std::str::from_utf8(b).ok()?.trim().parse::<i64>().ok());
-    for r in records {
-        if let (Some(task), Some(seqno)) = (parse(r.key.as_deref()), parse(r.value.as_deref())) {
+    for (k, v) in committed_values(kafka, topic) {
+        if let (Ok(task), Ok(seqno)) = (k.trim().parse::<i64>(), v.trim().parse::<i64>()) {
             out.entry(task).or_default().push(seqno);
         }
     }
