@@ -281,11 +281,14 @@ fn exactly_once_sources_lose_and_duplicate_nothing_across_kill_9() {
     }
     let victim = per_worker.iter().max_by_key(|(_, n)| **n).map(|(p, _)| *p).expect("a worker");
     let survivor = *ports.iter().find(|p| **p != victim).expect("survivor");
+    let committed_total = || -> usize { read_committed_seqnos(&kafka, &topic).values().map(Vec::len).sum() };
+    let before_kill = committed_total();
     workers.remove(&victim).expect("victim").kill9();
     wait_until(Duration::from_secs(120), "every task RUNNING on the survivor", || {
         running_tasks(survivor, "eos", 3).is_some_and(|t| t.values().all(|w| port_of(w) == survivor))
     });
-    std::thread::sleep(Duration::from_secs(3));
+    // The moved tasks commit after the failover (every task: its seqnos continue).
+    let after_failover = wait_for_more(before_kill, &committed_total, "commits after the failover");
 
     // A zombie of task 2 holds an open transaction (it fences the live task 2, which fails at its
     // next commit); shrinking the connector to 2 tasks fences task 2's producer, so the zombie
@@ -308,7 +311,7 @@ fn exactly_once_sources_lose_and_duplicate_nothing_across_kill_9() {
             .any(|l| l.contains("fenced the producer of a removed task") && l.contains(&format!("{group}-eos-2")))
     });
     assert!(fenced_by_shrink, "a worker logged fencing task 2");
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_more(after_failover, &committed_total, "commits after the shrink");
     assert_eq!(http(survivor, "PUT", "/connectors/eos/stop", None).map(|r| r.0), Some(204));
     wait_until(Duration::from_secs(60), "the connector STOPPED with no tasks", || {
         let s = connector_status(survivor, "eos");
@@ -334,6 +337,16 @@ fn exactly_once_sources_lose_and_duplicate_nothing_across_kill_9() {
     for w in workers.values_mut() {
         assert_eq!(w.terminate(), Some(0), "graceful stop; log:\n{}", w.log_text());
     }
+}
+
+/// Waits until `count()` exceeds `than`; returns the new count.
+fn wait_for_more(than: usize, count: &dyn Fn() -> usize, what: &str) -> usize {
+    let mut now = than;
+    wait_until(Duration::from_secs(60), what, || {
+        now = count();
+        now > than
+    });
+    now
 }
 
 fn zombie_producer(kafka: &str, transactional_id: &str) -> rdkafka::producer::BaseProducer {

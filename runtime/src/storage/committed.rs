@@ -190,12 +190,13 @@ pub async fn read_committed(
         }
         let mut out = Vec::new();
         for (addr, partitions) in by_leader {
-            let mut conn = if addr == meta_conn.addr() {
-                Connection::connect(meta_conn.addr(), "sluice-committed-reader").await?
+            // The broker that answered the metadata keeps its connection.
+            if addr == meta_conn.addr() {
+                out.extend(read_partitions(&mut meta_conn, topic, &partitions).await?);
             } else {
-                Connection::connect(&addr, "sluice-committed-reader").await?
-            };
-            out.extend(read_partitions(&mut conn, topic, &partitions).await?);
+                let mut conn = Connection::connect(&addr, "sluice-committed-reader").await?;
+                out.extend(read_partitions(&mut conn, topic, &partitions).await?);
+            }
         }
         Ok(out)
     };
