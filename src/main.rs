@@ -104,15 +104,77 @@ fn read_config_file(path: &str) -> Result<ConfigMap> {
 }
 
 fn listener_addr(listener: &str) -> Result<SocketAddr> {
-    let hostport = listener
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("listener {listener} must start with http:// (https is not supported yet)"))?;
+    let lower = listener.to_ascii_lowercase();
+    let hostport = ["http://", "https://"]
+        .iter()
+        .find(|p| lower.starts_with(*p))
+        .map(|p| &listener[p.len()..])
+        .ok_or_else(|| anyhow!("listener {listener} must start with http:// or https://"))?;
     let hostport = if hostport.starts_with(':') { format!("0.0.0.0{hostport}") } else { hostport.to_string() };
     hostport
         .to_socket_addrs()
         .with_context(|| format!("listener {listener}: bad host or port"))?
         .next()
         .ok_or_else(|| anyhow!("listener {listener}: host does not resolve"))
+}
+
+/// The REST listeners, bound (so port 0 works and the worker id carries the real port).
+struct Listeners {
+    bound: Vec<(tokio::net::TcpListener, bool, String)>,
+    /// The bound port of the advertised listener.
+    advertised_port: u16,
+}
+
+impl Listeners {
+    async fn bind(config: &WorkerConfig) -> Result<Listeners> {
+        let mut listeners = config.listeners();
+        if listeners.is_empty() {
+            listeners.push("http://0.0.0.0:8083".into());
+        }
+        let advertised = config.advertised_listener();
+        let mut bound = Vec::new();
+        let mut advertised_port = None;
+        for listener in listeners {
+            let addr = listener_addr(&listener)?;
+            let tcp =
+                tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {listener}"))?;
+            let port = tcp.local_addr()?.port();
+            if listener == advertised && advertised_port.is_none() {
+                advertised_port = Some(port);
+            }
+            let https = listener.to_ascii_lowercase().starts_with("https://");
+            bound.push((tcp, https, listener));
+        }
+        let advertised_port =
+            advertised_port.or_else(|| bound.first().and_then(|b| b.0.local_addr().ok()).map(|a| a.port()));
+        Ok(Listeners { bound, advertised_port: advertised_port.unwrap_or(8083) })
+    }
+
+    /// Serves the API on every listener until `shutdown` is cancelled.
+    fn serve(
+        self,
+        herder: sluice_rest::SharedHerder,
+        options: sluice_rest::RestOptions,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut servers = Vec::new();
+        for (tcp, https, listener) in self.bound {
+            let bound = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(listener, %bound, "REST API listening");
+            let (herder, options, stop) = (herder.clone(), options.clone(), shutdown.clone());
+            let stop = async move { stop.cancelled().await };
+            servers.push(tokio::spawn(async move {
+                if https {
+                    if let Err(e) = sluice_rest::serve_https(herder, tcp, options, stop).await {
+                        tracing::error!(listener, error = %e, "the https listener stopped");
+                    }
+                } else {
+                    sluice_rest::serve(herder, tcp, options, stop).await
+                }
+            }));
+        }
+        servers
+    }
 }
 
 async fn standalone(worker_file: String, connector_files: Vec<String>, levels: Arc<logging::Levels>) -> Result<()> {
@@ -127,14 +189,9 @@ async fn standalone(worker_file: String, connector_files: Vec<String>, levels: A
             Arc::new(MemoryOffsetStore::default())
         }
     };
-    let listener = worker_config.listeners().first().cloned().unwrap_or_else(|| "http://0.0.0.0:8083".into());
-    let addr = listener_addr(&listener)?;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let rest_shutdown = shutdown.clone();
-
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {listener}"))?;
-    let bound = listener.local_addr()?;
-    let worker_id = worker_config.worker_id(bound.port());
+    let listeners = Listeners::bind(&worker_config).await?;
+    let worker_id = worker_config.worker_id(listeners.advertised_port);
     if worker_config.exactly_once_source_enabled() {
         tracing::warn!("exactly.once.source.support applies to distributed workers only; this standalone worker runs sources at-least-once");
     }
@@ -142,10 +199,8 @@ async fn standalone(worker_file: String, connector_files: Vec<String>, levels: A
         Arc::new(Worker::new(worker_config, worker_id.clone(), offsets, Arc::new(MemoryStatusStore::default()))?);
     let herder = StandaloneHerder::new(worker, sluice_connectors::plugins());
     herder.fetch_cluster_id().await;
-    let server = tokio::spawn(sluice_rest::serve(herder.clone(), listener, rest_options, async move {
-        rest_shutdown.cancelled().await
-    }));
-    tracing::info!(%bound, worker_id, "REST API listening");
+    let servers = listeners.serve(herder.clone(), rest_options, &shutdown);
+    tracing::info!(worker_id, "standalone worker started");
 
     for config in connectors {
         let name = config.get("name").cloned().ok_or_else(|| anyhow!("a connector config has no \"name\""))?;
@@ -156,7 +211,9 @@ async fn standalone(worker_file: String, connector_files: Vec<String>, levels: A
     tracing::info!("shutting down: stopping tasks, flushing and committing");
     herder.stop().await;
     shutdown.cancel();
-    let _ = server.await;
+    for server in servers {
+        let _ = server.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -167,13 +224,11 @@ async fn distributed(worker_file: String, levels: Arc<logging::Levels>) -> Resul
     use sluice_runtime::storage::{KafkaConfigStore, KafkaOffsetStore, KafkaStatusStore, KafkaStoreConfig, TopicSpec};
 
     let worker_config = load_worker_config(&worker_file)?;
-    let rest_options = rest_options(&worker_config, levels)?;
+    let rest_options = rest_options(&worker_config, levels.clone())?;
     let p = worker_config.parsed().clone();
-    let listener = worker_config.listeners().first().cloned().unwrap_or_else(|| "http://0.0.0.0:8083".into());
-    let addr = listener_addr(&listener)?;
-    let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {listener}"))?;
-    let bound = tcp.local_addr()?;
-    let worker_id = worker_config.worker_id(bound.port());
+    let listeners = Listeners::bind(&worker_config).await?;
+    let worker_id = worker_config.worker_id(listeners.advertised_port);
+    let scheme = worker_config.rest_scheme();
     let store = KafkaStoreConfig { bootstrap: worker_config.bootstrap_servers(), overrides: Default::default() };
     let spec = |topic: &str, partitions: &str, replication: &str| TopicSpec {
         name: p.string(topic),
@@ -198,7 +253,7 @@ async fn distributed(worker_file: String, levels: Arc<logging::Levels>) -> Resul
     let membership = MembershipConfig {
         bootstrap: p.list("bootstrap.servers"),
         group_id: worker_config.group_id(),
-        url: format!("http://{worker_id}/"),
+        url: format!("{scheme}://{worker_id}/"),
         session_timeout: ms("session.timeout.ms"),
         rebalance_timeout: ms("rebalance.timeout.ms"),
         heartbeat_interval: ms("heartbeat.interval.ms"),
@@ -215,23 +270,36 @@ async fn distributed(worker_file: String, levels: Arc<logging::Levels>) -> Resul
             .with_exactly_once_sources(exactly_once),
     );
     let herder = DistributedHerder::start(worker, sluice_connectors::plugins(), Arc::new(configs), membership);
+    // `PUT /admin/loggers/{name}?scope=cluster` on any worker reaches every worker through the
+    // config topic.
+    let mut cluster_levels = herder.logger_levels();
+    tokio::spawn(async move {
+        use sluice_rest::LogLevels;
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match cluster_levels.recv().await {
+                Ok((namespace, level)) => {
+                    if let Err(e) = levels.set(&namespace, &level) {
+                        tracing::warn!(namespace, level, error = %e, "cannot apply a cluster-wide log level");
+                    }
+                }
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "cluster-wide log levels were missed"),
+                Err(RecvError::Closed) => break,
+            }
+        }
+    });
     herder.fetch_cluster_id().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let rest_shutdown = shutdown.clone();
-    let server =
-        tokio::spawn(sluice_rest::serve(
-            herder.clone(),
-            tcp,
-            rest_options,
-            async move { rest_shutdown.cancelled().await },
-        ));
-    tracing::info!(%bound, worker_id, "distributed worker started; REST API listening");
+    let servers = listeners.serve(herder.clone(), rest_options, &shutdown);
+    tracing::info!(worker_id, "distributed worker started");
 
     wait_for_signal().await;
     tracing::info!("shutting down: stopping tasks, flushing, committing and leaving the group");
     herder.stop().await;
     shutdown.cancel();
-    let _ = server.await;
+    for server in servers {
+        let _ = server.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -291,5 +359,9 @@ fn rest_options(config: &WorkerConfig, levels: Arc<logging::Levels>) -> Result<s
         }
         _ => sluice_rest::Auth::None,
     };
-    Ok(sluice_rest::RestOptions { auth, loggers: Some(levels) })
+    let tls = match sluice_rest::TlsSettings::from_worker(config).map_err(|e| anyhow!("https listener: {e}"))? {
+        Some(settings) => Some(settings.build().map_err(|e| anyhow!("https listener: {e}"))?),
+        None => None,
+    };
+    Ok(sluice_rest::RestOptions { auth, loggers: Some(levels), tls })
 }

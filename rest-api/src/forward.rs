@@ -9,12 +9,14 @@
 //! (before the first join, or mid-rebalance; and in standalone mode) a request is handled where it
 //! arrives: every worker can write the config topic, and its single partition orders the writes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use warp::http::{HeaderMap, Method, Request};
 use warp::path::FullPath;
@@ -47,10 +49,44 @@ enum Hop {
     Refuse,
 }
 
+/// The HTTP client to the leader: `http://` and, with a TLS configuration, `https://` leaders.
+#[derive(Clone)]
+enum LeaderClient {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+impl LeaderClient {
+    fn new(tls: Option<Arc<rustls::ClientConfig>>) -> LeaderClient {
+        match tls {
+            None => LeaderClient::Plain(Client::builder(TokioExecutor::new()).build_http()),
+            Some(config) => {
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*config).clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .build();
+                LeaderClient::Tls(Client::builder(TokioExecutor::new()).build(connector))
+            }
+        }
+    }
+
+    fn request(&self, request: Request<Full<Bytes>>) -> ResponseFuture {
+        match self {
+            LeaderClient::Plain(c) => c.request(request),
+            LeaderClient::Tls(c) => c.request(request),
+        }
+    }
+}
+
 /// Forwards connector changes received by a follower to the leader; rejects (not found, the
-/// weakest rejection) every other request so the API routes handle it.
-pub(crate) fn filter(herder: SharedHerder) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+/// weakest rejection) every other request so the API routes handle it. `tls` is the client side
+/// used for `https://` leaders.
+pub(crate) fn filter(
+    herder: SharedHerder,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let client = LeaderClient::new(tls);
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
@@ -164,7 +200,7 @@ enum Failure {
 }
 
 async fn forward(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &LeaderClient,
     method: &Method,
     url: &str,
     headers: &HeaderMap,
@@ -181,9 +217,14 @@ async fn forward(
     let response = tokio::time::timeout(TIMEOUT, client.request(request))
         .await
         .map_err(|_| Failure::Other(format!("the leader did not answer within {TIMEOUT:?}")))?
-        .map_err(
-            |e| if e.is_connect() { Failure::Unreachable(e.to_string()) } else { Failure::Other(e.to_string()) },
-        )?;
+        .map_err(|e| {
+            let text = chain(&e);
+            if e.is_connect() && unreachable(&e) {
+                Failure::Unreachable(text)
+            } else {
+                Failure::Other(text)
+            }
+        })?;
     let (parts, body) = response.into_parts();
     let bytes = tokio::time::timeout(TIMEOUT, body.collect())
         .await
@@ -198,4 +239,33 @@ async fn forward(
         }
     }
     Ok(reply)
+}
+
+/// An error and its causes, `: `-separated (hyper's own message is only "client error (Connect)").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Nothing reached the leader: the connection was refused, reset or timed out (a TLS handshake
+/// failure is a configuration problem, reported at once instead of retried).
+fn unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::*;
+    let mut source = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | NotConnected
+            );
+        }
+        source = s.source();
+    }
+    false
 }

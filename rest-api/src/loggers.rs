@@ -1,6 +1,9 @@
-//! `/admin/loggers`: log levels read and changed at runtime, on this worker (`scope=worker`).
-//! Logger names are Rust targets (`sluice_runtime`, `sluice_connectors::sources::mysql`,
-//! `sluice::rest`); `root` is the default level.
+//! `/admin/loggers`: log levels read and changed at runtime, on this worker (`scope=worker`, 200
+//! with the loggers changed) or on every worker of the cluster (`scope=cluster`, 204: written to
+//! the config topic as `logger-cluster-<name>`, applied by each worker as it reads it; standalone
+//! applies it here). An unknown scope is taken as `worker`, as Kafka Connect does. Logger names
+//! are Rust targets (`sluice_runtime`, `sluice_connectors::sources::mysql`, `sluice::rest`);
+//! `root` is the default level.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -9,9 +12,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::Filter;
+use warp::{Filter, Reply};
 
 use crate::error::{json, respond, ApiError};
+use crate::SharedHerder;
 
 /// One logger's level, as Kafka Connect's `LoggerLevel`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -41,8 +45,10 @@ struct LevelRequest {
 
 pub(crate) fn routes(
     levels: Arc<dyn LogLevels>,
+    herder: SharedHerder,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let with = warp::any().map(move || levels.clone());
+    let with_herder = warp::any().map(move || herder.clone());
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let all = warp::path!("admin" / "loggers")
         .and(warp::get())
@@ -55,6 +61,7 @@ pub(crate) fn routes(
         .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::json())
         .and(with)
+        .and(with_herder)
         .and_then(set);
     all.or(one).unify().or(set).unify()
 }
@@ -74,23 +81,34 @@ async fn set(
     query: String,
     body: LevelRequest,
     levels: Arc<dyn LogLevels>,
+    herder: SharedHerder,
 ) -> Result<Response, Infallible> {
-    respond((|| {
-        let scope = query.split('&').find_map(|kv| kv.strip_prefix("scope=")).unwrap_or("worker");
-        if !scope.eq_ignore_ascii_case("worker") {
-            return Err(ApiError::new(
-                400,
-                format!("scope={scope} is not supported yet: set the level on each worker with scope=worker"),
-            ));
+    let level = match body.level {
+        Some(l) => l,
+        None => {
+            return Ok(ApiError::new(400, "Desired 'level' parameter was not specified in request.").into_response())
         }
-        let level =
-            body.level.ok_or_else(|| ApiError::new(400, "Desired 'level' parameter was not specified in request."))?;
-        let upper = level.trim().to_ascii_uppercase();
-        if !LEVELS.contains(&upper.as_str()) {
-            return Err(ApiError::new(404, format!("invalid log level '{level}'.")));
-        }
-        let upper = if upper == "FATAL" { "ERROR".to_string() } else { upper };
-        let changed = levels.set(&name, &upper).map_err(|e| ApiError::new(400, e))?;
-        Ok(json(StatusCode::OK, &changed))
-    })())
+    };
+    let upper = level.trim().to_ascii_uppercase();
+    if !LEVELS.contains(&upper.as_str()) {
+        return Ok(ApiError::new(404, format!("invalid log level '{level}'.")).into_response());
+    }
+    let upper = if upper == "FATAL" { "ERROR".to_string() } else { upper };
+    let scope = query.split('&').find_map(|kv| kv.strip_prefix("scope=")).unwrap_or("worker");
+    if scope.eq_ignore_ascii_case("cluster") {
+        let result = match herder.set_cluster_logger_level(&name, &upper).await {
+            Ok(true) => Ok(()),
+            // No cluster: this worker is all of it.
+            Ok(false) => levels.set(&name, &upper).map(drop).map_err(|e| ApiError::new(400, e)),
+            Err(e) => Err(ApiError::from(e)),
+        };
+        return Ok(match result {
+            Ok(()) => warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response(),
+            Err(e) => e.into_response(),
+        });
+    }
+    if !scope.eq_ignore_ascii_case("worker") {
+        tracing::warn!(target: "sluice::rest", scope, "unknown logger scope; using scope=worker");
+    }
+    respond(levels.set(&name, &upper).map(|changed| json(StatusCode::OK, &changed)).map_err(|e| ApiError::new(400, e)))
 }

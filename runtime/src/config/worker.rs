@@ -48,6 +48,46 @@ impl WorkerConfig {
             .define(key("rest.advertised.port", Int, "0", "Port other workers and clients use for this worker"))
             .define(
                 key(
+                    "rest.advertised.listener",
+                    String,
+                    "",
+                    "Which listener other workers use, http or https (default: the first in listeners)",
+                )
+                .validator(sluice_api::Validator::OneOf(vec!["", "http", "https"])),
+            )
+            .define(key("ssl.keystore.type", String, "PEM", "Format of the https listener's keystore: PEM"))
+            .define(key(
+                "ssl.keystore.location",
+                String,
+                "",
+                "PEM file with the https listener's private key and certificate chain",
+            ))
+            .define(key("ssl.keystore.key", Password, "", "The https listener's private key, inline PEM"))
+            .define(key(
+                "ssl.keystore.certificate.chain",
+                Password,
+                "",
+                "The https listener's certificate chain, inline PEM (leaf first)",
+            ))
+            .define(key("ssl.truststore.type", String, "PEM", "Format of the truststore: PEM"))
+            .define(key(
+                "ssl.truststore.location",
+                String,
+                "",
+                "PEM file of the CAs trusted for client certificates and for forwarding to the leader",
+            ))
+            .define(key("ssl.truststore.certificates", Password, "", "Trusted CA certificates, inline PEM"))
+            .define(
+                key(
+                    "ssl.client.auth",
+                    String,
+                    "none",
+                    "Client certificates on https listeners: none, requested, required",
+                )
+                .validator(sluice_api::Validator::OneOf(vec!["none", "requested", "required"])),
+            )
+            .define(
+                key(
                     "rest.auth.type",
                     String,
                     "none",
@@ -198,11 +238,32 @@ impl WorkerConfig {
     pub fn client_overrides(&self, prefix: &str) -> ConfigMap {
         self.parsed.originals_with_prefix(prefix)
     }
-    /// The worker id: advertised host and port of the REST listener.
+    /// The listener other workers use: the first whose scheme is `rest.advertised.listener`, else
+    /// the first.
+    pub fn advertised_listener(&self) -> String {
+        let listeners = self.listeners();
+        let wanted = self.parsed.string("rest.advertised.listener").to_ascii_lowercase();
+        listeners
+            .iter()
+            .find(|l| !wanted.is_empty() && l.to_ascii_lowercase().starts_with(&format!("{wanted}://")))
+            .or_else(|| listeners.first())
+            .cloned()
+            .unwrap_or_else(|| "http://0.0.0.0:8083".into())
+    }
+    /// `http` or `https`: the scheme of [`Self::advertised_listener`].
+    pub fn rest_scheme(&self) -> &'static str {
+        if self.advertised_listener().to_ascii_lowercase().starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        }
+    }
+    /// The worker id: advertised host and port of the REST listener (`bound_port`: the port the
+    /// advertised listener is bound to).
     pub fn worker_id(&self, bound_port: u16) -> String {
         let host = self.parsed.non_empty_string("rest.advertised.host.name").unwrap_or_else(|| {
-            self.listeners()
-                .first()
+            Some(self.advertised_listener())
+                .as_deref()
                 .and_then(|l| l.split("://").nth(1))
                 .and_then(|hp| hp.rsplit_once(':').map(|(h, _)| h.to_string()))
                 .filter(|h| !h.is_empty() && h != "0.0.0.0")
@@ -236,6 +297,15 @@ mod tests {
         assert_eq!(w.client_overrides("producer.")["linger.ms"], "7");
         assert_eq!(w.offset_flush_interval().as_millis(), 1000);
         assert_eq!(w.worker_id(18083), "127.0.0.1:18083");
+        assert_eq!(w.rest_scheme(), "http");
+        let both: ConfigMap =
+            [("listeners", "http://0.0.0.0:8083,https://localhost:8443"), ("rest.advertised.listener", "https")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let both = WorkerConfig::parse(&both).expect("valid");
+        assert_eq!(both.advertised_listener(), "https://localhost:8443");
+        assert_eq!((both.rest_scheme(), both.worker_id(8443).as_str()), ("https", "localhost:8443"));
         assert_eq!(w.group_id(), "connect-cluster");
         let bad: ConfigMap = [("offset.flush.interval.ms".to_string(), "soon".to_string())].into_iter().collect();
         assert_eq!(WorkerConfig::parse(&bad).expect_err("bad").0[0].key, "offset.flush.interval.ms");

@@ -39,6 +39,9 @@ pub struct DistributedHerder {
     /// Serializes config writes made through the API, so a check-then-write (create if absent)
     /// cannot interleave with another on this worker (followers forward these to the leader).
     writes: Mutex<()>,
+    /// Cluster-wide log levels read from the config topic after start (KIP-976: levels written
+    /// before this worker started are not applied), as `(namespace, level)`.
+    logger_levels: tokio::sync::broadcast::Sender<(String, String)>,
 }
 
 struct Context {
@@ -79,6 +82,7 @@ impl DistributedHerder {
             generation: StdMutex::new(-1),
             cluster_id: OnceLock::new(),
             writes: Mutex::new(()),
+            logger_levels: tokio::sync::broadcast::channel(64).0,
         });
         // React to config changes: restart what changed here, and let the leader reassign.
         let mut updates = configs.subscribe();
@@ -99,6 +103,11 @@ impl DistributedHerder {
             *m = Some(Membership::start(membership, member));
         }
         herder
+    }
+
+    /// Cluster-wide log levels as they are read from the config topic, `(namespace, level)`.
+    pub fn logger_levels(&self) -> tokio::sync::broadcast::Receiver<(String, String)> {
+        self.logger_levels.subscribe()
     }
 
     /// The group status (leader, generation, assignment).
@@ -174,6 +183,10 @@ impl DistributedHerder {
             }
             ConfigUpdate::Restart { connector, include_tasks, only_failed } => {
                 self.apply_restart(&connector, include_tasks, only_failed).await
+            }
+            ConfigUpdate::LoggerLevel { namespace, level } => {
+                tracing::info!(namespace, level, "cluster-wide log level received");
+                let _ = self.logger_levels.send((namespace, level));
             }
         }
     }
@@ -665,5 +678,10 @@ impl Herder for DistributedHerder {
     async fn metrics_text(&self) -> String {
         let connectors = self.configs.snapshot().connectors.len();
         super::render_metrics(&self.worker, connectors, &self.cluster())
+    }
+
+    async fn set_cluster_logger_level(&self, namespace: &str, level: &str) -> Result<bool, HerderError> {
+        self.configs.put_logger_level(namespace, level).await.map_err(|e| HerderError::Internal(e.to_string()))?;
+        Ok(true)
     }
 }

@@ -261,6 +261,12 @@ pub trait Herder: Send + Sync {
     }
     /// Prometheus text of this worker's metrics (`GET /metrics`).
     async fn metrics_text(&self) -> String;
+    /// `PUT /admin/loggers/{namespace}?scope=cluster`: sets a level on every worker. `Ok(true)`:
+    /// written to the config topic, every worker (this one too) applies it as it reads the record;
+    /// `Ok(false)`: there is no cluster (standalone), the caller applies it to this worker.
+    async fn set_cluster_logger_level(&self, _namespace: &str, _level: &str) -> Result<bool, HerderError> {
+        Ok(false)
+    }
 }
 
 /// Active topics of an existing connector, as Kafka Connect (403 when tracking is off).

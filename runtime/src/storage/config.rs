@@ -4,7 +4,8 @@
 //! Records (values are JSON): `connector-<c>` → `{"properties":{..}}` (null deletes the connector);
 //! `task-<c>-<n>` → `{"properties":{..}}`, applied only once `commit-<c>` → `{"tasks":N}` arrives
 //! (the atomicity barrier); `target-state-<c>` → `{"state","state.v2"}`;
-//! `restart-connector-<c>` → `{"include-tasks","only-failed"}`.
+//! `restart-connector-<c>` → `{"include-tasks","only-failed"}`; `logger-cluster-<namespace>` →
+//! `{"level"}` (a log level for every worker, KIP-976).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -85,6 +86,13 @@ pub enum ConfigUpdate {
         /// Only failed instances.
         only_failed: bool,
     },
+    /// A log level was set for the whole cluster.
+    LoggerLevel {
+        /// Logger (and the loggers below it).
+        namespace: String,
+        /// Upper-case level.
+        level: String,
+    },
 }
 
 /// Where connector configs live. Implementations provide the record log (`write_records`,
@@ -124,6 +132,10 @@ pub trait ConfigStore: Send + Sync {
     async fn request_restart(&self, name: &str, include_tasks: bool, only_failed: bool) -> Result<(), StoreError> {
         self.write_records(vec![records::restart(name, include_tasks, only_failed)]).await
     }
+    /// Sets a log level on every worker (`logger-cluster-<namespace>`).
+    async fn put_logger_level(&self, namespace: &str, level: &str) -> Result<(), StoreError> {
+        self.write_records(vec![records::logger_level(namespace, level)]).await
+    }
 }
 
 /// The records that express each operation, in write order.
@@ -149,6 +161,9 @@ pub(crate) mod records {
             .collect();
         out.push((format!("commit-{name}"), Some(json!({"tasks": configs.len()}))));
         out
+    }
+    pub fn logger_level(namespace: &str, level: &str) -> (String, Option<Json>) {
+        (format!("logger-cluster-{namespace}"), Some(json!({"level": level})))
     }
     pub fn restart(name: &str, include_tasks: bool, only_failed: bool) -> (String, Option<Json>) {
         (format!("restart-connector-{name}"), Some(json!({"include-tasks": include_tasks, "only-failed": only_failed})))
@@ -232,6 +247,10 @@ impl ConfigStateMachine {
             }
             return Some(ConfigUpdate::TargetState(name.to_string()));
         }
+        if let Some(namespace) = key.strip_prefix("logger-cluster-") {
+            let level = value?.get("level")?.as_str()?.to_ascii_uppercase();
+            return Some(ConfigUpdate::LoggerLevel { namespace: namespace.to_string(), level });
+        }
         if let Some(name) = key.strip_prefix("restart-connector-") {
             let v = value?;
             return Some(ConfigUpdate::Restart {
@@ -299,6 +318,19 @@ mod tests {
         assert_eq!(m.apply(5, "commit-c", Some(&json!({"tasks": 3}))), None);
         assert_eq!(m.state.task_configs["c"][0]["k"], "t0");
         assert_eq!(m.state.offset, 5);
+    }
+
+    #[test]
+    fn cluster_logger_levels_are_updates_not_state() {
+        let mut m = ConfigStateMachine::new();
+        let (key, value) = records::logger_level("sluice_runtime", "DEBUG");
+        assert_eq!(key, "logger-cluster-sluice_runtime");
+        assert_eq!(
+            m.apply(0, &key, value.as_ref()),
+            Some(ConfigUpdate::LoggerLevel { namespace: "sluice_runtime".into(), level: "DEBUG".into() })
+        );
+        assert_eq!(m.apply(1, &key, None), None);
+        assert!(m.state.connectors.is_empty());
     }
 
     #[test]
