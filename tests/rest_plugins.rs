@@ -72,7 +72,6 @@ fn plugins_definitions_validation_task_status_and_patch() {
         "importance",
         "documentation",
         "group",
-        "order_in_group",
         "width",
         "display_name",
         "dependents",

@@ -11,9 +11,6 @@ use warp::{Filter, Reply};
 use crate::error::{json, respond, ApiError};
 use crate::SharedHerder;
 
-/// Largest accepted request body.
-const MAX_BODY: u64 = 1 << 20;
-
 #[derive(Deserialize)]
 struct CreateRequest {
     name: Option<String>,
@@ -24,25 +21,19 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
     let with = warp::any().map(move || herder.clone());
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     let list = warp::path!("connectors").and(warp::get()).and(raw_query).and(with.clone()).and_then(list);
-    let create = warp::path!("connectors")
-        .and(warp::post())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::json())
-        .and(with.clone())
-        .and_then(create);
+    let create =
+        warp::path!("connectors").and(warp::post()).and(crate::body::json()).and(with.clone()).and_then(create);
     let info = warp::path!("connectors" / String).and(warp::get()).and(with.clone()).and_then(info);
     let delete = warp::path!("connectors" / String).and(warp::delete()).and(with.clone()).and_then(delete);
     let config = warp::path!("connectors" / String / "config").and(warp::get()).and(with.clone()).and_then(config);
     let put_config = warp::path!("connectors" / String / "config")
         .and(warp::put())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::json())
+        .and(crate::body::json())
         .and(with.clone())
         .and_then(put_config);
     let patch_config = warp::path!("connectors" / String / "config")
         .and(warp::patch())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::json())
+        .and(crate::body::json())
         .and(with.clone())
         .and_then(patch_config);
     let status = warp::path!("connectors" / String / "status").and(warp::get()).and(with.clone()).and_then(status);
@@ -51,10 +42,14 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
         .and(with.clone())
         .and_then(task_status);
     let tasks = warp::path!("connectors" / String / "tasks").and(warp::get()).and(with.clone()).and_then(tasks);
+    let tasks_config =
+        warp::path!("connectors" / String / "tasks-config").and(warp::get()).and(with.clone()).and_then(tasks_config);
     let topics = warp::path!("connectors" / String / "topics").and(warp::get()).and(with.clone()).and_then(topics);
     let reset_topics =
         warp::path!("connectors" / String / "topics" / "reset").and(warp::put()).and(with).and_then(reset_topics);
     list.or(create)
+        .unify()
+        .or(tasks_config)
         .unify()
         .or(info)
         .unify()
@@ -212,6 +207,22 @@ async fn status(name: String, herder: SharedHerder) -> Result<Response, Infallib
 
 async fn tasks(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
     respond(herder.task_configs(&name).await.map(|t| json(StatusCode::OK, &t)).map_err(ApiError::from))
+}
+
+/// `GET /connectors/{c}/tasks-config` (deprecated in Kafka Connect 3.7, gone in 4.0; served for
+/// older clients): `{"<c>-<n>": {config}}`.
+async fn tasks_config(name: String, herder: SharedHerder) -> Result<Response, Infallible> {
+    respond(
+        herder
+            .task_configs(&name)
+            .await
+            .map(|tasks| {
+                let map: BTreeMap<String, _> =
+                    tasks.into_iter().map(|t| (format!("{}-{}", t.id.connector, t.id.task), t.config)).collect();
+                json(StatusCode::OK, &map)
+            })
+            .map_err(ApiError::from),
+    )
 }
 
 /// `GET /connectors/{c}/topics`: `{"<c>":{"topics":[...]}}`.

@@ -52,6 +52,11 @@ pub(crate) async fn recover(rejection: warp::Rejection) -> Result<Response, Infa
         reply.headers_mut().insert("www-authenticate", u.challenge.clone());
         return Ok(reply);
     }
+    // Checked first: `find` searches every combined rejection, and a body problem of the route
+    // that matched must win over the 404/405 of the routes that did not.
+    if let Some(b) = rejection.find::<crate::body::BodyRejection>() {
+        return Ok(b.0.clone().into_response());
+    }
     let error = if rejection.is_not_found() {
         ApiError::new(404, "HTTP 404 Not Found")
     } else if let Some(e) = rejection.find::<warp::filters::body::BodyDeserializeError>() {
@@ -62,6 +67,8 @@ pub(crate) async fn recover(rejection: warp::Rejection) -> Result<Response, Infa
         ApiError::new(415, "HTTP 415 Unsupported Media Type")
     } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::new(413, "HTTP 413 Request Entity Too Large")
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::new(411, "HTTP 411 Length Required")
     } else {
         tracing::warn!(?rejection, "unhandled rejection");
         ApiError::new(500, "Internal server error")

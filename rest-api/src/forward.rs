@@ -30,8 +30,6 @@ use crate::SharedHerder;
 const TIMEOUT: Duration = Duration::from_secs(90);
 /// How long a forward follows the group to a reachable leader.
 const LEADER_WAIT: Duration = Duration::from_secs(60);
-/// Largest forwarded body (as the routes accept).
-const MAX_BODY: usize = 1 << 20;
 /// Request headers passed on to the leader.
 const PASSED: [&str; 3] = ["authorization", "content-type", "accept"];
 /// Response headers relayed back.
@@ -135,7 +133,7 @@ pub(crate) fn filter(
                         .into_response()
                     }
                 };
-                let body = match read_body(body).await {
+                let body = match crate::body::read(body).await {
                     Ok(b) => b,
                     Err(e) => return e.into_response(),
                 };
@@ -170,25 +168,6 @@ pub(crate) fn filter(
                 }
             }
         })
-}
-
-/// The request body, up to `MAX_BODY` (413 past it).
-async fn read_body<S, B>(body: S) -> Result<Bytes, ApiError>
-where
-    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
-    B: bytes::Buf,
-{
-    use futures::StreamExt;
-    let mut body = body;
-    let mut out = bytes::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(400, format!("Cannot read the request body: {e}")))?;
-        if out.len() + chunk.remaining() > MAX_BODY {
-            return Err(ApiError::new(413, "HTTP 413 Request Entity Too Large"));
-        }
-        bytes::BufMut::put(&mut out, chunk);
-    }
-    Ok(out.freeze())
 }
 
 /// Why a forward failed.

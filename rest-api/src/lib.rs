@@ -3,6 +3,7 @@
 //! gives transport rejections the same shape.
 
 mod auth;
+mod body;
 mod connectors;
 mod error;
 mod forward;

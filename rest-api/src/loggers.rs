@@ -58,8 +58,7 @@ pub(crate) fn routes(
     let set = warp::path!("admin" / "loggers" / String)
         .and(warp::put())
         .and(raw_query)
-        .and(warp::body::content_length_limit(64 * 1024))
-        .and(warp::body::json())
+        .and(crate::body::json())
         .and(with)
         .and(with_herder)
         .and_then(set);

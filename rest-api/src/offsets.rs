@@ -11,16 +11,12 @@ use warp::Filter;
 use crate::error::{json, respond, ApiError};
 use crate::SharedHerder;
 
-/// Largest accepted request body.
-const MAX_BODY: u64 = 1 << 20;
-
 pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let with = warp::any().map(move || herder.clone());
     let get = warp::path!("connectors" / String / "offsets").and(warp::get()).and(with.clone()).and_then(get);
     let alter = warp::path!("connectors" / String / "offsets")
         .and(warp::patch())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::json())
+        .and(crate::body::json())
         .and(with.clone())
         .and_then(alter);
     let reset = warp::path!("connectors" / String / "offsets").and(warp::delete()).and(with).and_then(reset);

@@ -60,6 +60,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ),
     e("get", "/connectors/{connector}/status", "Connector and task states", 200, &[404], false),
     e("get", "/connectors/{connector}/tasks", "Task configs", 200, &[404], false),
+    e("get", "/connectors/{connector}/tasks-config", "Task configs by task id (deprecated in Kafka Connect)", 200, &[404], false),
     e("get", "/connectors/{connector}/tasks/{task}/status", "One task's state", 200, &[404], false),
     e("post", "/connectors/{connector}/tasks/{task}/restart", "Restarts one task", 204, &[404, 409], false),
     e(
@@ -100,9 +101,9 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e(
         "put",
         "/admin/loggers/{logger}",
-        "Sets a level on this worker ({\"level\"}; ?scope=worker)",
+        "Sets a level ({\"level\"}): ?scope=worker (default) answers 200 with the loggers changed; ?scope=cluster sets it on every worker and answers 204",
         200,
-        &[400, 404],
+        &[204, 400, 404],
         true,
     ),
     e("get", "/openapi.json", "This document", 200, &[], false),

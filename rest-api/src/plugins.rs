@@ -14,9 +14,6 @@ use warp::Filter;
 use crate::error::{json, respond, ApiError};
 use crate::SharedHerder;
 
-/// Largest accepted request body.
-const MAX_BODY: u64 = 1 << 20;
-
 /// The converters every build has, with the plugin types Kafka Connect lists them under.
 const CONVERTERS: [&str; 3] = [
     "org.apache.kafka.connect.converters.ByteArrayConverter",
@@ -32,8 +29,7 @@ pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,),
         warp::path!("connector-plugins" / String / "config").and(warp::get()).and(with.clone()).and_then(config);
     let validate = warp::path!("connector-plugins" / String / "config" / "validate")
         .and(warp::put())
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::json())
+        .and(crate::body::json())
         .and(with)
         .and_then(validate);
     list.or(config).unify().or(validate).unify()
@@ -52,6 +48,12 @@ async fn list(query: String, herder: SharedHerder) -> Result<Response, Infallibl
         for class in CONVERTERS {
             out.push((class.to_string(), "converter", version.to_string()));
             out.push((class.to_string(), "header_converter", version.to_string()));
+        }
+        for class in sluice_runtime::transforms::TRANSFORM_CLASSES {
+            out.push((class.to_string(), "transformation", version.to_string()));
+        }
+        for class in sluice_runtime::transforms::PREDICATE_CLASSES {
+            out.push((class.to_string(), "predicate", version.to_string()));
         }
     }
     out.sort();

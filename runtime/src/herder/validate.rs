@@ -24,7 +24,9 @@ pub struct ConfigKeyInfo {
     pub documentation: String,
     /// Display group (`null` when none).
     pub group: Option<String>,
-    /// Position within its group.
+    /// Position within its group: Kafka Connect writes it as `order` (its getter's name); the
+    /// `order_in_group` of its constructor is never written.
+    #[serde(rename = "order")]
     pub order_in_group: i32,
     /// Display width (always `NONE`).
     pub width: &'static str,
@@ -32,8 +34,6 @@ pub struct ConfigKeyInfo {
     pub display_name: String,
     /// Keys depending on this one (none).
     pub dependents: Vec<String>,
-    /// Position in the definition.
-    pub order: i32,
 }
 
 /// One key's value and problems, as Kafka Connect's `ConfigValueInfo`.
@@ -76,7 +76,7 @@ pub struct ConfigInfos {
 /// Group of the common keys.
 const COMMON: &str = "Common";
 
-fn key_info(key: &ConfigKey, group: Option<String>, order: i32, order_in_group: i32) -> ConfigKeyInfo {
+fn key_info(key: &ConfigKey, group: Option<String>, order_in_group: i32) -> ConfigKeyInfo {
     ConfigKeyInfo {
         name: key.name.clone(),
         config_type: key.config_type.name().to_string(),
@@ -89,7 +89,6 @@ fn key_info(key: &ConfigKey, group: Option<String>, order: i32, order_in_group: 
         width: "NONE",
         display_name: key.name.clone(),
         dependents: Vec::new(),
-        order,
     }
 }
 
@@ -119,8 +118,7 @@ fn infos<'a>(defs: &[(Option<&str>, &'a ConfigDef)]) -> Vec<(ConfigKeyInfo, &'a 
                     1
                 }
             };
-            let order = out.len() as i32 + 1;
-            out.push((key_info(key, group, order, n), key));
+            out.push((key_info(key, group, n), key));
         }
     }
     out
@@ -167,12 +165,7 @@ pub fn validate_config_infos(plugins: &[PluginInfo], plugin: &PluginInfo, config
             continue;
         }
         configs.push(ConfigInfo {
-            definition: key_info(
-                &ConfigKey::new(e.key.clone(), ConfigType::String).default(""),
-                None,
-                configs.len() as i32 + 1,
-                0,
-            ),
+            definition: key_info(&ConfigKey::new(e.key.clone(), ConfigType::String).default(""), None, 0),
             value: ConfigValueInfo {
                 name: e.key.clone(),
                 value: config.get(&e.key).cloned(),

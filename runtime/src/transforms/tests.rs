@@ -388,3 +388,18 @@ fn a_routed_sink_record_keeps_the_partition_its_offset_belongs_to() {
     assert_eq!(routed.topic, "orders");
     assert_eq!(routed.topic_partition(), sluice_api::TopicPartition::new("db.shop.orders", 2));
 }
+
+/// The listed classes are the ones the chain builds: none is unknown to it.
+#[test]
+fn listed_plugin_classes_are_all_known() {
+    for class in super::TRANSFORM_CLASSES {
+        let errs = errors(&[("transforms", "t"), ("transforms.t.type", class)]);
+        assert!(!errs.iter().any(|e| e.contains("could not be found")), "{class}: {errs:?}");
+    }
+    for class in super::PREDICATE_CLASSES {
+        let errs = errors(&[("predicates", "p"), ("predicates.p.type", class)]);
+        assert!(!errs.iter().any(|e| e.contains("could not be found")), "{class}: {errs:?}");
+    }
+    let errs = errors(&[("transforms", "t"), ("transforms.t.type", "org.apache.kafka.connect.transforms.Nope")]);
+    assert!(errs.iter().any(|e| e.contains("could not be found")), "the check can fail: {errs:?}");
+}
