@@ -363,5 +363,6 @@ fn rest_options(config: &WorkerConfig, levels: Arc<logging::Levels>) -> Result<s
         Some(settings) => Some(settings.build().map_err(|e| anyhow!("https listener: {e}"))?),
         None => None,
     };
-    Ok(sluice_rest::RestOptions { auth, loggers: Some(levels), tls })
+    let request_timeout = Some(std::time::Duration::from_millis(p.long("rest.request.timeout.ms").max(1) as u64));
+    Ok(sluice_rest::RestOptions { auth, loggers: Some(levels), tls, request_timeout })
 }

@@ -13,19 +13,19 @@ mod offsets;
 pub mod openapi;
 mod plugins;
 mod root;
+mod server;
 mod tls;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 
 use sluice_runtime::herder::Herder;
-use tokio::net::TcpListener;
 use warp::Filter;
 
 pub use auth::Auth;
 pub use error::ApiError;
 pub use loggers::{LogLevels, LoggerLevel};
+pub use server::{serve, serve_https};
 pub use tls::{ClientAuth, Tls, TlsError, TlsSettings};
 
 /// Shared handle the routes use.
@@ -40,6 +40,9 @@ pub struct RestOptions {
     pub loggers: Option<Arc<dyn LogLevels>>,
     /// HTTPS: the server side for `https://` listeners, the client side for forwarding.
     pub tls: Option<Tls>,
+    /// Longest a request may take before it is answered with a 500 (Kafka Connect: 90 s); the
+    /// operation itself goes on. `None`: 90 s.
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// Log levels of a process whose logging cannot be changed.
@@ -77,87 +80,5 @@ pub fn routes(
         .unify();
     let leader_tls = options.tls.as_ref().map(|t| t.client.clone()).or_else(tls::default_client);
     let api = forward::filter(herder, leader_tls).or(api).unify();
-    options.auth.filter().and(api).recover(error::recover).unify().with(warp::log::custom(request_log))
-}
-
-/// One line per request, through `tracing` (target `sluice::rest`, so `/admin/loggers` controls it).
-fn request_log(info: warp::log::Info<'_>) {
-    tracing::info!(
-        target: "sluice::rest",
-        remote = ?info.remote_addr(),
-        method = %info.method(),
-        path = info.path(),
-        status = info.status().as_u16(),
-        elapsed_ms = info.elapsed().as_secs_f64() * 1e3,
-        "request"
-    );
-}
-
-/// Serves the API over HTTP on an already bound listener (bind first, so the worker id can carry
-/// the real port, and port 0 works in tests) until `shutdown` completes.
-pub async fn serve(
-    herder: SharedHerder,
-    listener: TcpListener,
-    options: RestOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    warp::serve(routes(herder, options)).incoming(listener).graceful(shutdown).run().await
-}
-
-/// Serves the API over HTTPS (`options.tls`, which must be set) until `shutdown` completes; then
-/// waits for the connections in flight, as [`serve`] does.
-pub async fn serve_https(
-    herder: SharedHerder,
-    listener: TcpListener,
-    options: RestOptions,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), TlsError> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    /// Longest a client may take to complete its handshake.
-    const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
-
-    let tls = options.tls.clone().ok_or_else(|| TlsError("an https listener needs ssl.keystore.* settings".into()))?;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server);
-    let service = warp::service(routes(herder, options));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accepting a connection failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = acceptor.clone();
-        let service = service.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::info!(target: "sluice::rest", %remote, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::info!(target: "sluice::rest", %remote, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let service = hyper_util::service::TowerToHyperService::new(service);
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(target: "sluice::rest", %remote, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    options.auth.filter().and(api).recover(error::recover).unify()
 }

@@ -55,6 +55,12 @@ impl WorkerConfig {
                 )
                 .validator(sluice_api::Validator::OneOf(vec!["", "http", "https"])),
             )
+            .define(key(
+                "rest.request.timeout.ms",
+                Long,
+                "90000",
+                "Longest a REST request may take before it is answered with a 500 (the operation goes on)",
+            ))
             .define(key("ssl.keystore.type", String, "PEM", "Format of the https listener's keystore: PEM"))
             .define(key(
                 "ssl.keystore.location",
