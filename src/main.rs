@@ -204,7 +204,7 @@ async fn standalone(worker_file: String, connector_files: Vec<String>, levels: A
 
     for config in connectors {
         let name = config.get("name").cloned().ok_or_else(|| anyhow!("a connector config has no \"name\""))?;
-        herder.put_connector_config(&name, config, true).await.map_err(|e| anyhow!("connector {name}: {e}"))?;
+        herder.put_connector_config(&name, config, true, None).await.map_err(|e| anyhow!("connector {name}: {e}"))?;
     }
 
     wait_for_signal().await;

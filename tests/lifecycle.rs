@@ -119,3 +119,37 @@ fn pause_resume_stop_restart_and_offsets() {
     assert_eq!(call(port, "PUT", "/connectors/nope/pause", None).0, 404);
     drop(sluice);
 }
+
+/// A sink created PAUSED (`initial_state`, KAFKA-15470) writes nothing, though its partitions
+/// are assigned; resumed, it writes what the topic holds (the FileStream sink flushes its file at
+/// each offset flush, every 500 ms here).
+#[test]
+fn a_sink_created_paused_reads_nothing_until_resumed_and_then_at_once() {
+    let kafka = Services::load().kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let topic = unique("paused-sink");
+    create_topic(&kafka, &topic);
+    produce(&kafka, &topic, &[("k", Some("one".to_string())), ("k", Some("two".to_string()))]);
+    let worker = worker_properties(dir.path(), &kafka, port, "");
+    let mut sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let out = dir.path().join("out.txt");
+    let name = format!("{topic}-sink");
+    let body = json!({"name": name, "initial_state": "PAUSED", "config": {
+        "connector.class": "FileStreamSink", "topics": topic, "file": out.display().to_string()}});
+    assert_eq!(call(port, "POST", "/connectors", Some(&body.to_string())).0, 201);
+    wait_until(Duration::from_secs(60), "the paused sink's partitions assigned", || {
+        sluice.log_text().contains(&format!("partitions assigned task={name}-0"))
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(read_lines(&out).is_empty(), "a paused sink writes nothing");
+    assert_eq!(connector_status(port, &name)["tasks"][0]["state"], "PAUSED");
+    assert_eq!(call(port, "PUT", &format!("/connectors/{name}/resume"), None).0, 202);
+    let resumed = std::time::Instant::now();
+    while read_lines(&out).len() < 2 {
+        assert!(resumed.elapsed() < Duration::from_secs(15), "the resumed sink's records; log:\n{}", sluice.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(read_lines(&out), ["one", "two"]);
+    assert_eq!(sluice.terminate(), Some(0), "log:\n{}", sluice.log_text());
+}

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -207,21 +208,93 @@ impl Contract {
 }
 
 #[test]
-fn every_endpoint_answers_with_kafka_connects_status_and_shape() {
+fn every_endpoint_answers_with_kafka_connects_status_and_shape_standalone() {
     let kafka = Services::load().kafka();
     let dir = tempfile::tempdir().expect("tmp");
-    let topic = unique("contract");
-    create_topic(&kafka, &topic);
-    produce(&kafka, &topic, &[("k", Some("v1".to_string())), ("k", Some("v2".to_string()))]);
     let port = free_port();
     let worker = worker_properties(dir.path(), &kafka, port, "");
     let mut sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let failures = contract(port, &kafka, dir.path());
+    assert_eq!(sluice.terminate(), Some(0), "log:\n{}", sluice.log_text());
+    assert!(failures.is_empty(), "{} contract failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// The same contract through the follower of a 2-worker cluster: every change is forwarded to
+/// the leader, and the answers are the same.
+#[test]
+fn every_endpoint_answers_with_kafka_connects_status_and_shape_on_a_follower() {
+    let kafka = Services::load().kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let group = unique("contract-cluster");
+    let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
+    let mut workers: Vec<Sluice> = ports
+        .iter()
+        .map(|p| {
+            let props = distributed_properties(dir.path(), &kafka, &group, *p);
+            Sluice::distributed(&props, *p, &dir.path().join(format!("w{p}.log")))
+        })
+        .collect();
+    let mut follower = 0;
+    wait_until(Duration::from_secs(120), "a follower that knows its leader", || {
+        let views: Vec<Value> = ports
+            .iter()
+            .filter_map(|p| serde_json::from_str(&http(*p, "GET", "/admin/cluster", None)?.1).ok())
+            .collect();
+        let same_generation = views.len() == 2 && views[0]["generation"] == views[1]["generation"];
+        match views.iter().position(|v| v["is_leader"] == false && v["joined"] == true) {
+            Some(i) if same_generation && views.iter().any(|v| v["is_leader"] == true) => {
+                follower = i;
+                true
+            }
+            _ => false,
+        }
+    });
+    let failures = contract(ports[follower], &kafka, dir.path());
+    let forwarded = workers[follower].log_text().matches("forwarding a connector change to the leader").count();
+
+    // A task restart goes to the worker that runs the task: two tasks, one on each worker, both
+    // restarted through the follower.
+    let topic = unique("contract-restart");
+    let body = json!({"name": "spread", "config": {"connector.class": "VerifiableSource", "tasks.max": "2",
+                      "topic": topic, "throughput": "10"}});
+    assert_eq!(http(ports[follower], "POST", "/connectors", Some(&body.to_string())).map(|r| r.0), Some(201));
+    let mut owners = HashMap::new();
+    wait_until(Duration::from_secs(120), "both tasks running", || {
+        owners = running_tasks(ports[follower], "spread", 2).unwrap_or_default();
+        owners.len() == 2
+    });
+    for task in 0..2 {
+        let (code, text) =
+            http(ports[follower], "POST", &format!("/connectors/spread/tasks/{task}/restart"), None).expect("restart");
+        assert_eq!(code, 204, "task {task} on {:?}: {text}", owners.get(&(task as u64)));
+    }
+    let follower_id = format!("127.0.0.1:{}", ports[follower]);
+    assert!(owners.values().any(|w| *w != follower_id), "the assignor spreads 2 tasks over 2 workers: {owners:?}");
+    assert!(
+        workers[follower].log_text().contains("sending a task restart to the worker that runs it"),
+        "the task on the other worker ({owners:?}) was restarted there"
+    );
+    assert_eq!(http(ports[follower], "DELETE", "/connectors/spread", None).map(|r| r.0), Some(204));
+    for w in workers.iter_mut() {
+        assert_eq!(w.terminate(), Some(0), "log:\n{}", w.log_text());
+    }
+    assert!(failures.is_empty(), "{} contract failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(forwarded >= 10, "the follower forwarded the changes ({forwarded})");
+}
+
+/// Every endpoint, in an order that exercises its success and error cases; returns the failures.
+fn contract(port: u16, kafka: &str, dir: &std::path::Path) -> Vec<String> {
+    let topic = unique("contract");
+    create_topic(kafka, &topic);
+    produce(kafka, &topic, &[("k", Some("v1".to_string())), ("k", Some("v2".to_string()))]);
     let mut c = Contract { port, failures: Vec::new() };
-    let input = dir.path().join("in.txt");
+    // Unique: the sink's consumer group is connect-<name>, shared by every worker on the broker.
+    let sink_name = format!("sink-{topic}");
+    let input = dir.join("in.txt");
     std::fs::write(&input, "a\nb\n").expect("input");
     let source = json!({"connector.class": "FileStreamSource", "file": input.display().to_string(), "topic": topic});
     let sink = json!({"connector.class": "FileStreamSink", "topics": topic,
-                      "file": dir.path().join("out.txt").display().to_string()});
+                      "file": dir.join("out.txt").display().to_string()});
 
     c.expect("GET", "/", None, 200, Shapes::server_info());
 
@@ -261,11 +334,13 @@ fn every_endpoint_answers_with_kafka_connects_status_and_shape() {
     c.expect(
         "POST",
         "/connectors",
-        Some(json!({"name": "sink", "config": sink, "initial_state": "PAUSED"})),
+        Some(json!({"name": sink_name, "config": sink, "initial_state": "PAUSED"})),
         201,
         Shapes::connector_info(),
     );
-    wait_until(Duration::from_secs(30), "the source's task RUNNING", || running_tasks(port, "src", 1).is_some());
+    wait_until(Duration::from_secs(60), "the source's task RUNNING and the sink's task PAUSED", || {
+        running_tasks(port, "src", 1).is_some() && connector_status(port, &sink_name)["tasks"][0]["state"] == "PAUSED"
+    });
 
     c.expect("GET", "/connectors", None, 200, json!(["string"]));
     c.expect("GET", "/connectors?expand=status", None, 200, json!({"*": {"status": Shapes::status()}}));
@@ -304,6 +379,45 @@ fn every_endpoint_answers_with_kafka_connects_status_and_shape() {
         c.failures.push(format!("PATCH with null must remove the key: {patched}"));
     }
     c.error("PATCH", "/connectors/nope/config", Some(json!({"a": "b"})), 404, None);
+    // A replaced config keeps the target state: a paused connector stays paused. (The source:
+    // a sink replaced while its consumer's first group join is pending can wait minutes on
+    // tansu for its partitions, see README "Known limits".)
+    c.expect("PUT", "/connectors/src/pause", None, 202, Value::Null);
+    c.expect("PUT", "/connectors/src/config", Some(source.clone()), 200, Shapes::connector_info());
+    std::thread::sleep(Duration::from_secs(1));
+    wait_until(Duration::from_secs(60), "the reconfigured source still PAUSED", || {
+        let s = connector_status(port, "src");
+        s["connector"]["state"] == "PAUSED" && s["tasks"][0]["state"] == "PAUSED"
+    });
+    // initial_state=STOPPED: no tasks; an unknown state is refused.
+    c.expect(
+        "POST",
+        "/connectors",
+        Some(json!({"name": "stopped", "config": source, "initial_state": "STOPPED"})),
+        201,
+        Shapes::connector_info(),
+    );
+    wait_until(Duration::from_secs(30), "the connector created STOPPED", || {
+        connector_status(port, "stopped")["connector"]["state"] == "STOPPED"
+    });
+    let stopped = c.expect(
+        "GET",
+        "/connectors/stopped/status",
+        None,
+        200,
+        json!({"name": "string", "connector": Shapes::connector_state(), "tasks": "array", "type": "string"}),
+    );
+    if stopped["tasks"] != json!([]) {
+        c.failures.push(format!("a connector created STOPPED has no tasks: {stopped}"));
+    }
+    c.expect("DELETE", "/connectors/stopped", None, 204, Value::Null);
+    c.error(
+        "POST",
+        "/connectors",
+        Some(json!({"name": "odd", "config": source, "initial_state": "SLEEPING"})),
+        400,
+        Some("Invalid initial state"),
+    );
 
     // Lifecycle.
     c.expect("PUT", "/connectors/src/pause", None, 202, Value::Null);
@@ -346,13 +460,14 @@ fn every_endpoint_answers_with_kafka_connects_status_and_shape() {
     c.expect("DELETE", "/connectors/src/offsets", None, 200, json!({"message": "string"}));
     c.error("GET", "/connectors/nope/offsets", None, 404, None);
     // A sink's offsets, once it has consumed: Kafka Connect's kafka_topic/kafka_partition/kafka_offset.
-    c.expect("PUT", "/connectors/sink/resume", None, 202, Value::Null);
+    c.expect("PUT", &format!("/connectors/{sink_name}/resume"), None, 202, Value::Null);
     wait_until(Duration::from_secs(60), "the sink's committed offsets", || {
-        http(port, "GET", "/connectors/sink/offsets", None).is_some_and(|(_, b)| b.contains("kafka_offset"))
+        http(port, "GET", &format!("/connectors/{sink_name}/offsets"), None)
+            .is_some_and(|(_, b)| b.contains("kafka_offset"))
     });
     c.expect(
         "GET",
-        "/connectors/sink/offsets",
+        &format!("/connectors/{sink_name}/offsets"),
         None,
         200,
         json!({"offsets": [{"partition": {"kafka_topic": "string", "kafka_partition": "integer"}, "offset": {"kafka_offset": "integer"}}]}),
@@ -419,13 +534,11 @@ fn every_endpoint_answers_with_kafka_connects_status_and_shape() {
     c.check("POST /connectors (chunked)", status, v, 201, Shapes::connector_info());
 
     // Delete: 204, then 404.
-    for name in ["src", "src3", "sink", "chunked"] {
+    for name in ["src", "src3", sink_name.as_str(), "chunked"] {
         c.expect("DELETE", &format!("/connectors/{name}"), None, 204, Value::Null);
     }
     c.error("DELETE", "/connectors/src", None, 404, Some("Connector src not found"));
-
-    assert_eq!(sluice.terminate(), Some(0), "log:\n{}", sluice.log_text());
-    assert!(c.failures.is_empty(), "{} contract failures:\n{}", c.failures.len(), c.failures.join("\n"));
+    c.failures
 }
 
 #[test]

@@ -8,6 +8,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
+use sluice_runtime::storage::TargetState;
+
 use crate::error::{json, respond, ApiError};
 use crate::SharedHerder;
 
@@ -15,6 +17,7 @@ use crate::SharedHerder;
 struct CreateRequest {
     name: Option<String>,
     config: Option<BTreeMap<String, Json>>,
+    initial_state: Option<String>,
 }
 
 pub(crate) fn routes(herder: SharedHerder) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
@@ -121,7 +124,22 @@ async fn create(body: CreateRequest, herder: SharedHerder) -> Result<Response, I
                 .ok_or_else(|| ApiError::new(400, "Connector name must be provided"))?;
             let config =
                 flatten_config(body.config.ok_or_else(|| ApiError::new(400, "Connector config must be provided"))?)?;
-            let (_, info) = herder.put_connector_config(&name, config, false).await?;
+            // Kafka Connect's `initial_state` (KAFKA-15470): RUNNING (default), PAUSED or STOPPED.
+            let initial = match body.initial_state.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                None | Some("RUNNING") => None,
+                Some("PAUSED") => Some(TargetState::Paused),
+                Some("STOPPED") => Some(TargetState::Stopped),
+                Some(_) => {
+                    return Err(ApiError::new(
+                        400,
+                        format!(
+                            "Invalid initial state {:?}: expected one of RUNNING, PAUSED, STOPPED",
+                            body.initial_state.unwrap_or_default()
+                        ),
+                    ))
+                }
+            };
+            let (_, info) = herder.put_connector_config(&name, config, false, initial).await?;
             let mut reply = json(StatusCode::CREATED, &info);
             if let Ok(loc) = format!("/connectors/{name}").parse() {
                 reply.headers_mut().insert("location", loc);
@@ -150,7 +168,7 @@ async fn put_config(name: String, body: BTreeMap<String, Json>, herder: SharedHe
     respond(
         async {
             let config = flatten_config(body)?;
-            let (created, info) = herder.put_connector_config(&name, config, true).await?;
+            let (created, info) = herder.put_connector_config(&name, config, true, None).await?;
             Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, &info))
         }
         .await,
@@ -177,7 +195,7 @@ async fn patch_config(
                     }
                 }
             }
-            let (_, info) = herder.put_connector_config(&name, config, true).await?;
+            let (_, info) = herder.put_connector_config(&name, config, true, None).await?;
             Ok(json(StatusCode::OK, &info))
         }
         .await,

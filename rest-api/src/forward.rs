@@ -77,14 +77,60 @@ impl LeaderClient {
     }
 }
 
+/// Sends requests on to another worker (the leader, or the owner of a task).
+#[derive(Clone)]
+pub(crate) struct Forwarder(LeaderClient);
+
+impl Forwarder {
+    /// `tls`: the client side for `https://` workers.
+    pub(crate) fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Forwarder {
+        Forwarder(LeaderClient::new(tls))
+    }
+
+    /// Sends a request and relays the answer; a failure is a 500 in Kafka Connect's words.
+    pub(crate) async fn send(&self, method: &Method, url: &str, headers: &HeaderMap, body: Bytes) -> Response {
+        match forward(&self.0, method, url, headers, body).await {
+            Ok(r) => r,
+            Err(Failure::Unreachable(e) | Failure::Other(e)) => {
+                tracing::warn!(%url, error = %e, "forwarding failed");
+                ApiError::new(500, format!("Error trying to forward REST request: {e}")).into_response()
+            }
+        }
+    }
+}
+
+/// Kafka Connect's hop rule on a request's query: none → `forward=true` → `forward=false` → no
+/// further hop (`None`). Returns the query to send on.
+pub(crate) fn next_hop(query: &str) -> Option<String> {
+    let mut rest: Vec<&str> = Vec::new();
+    let mut hop = None;
+    for kv in query.split('&').filter(|kv| !kv.is_empty()) {
+        match kv.split_once('=') {
+            Some(("forward", v)) => hop = Some(v.eq_ignore_ascii_case("true")),
+            _ => rest.push(kv),
+        }
+    }
+    rest.push(match hop {
+        None => "forward=true",
+        Some(true) => "forward=false",
+        Some(false) => return None,
+    });
+    Some(rest.join("&"))
+}
+
+/// Kafka Connect's answer when the hops are used up.
+pub(crate) fn hops_exhausted() -> Response {
+    ApiError::new(409, "Cannot complete request because of a conflicting operation (e.g. worker rebalance)")
+        .into_response()
+}
+
 /// Forwards connector changes received by a follower to the leader; rejects (not found, the
-/// weakest rejection) every other request so the API routes handle it. `tls` is the client side
-/// used for `https://` leaders.
+/// weakest rejection) every other request so the API routes handle it.
 pub(crate) fn filter(
     herder: SharedHerder,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    forwarder: Forwarder,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let client = LeaderClient::new(tls);
+    let client = forwarder.0;
     let raw_query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
@@ -94,27 +140,19 @@ pub(crate) fn filter(
             move |method: Method, path: FullPath, query: String| {
             let leader = herder.leader_url();
             async move {
+                // A task restart goes to the worker that runs the task, not to the leader (see
+                // lifecycle.rs).
+                let task_restart = path.as_str().contains("/tasks/") && path.as_str().ends_with("/restart");
                 let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
+                    && !task_restart
                     && (path.as_str() == "/connectors" || path.as_str().starts_with("/connectors/"));
                 if !writes || leader.is_none() {
                     return Err(warp::reject::not_found());
                 }
-                // Kafka Connect's hop rule: none → forward=true → forward=false → 409.
-                let mut rest: Vec<&str> = Vec::new();
-                let mut hop = None;
-                for kv in query.split('&').filter(|kv| !kv.is_empty()) {
-                    match kv.split_once('=') {
-                        Some(("forward", v)) => hop = Some(v.eq_ignore_ascii_case("true")),
-                        _ => rest.push(kv),
-                    }
-                }
-                let next = match hop {
-                    None => "forward=true",
-                    Some(true) => "forward=false",
-                    Some(false) => return Ok(Hop::Refuse),
-                };
-                rest.push(next);
-                Ok(Hop::Forward(Target { path: format!("{}?{}", path.as_str(), rest.join("&")), method }))
+                Ok(match next_hop(&query) {
+                    Some(q) => Hop::Forward(Target { path: format!("{}?{q}", path.as_str()), method }),
+                    None => Hop::Refuse,
+                })
             }
         }})
         .and(warp::header::headers_cloned())
@@ -125,13 +163,7 @@ pub(crate) fn filter(
             async move {
                 let target = match hop {
                     Hop::Forward(t) => t,
-                    Hop::Refuse => {
-                        return ApiError::new(
-                            409,
-                            "Cannot complete request because of a conflicting operation (e.g. worker rebalance)",
-                        )
-                        .into_response()
-                    }
+                    Hop::Refuse => return hops_exhausted(),
                 };
                 let body = match crate::body::read(body).await {
                     Ok(b) => b,

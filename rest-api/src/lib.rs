@@ -63,10 +63,12 @@ pub fn routes(
     options: RestOptions,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = Infallible> + Clone {
     let levels: Arc<dyn LogLevels> = options.loggers.unwrap_or_else(|| Arc::new(FixedLevels));
+    let forwarder =
+        forward::Forwarder::new(options.tls.as_ref().map(|t| t.client.clone()).or_else(tls::default_client));
     let api = root::routes(herder.clone())
         .or(connectors::routes(herder.clone()))
         .unify()
-        .or(lifecycle::routes(herder.clone()))
+        .or(lifecycle::routes(herder.clone(), forwarder.clone()))
         .unify()
         .or(offsets::routes(herder.clone()))
         .unify()
@@ -78,7 +80,6 @@ pub fn routes(
             .and(warp::get())
             .map(|| error::json(warp::http::StatusCode::OK, &openapi::document())))
         .unify();
-    let leader_tls = options.tls.as_ref().map(|t| t.client.clone()).or_else(tls::default_client);
-    let api = forward::filter(herder, leader_tls).or(api).unify();
+    let api = forward::filter(herder, forwarder).or(api).unify();
     options.auth.filter().and(api).recover(error::recover).unify()
 }

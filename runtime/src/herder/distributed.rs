@@ -499,6 +499,7 @@ impl Herder for DistributedHerder {
         name: &str,
         mut config: ConfigMap,
         allow_replace: bool,
+        initial: Option<TargetState>,
     ) -> Result<(bool, ConnectorInfo), HerderError> {
         apply_name(name, &mut config)?;
         validate_connector_config(&self.plugins, &config)?;
@@ -507,10 +508,16 @@ impl Herder for DistributedHerder {
         if existed && !allow_replace {
             return Err(HerderError::AlreadyExists(name.to_string()));
         }
+        // The target state goes first (Kafka Connect's order), so the connector never runs when
+        // it was created PAUSED or STOPPED; a replaced connector keeps its own.
         self.configs
-            .put_connector_config(name, &config, None)
+            .put_connector_config(name, &config, if existed { None } else { initial })
             .await
             .map_err(|e| HerderError::Internal(e.to_string()))?;
+        if !existed && initial == Some(TargetState::Stopped) {
+            // No worker runs a stopped connector: its status is written here, as by `stop`.
+            self.put_connector_status(name, ConnectorState::Stopped, None);
+        }
         Ok((!existed, self.info(name, &config, self.configs.snapshot().task_configs.get(name).map_or(0, Vec::len))?))
     }
 
@@ -576,9 +583,17 @@ impl Herder for DistributedHerder {
                 .find(|(t, _)| *t == task)
                 .map(|(_, s)| s.worker_id)
                 .unwrap_or_default();
-            return Err(HerderError::Conflict(format!(
-                "Task {name}-{task} runs on worker {owner}; send the restart to that worker (request forwarding is not implemented yet)"
-            )));
+            if owner.is_empty() {
+                return Err(HerderError::Conflict(format!(
+                    "Task {name}-{task} is not running on any worker yet; retry once the rebalance completes"
+                )));
+            }
+            return Err(HerderError::NotAssigned {
+                message: format!(
+                    "Cannot restart task {name}-{task}: it runs on worker {owner}, which could not be reached"
+                ),
+                worker: owner,
+            });
         }
         self.stop_task_ids(&[TaskId { connector: name.to_string(), task }]).await;
         self.start_task(name, task).await;

@@ -35,6 +35,15 @@ pub enum HerderError {
     /// 403: the worker's config forbids it.
     #[error("{0}")]
     Forbidden(String),
+    /// 409 unless routed: the work runs on another worker (its id, `host:port`), where the REST
+    /// layer sends the request (Kafka Connect's `NotAssignedException`).
+    #[error("{message}")]
+    NotAssigned {
+        /// The owner's worker id.
+        worker: String,
+        /// What to answer when the request cannot be routed.
+        message: String,
+    },
     /// 500.
     #[error("{0}")]
     Internal(String),
@@ -45,7 +54,7 @@ impl HerderError {
     pub fn status_code(&self) -> u16 {
         match self {
             HerderError::NotFound(_) => 404,
-            HerderError::AlreadyExists(_) | HerderError::Conflict(_) => 409,
+            HerderError::AlreadyExists(_) | HerderError::Conflict(_) | HerderError::NotAssigned { .. } => 409,
             HerderError::InvalidConfig(_) | HerderError::BadRequest(_) => 400,
             HerderError::Forbidden(_) => 403,
             HerderError::Internal(_) => 500,
@@ -200,12 +209,15 @@ pub trait Herder: Send + Sync {
     async fn connector_status(&self, name: &str) -> Result<ConnectorStateInfo, HerderError>;
     /// Task configs.
     async fn task_configs(&self, name: &str) -> Result<Vec<TaskInfo>, HerderError>;
-    /// Creates or replaces a connector. Returns whether it was created, and its info.
+    /// Creates or replaces a connector. Returns whether it was created, and its info. `initial`:
+    /// the target state of a new connector (`initial_state` of `POST /connectors`; default
+    /// STARTED); a replaced connector keeps its target state.
     async fn put_connector_config(
         &self,
         name: &str,
         config: ConfigMap,
         allow_replace: bool,
+        initial: Option<crate::storage::TargetState>,
     ) -> Result<(bool, ConnectorInfo), HerderError>;
     /// Deletes a connector.
     async fn delete_connector(&self, name: &str) -> Result<(), HerderError>;

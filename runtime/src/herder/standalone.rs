@@ -263,21 +263,28 @@ impl Herder for StandaloneHerder {
         name: &str,
         mut config: ConfigMap,
         allow_replace: bool,
+        initial: Option<TargetState>,
     ) -> Result<(bool, ConnectorInfo), HerderError> {
         apply_name(name, &mut config)?;
         let (plugin, _) = validate_connector_config(&self.plugins, &config)?;
         let mut connectors = self.connectors.lock().await;
-        let created = match connectors.get_mut(name) {
+        let (created, target) = match connectors.get_mut(name) {
             Some(_) if !allow_replace => return Err(HerderError::AlreadyExists(name.to_string())),
             Some(existing) => {
                 self.stop_connector(name, existing).await;
-                false
+                (false, existing.target)
             }
-            None => true,
+            None => (true, initial.unwrap_or(TargetState::Started)),
         };
-        let mut entry =
-            Entry { config, plugin, instance: None, task_configs: Vec::new(), target: TargetState::Started };
-        self.start_connector(name, &mut entry).await;
+        let mut entry = Entry { config, plugin, instance: None, task_configs: Vec::new(), target };
+        if target == TargetState::Stopped {
+            // Kafka Connect's STOPPED: no connector instance, no tasks.
+            self.worker.set_paused(name, false);
+            self.worker.statuses().remove(name);
+            self.worker.statuses().put_connector(name, self.status(ConnectorState::Stopped, None));
+        } else {
+            self.start_connector(name, &mut entry).await;
+        }
         let info = self.info(name, &entry);
         connectors.insert(name.to_string(), entry);
         tracing::info!(connector = name, created, "connector configured");

@@ -161,6 +161,11 @@ impl SinkRunner {
             }
             if is_paused {
                 self.paused_round(cancel, paused, &mut last_commit).await?;
+                // Stopping a paused task: it returns here, not in the round (which would spin on
+                // the cancelled token until the shutdown timeout aborted the task uncommitted).
+                if cancel.is_cancelled() {
+                    return Ok(());
+                }
                 continue;
             }
             let until_commit = self.s.flush_interval.saturating_sub(last_commit.elapsed());
