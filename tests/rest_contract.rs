@@ -381,7 +381,7 @@ fn contract(port: u16, kafka: &str, dir: &std::path::Path) -> Vec<String> {
     c.error("PATCH", "/connectors/nope/config", Some(json!({"a": "b"})), 404, None);
     // A replaced config keeps the target state: a paused connector stays paused. (The source:
     // a sink replaced while its consumer's first group join is pending can wait minutes on
-    // tansu for its partitions, see README "Known limits".)
+    // tansu for its partitions, see the README's tansu notes.)
     c.expect("PUT", "/connectors/src/pause", None, 202, Value::Null);
     c.expect("PUT", "/connectors/src/config", Some(source.clone()), 200, Shapes::connector_info());
     std::thread::sleep(Duration::from_secs(1));
