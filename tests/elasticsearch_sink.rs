@@ -424,3 +424,57 @@ fn a_search_server_restart_is_ridden_out() {
     assert_eq!(connector_status(port, "search")["tasks"][0]["state"], "RUNNING", "{}", sluice.log_text());
     assert!(sluice.log_text().contains("cannot reach Elasticsearch"), "the outage was met: {}", sluice.log_text());
 }
+
+/// `https://` nodes: the sink talks TLS (here to a TLS-terminating socat in front of the search
+/// server, with a private CA in `elastic.https.ssl.truststore.location`); without the CA the
+/// certificate is refused and nothing is written.
+#[test]
+fn https_nodes_with_a_private_ca() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let (name, url) = servers(&services).remove(0);
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, ca) = tls_certificates(dir.path());
+    let tls_port = free_port();
+    let _socat = KillOnDrop(
+        std::process::Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                dir.path().join("worker.crt").display(),
+                dir.path().join("worker.key").display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{}", port_of(&url)))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("socat (apt-get install socat)"),
+    );
+    wait_until(Duration::from_secs(10), "the TLS front", || {
+        std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_ok()
+    });
+    let port = free_port();
+    let worker = worker_properties(dir.path(), &kafka, port, "offset.flush.interval.ms=1000");
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let https = format!("https://127.0.0.1:{tls_port}");
+    let topic = unique("tls-orders");
+    create_topic(&kafka, &topic);
+    let index = unique("tls-orders").to_lowercase();
+    let trusted =
+        json!({"elastic.security.protocol": "SSL", "elastic.https.ssl.truststore.location": ca.display().to_string()});
+    post(port, &sink("tls-trusted", &topic, &https, &index, trusted));
+    // The same through a sink that trusts only the system's CAs: refused.
+    let other_index = unique("tls-untrusted").to_lowercase();
+    post(port, &sink("tls-untrusted", &topic, &https, &other_index, json!({})));
+    produce(&kafka, &topic, &[("1", Some(order(1, "new", 10.5))), ("2", Some(order(2, "paid", 20.0)))]);
+    wait_until(Duration::from_secs(60), &format!("{name}: both orders indexed over TLS"), || {
+        source(&url, &index, "1").is_some() && source(&url, &index, "2").is_some()
+    });
+    assert_eq!(source(&url, &index, "2"), Some(json!({"id": 2, "status": "paid", "total": 20.0})));
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(count(&url, &other_index), -1, "no index without a trusted certificate");
+    assert!(
+        sluice.log_text().contains("certificate") || sluice.log_text().contains("UnknownIssuer"),
+        "the certificate error is logged"
+    );
+    drop(sluice);
+}

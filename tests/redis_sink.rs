@@ -331,3 +331,66 @@ fn a_redis_restart_is_ridden_out() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// `rediss://`: a Redis server of its own with TLS only (`--port 0 --tls-port`), the sink trusting
+/// a private CA (`redis.ssl.truststore.location`); a sink that trusts only the system's CAs fails.
+#[test]
+fn rediss_with_a_private_ca() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let dir = tempfile::tempdir().expect("tmp");
+    let (_, ca) = tls_certificates(dir.path());
+    let tls_port = free_port();
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let _server = KillOnDrop(
+        Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &tls_port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--tls-cert-file", &path("worker.crt"), "--tls-key-file", &path("worker.key")])
+            .args(["--tls-ca-cert-file", &path("ca.pem"), "--tls-auth-clients", "no"])
+            .args(["--save", "", "--appendonly", "no", "--dir", &path("")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server"),
+    );
+    let cli = |args: &[&str]| -> String {
+        let out = Command::new("redis-cli")
+            .args(["--tls", "--cacert", &path("ca.pem"), "-h", "127.0.0.1", "-p", &tls_port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    wait_until(Duration::from_secs(10), "redis over TLS", || cli(&["PING"]) == "PONG");
+    let port = free_port();
+    let worker =
+        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let topic = unique("tls-orders");
+    create_topic(&kafka, &topic);
+    let space = unique("order");
+    let uri = format!("rediss://127.0.0.1:{tls_port}");
+    let config = |name: &str, extra: Value| {
+        let mut c = json!({"connector.class": "com.redis.kafka.connect.RedisSinkConnector", "topics": topic,
+            "redis.uri": uri, "redis.type": "HASH", "redis.keyspace": format!("{space}-{name}")});
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        json!({"name": name, "config": c}).to_string()
+    };
+    let trusted = config("trusted", json!({"redis.ssl.truststore.location": ca.display().to_string()}));
+    assert_eq!(http(port, "POST", "/connectors", Some(&trusted)).map(|r| r.0), Some(201));
+    assert_eq!(http(port, "POST", "/connectors", Some(&config("untrusted", json!({})))).map(|r| r.0), Some(201));
+    produce(&kafka, &topic, &[("1", Some(order(1, Some("new"), 10.5)))]);
+    let key = format!("{space}-trusted:1");
+    wait_until(Duration::from_secs(60), "the order in redis over TLS", || cli(&["EXISTS", &key]) == "1");
+    assert_eq!(cli(&["HGET", &key, "status"]), "new");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(cli(&["EXISTS", &format!("{space}-untrusted:1")]), "0", "nothing written without a trusted certificate");
+    let log = sluice.log_text();
+    assert!(log.contains("certificate") || log.contains("UnknownIssuer"), "the certificate error is logged:\n{log}");
+    // The URI is a secret: never in REST output.
+    let (_, shown) = http(port, "GET", "/connectors/trusted/config", None).expect("config");
+    assert!(!shown.contains(&uri), "{shown}");
+    drop(sluice);
+}

@@ -4,62 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-/// Runs openssl; panics with its output on failure.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A test CA and one certificate it signs for 127.0.0.1/localhost (server and client use):
-/// returns (keystore PEM with key and chain, CA PEM).
-fn certificates(dir: &Path) -> (PathBuf, PathBuf) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=sluice test CA"]);
-    openssl(dir, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "worker.key", "-out", "worker.csr", "-subj", "/CN=localhost"]);
-    openssl(dir, &csr);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
-    )
-    .expect("ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "worker.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "worker.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-    let keystore = dir.join("keystore.pem");
-    let key = std::fs::read_to_string(dir.join("worker.key")).expect("key");
-    let cert = std::fs::read_to_string(dir.join("worker.crt")).expect("crt");
-    std::fs::write(&keystore, format!("{key}{cert}")).expect("keystore");
-    (keystore, dir.join("ca.pem"))
-}
 
 /// One HTTPS request through curl: `Some((status, body))`, `None` when no HTTP answer came (TLS
 /// refused). `client_cert`: present the worker certificate.
@@ -94,7 +44,7 @@ fn https(
 fn https_listeners_with_client_certificates_forward_and_share_log_levels() {
     let kafka = Services::load().kafka();
     let dir = tempfile::tempdir().expect("tmp");
-    let tls = certificates(dir.path());
+    let tls = tls_certificates(dir.path());
     let group = unique("tls");
     // Each worker: an https listener (advertised, used for forwarding) and an http one.
     let ports: Vec<(u16, u16)> = (0..2).map(|_| (free_port(), free_port())).collect();

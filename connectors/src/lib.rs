@@ -6,6 +6,8 @@ use sluice_api::PluginInfo;
 
 pub mod sinks;
 pub mod sources;
+#[cfg(feature = "tls")]
+mod tls;
 
 /// Every connector compiled into this build.
 #[allow(clippy::vec_init_then_push)]

@@ -516,3 +516,64 @@ pub fn read_committed_seqnos(kafka: &str, topic: &str) -> HashMap<i64, Vec<i64>>
     }
     out
 }
+
+/// Runs openssl; panics with its output on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A test CA and one certificate it signs for 127.0.0.1/localhost (server and client use), made
+/// with openssl in `dir` (`worker.key`, `worker.crt`, `ca.pem`): returns (keystore PEM with key and
+/// chain, CA PEM).
+pub fn tls_certificates(dir: &Path) -> (PathBuf, PathBuf) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=sluice test CA"]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "worker.key", "-out", "worker.csr", "-subj", "/CN=localhost"]);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "worker.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "worker.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+    let keystore = dir.join("keystore.pem");
+    let key = std::fs::read_to_string(dir.join("worker.key")).expect("key");
+    let cert = std::fs::read_to_string(dir.join("worker.crt")).expect("crt");
+    std::fs::write(&keystore, format!("{key}{cert}")).expect("keystore");
+    (keystore, dir.join("ca.pem"))
+}
+
+/// A child process killed when dropped (a failing test leaves no server behind).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use hyper::{Method, Request};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -48,7 +49,7 @@ impl Answer {
 
 /// The cluster client.
 pub struct EsClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     bases: Vec<String>,
     next: AtomicUsize,
     auth: Option<HeaderValue>,
@@ -57,11 +58,20 @@ pub struct EsClient {
 }
 
 impl EsClient {
-    /// A client for the configured nodes; connects lazily.
-    pub fn new(config: &EsSinkConfig) -> EsClient {
+    /// A client for the configured nodes (http:// and https://); connects lazily. Fails only on an
+    /// unusable truststore.
+    pub fn new(config: &EsSinkConfig) -> Result<EsClient, String> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let tls = crate::tls::client_config(config.truststore.as_deref())
+            .map_err(|e| format!("elastic.https.ssl.truststore.location: {e}"))?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(config.max_in_flight.max(1) * 2)
@@ -74,14 +84,14 @@ impl EsClient {
             v.set_sensitive(true);
             Some(v)
         });
-        EsClient {
+        Ok(EsClient {
             http,
             bases: config.endpoints.iter().map(|e| e.base.clone()).collect(),
             next: AtomicUsize::new(0),
             auth,
             read_timeout: config.read_timeout,
             compression: config.compression,
-        }
+        })
     }
 
     /// The first node's URL, for messages.

@@ -93,6 +93,8 @@ pub struct EsSinkConfig {
     pub compression: bool,
     /// `index.name.template`: `${topic}` is replaced by the record's topic; lower-cased.
     pub index_template: String,
+    /// `elastic.https.ssl.truststore.location`: PEM CAs for https:// nodes (the system's when unset).
+    pub truststore: Option<String>,
 }
 
 impl EsSinkConfig {
@@ -120,7 +122,36 @@ impl EsSinkConfig {
                     .importance(Importance::High)
                     .group(group)
                     .validator(Validator::Custom(|v| parse_urls(v).map(|_| ())))
-                    .doc("Comma-separated http:// URLs of the cluster's nodes (e.g. http://es1:9200,http://es2:9200). Requests go to one; on a connection failure, to the next."),
+                    .doc("Comma-separated http:// or https:// URLs of the cluster's nodes (e.g. https://es1:9200,https://es2:9200). Requests go to one; on a connection failure, to the next."),
+            )
+            .define(
+                ConfigKey::new("elastic.security.protocol", ConfigType::String)
+                    .default("PLAINTEXT")
+                    .importance(Importance::Medium)
+                    .group("Security")
+                    .validator(Validator::OneOf(vec!["PLAINTEXT", "SSL"]))
+                    .doc("SSL: the nodes are https:// (checked); PLAINTEXT: as the URLs say."),
+            )
+            .define(
+                ConfigKey::new("elastic.https.ssl.truststore.location", ConfigType::String)
+                    .default("")
+                    .importance(Importance::Medium)
+                    .group("Security")
+                    .doc("PEM file of the CAs trusted for the nodes' certificates; empty: the system's CAs."),
+            )
+            .define(
+                ConfigKey::new("elastic.https.ssl.truststore.type", ConfigType::String)
+                    .default("PEM")
+                    .importance(Importance::Low)
+                    .group("Security")
+                    .validator(Validator::Custom(|v| {
+                        if v.trim().eq_ignore_ascii_case("PEM") {
+                            Ok(())
+                        } else {
+                            Err(format!("{v} is not supported: use PEM (e.g. `keytool -exportcert -rfc -keystore truststore.jks -alias <ca> -file ca.pem`)"))
+                        }
+                    }))
+                    .doc("Format of the truststore: PEM."),
             )
             .define(
                 ConfigKey::new("connection.username", ConfigType::String)
@@ -318,6 +349,14 @@ impl EsSinkConfig {
         let p = Self::def().parse(config)?;
         let raw_urls = p.list("connection.url").join(",");
         let endpoints = parse_urls(&raw_urls).map_err(|e| ConfigErrors::one("connection.url", e))?;
+        if p.string("elastic.security.protocol").eq_ignore_ascii_case("SSL") {
+            if let Some(e) = endpoints.iter().find(|e| !e.base.starts_with("https://")) {
+                return Err(ConfigErrors::one(
+                    "connection.url",
+                    format!("{}: elastic.security.protocol=SSL needs https:// URLs", e.base),
+                ));
+            }
+        }
         let upper = |k: &str| p.string(k).to_ascii_uppercase();
         let set = |k: &str| p.list(k).into_iter().collect::<HashSet<_>>();
         let username = p.non_empty_string("connection.username");
@@ -361,6 +400,7 @@ impl EsSinkConfig {
             read_timeout: ms("read.timeout.ms"),
             compression: p.boolean("connection.compression"),
             index_template: p.string("index.name.template"),
+            truststore: p.non_empty_string("elastic.https.ssl.truststore.location"),
         })
     }
 }
@@ -368,14 +408,14 @@ impl EsSinkConfig {
 fn parse_urls(raw: &str) -> Result<Vec<Endpoint>, String> {
     let mut out = Vec::new();
     for url in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        if url.starts_with("https://") {
-            return Err(format!("{url}: https:// is not supported yet (this build has no TLS client); use http:// or a TLS-terminating proxy"));
-        }
-        let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url}: the URL must start with http://"))?;
+        let rest = url
+            .strip_prefix("https://")
+            .or_else(|| url.strip_prefix("http://"))
+            .ok_or_else(|| format!("{url}: the URL must start with http:// or https://"))?;
         let host = rest.split('/').next().unwrap_or_default();
         if host.is_empty() || host.contains('@') {
             return Err(format!(
-                "{url}: expected http://host[:port][/path] (credentials go in connection.username/password)"
+                "{url}: expected http(s)://host[:port][/path] (credentials go in connection.username/password)"
             ));
         }
         out.push(Endpoint { base: url.trim_end_matches('/').to_string() });
@@ -418,8 +458,18 @@ mod tests {
         for key in ["connection.url", "write.method", "batch.size", "data.stream.type"] {
             assert!(!err.for_key(key).is_empty(), "{key}: {err}");
         }
-        let err = EsSinkConfig::parse(&map(&[("connection.url", "https://x:9200")])).expect_err("tls");
+        let tls = EsSinkConfig::parse(&map(&[("connection.url", "https://x:9200")])).expect("tls");
+        assert_eq!(tls.endpoints[0].base, "https://x:9200");
+        let err =
+            EsSinkConfig::parse(&map(&[("connection.url", "http://x:9200"), ("elastic.security.protocol", "SSL")]))
+                .expect_err("SSL needs https");
         assert!(err.for_key("connection.url")[0].contains("https"));
+        let err = EsSinkConfig::parse(&map(&[
+            ("connection.url", "https://x:9200"),
+            ("elastic.https.ssl.truststore.type", "JKS"),
+        ]))
+        .expect_err("JKS");
+        assert!(err.for_key("elastic.https.ssl.truststore.type")[0].contains("use PEM"));
         let err = EsSinkConfig::parse(&map(&[("connection.url", "http://x"), ("connection.password", "p")]))
             .expect_err("user");
         assert!(!err.for_key("connection.username").is_empty());

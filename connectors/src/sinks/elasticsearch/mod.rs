@@ -405,7 +405,7 @@ fn encode_path(segment: &str) -> String {
 impl SinkTask for ElasticsearchSinkTask {
     async fn start(&mut self, config: &ConfigMap, context: SinkTaskContext) -> Result<(), ConnectError> {
         let config = EsSinkConfig::parse(config)?;
-        let client = EsClient::new(&config);
+        let client = EsClient::new(&config).map_err(ConnectError::fatal)?;
         self.name = format!("{}-{}", context.connector, context.task);
         // A cluster that is down now may be up by the first batch (writes retry); bad credentials
         // will not fix themselves.

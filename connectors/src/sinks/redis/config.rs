@@ -32,6 +32,16 @@ pub struct RedisUri {
     pub password: Option<String>,
     /// Database number.
     pub db: u32,
+    /// `rediss://`: TLS.
+    pub tls: bool,
+}
+
+impl RedisUri {
+    /// The host name (for TLS server-name checks).
+    pub fn host(&self) -> &str {
+        let host = self.addr.rsplit_once(':').map_or(self.addr.as_str(), |(h, _)| h);
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 /// The parsed config.
@@ -49,6 +59,10 @@ pub struct RedisSinkConfig {
     pub ttl: i64,
     /// `redis.batch.size`: records per MULTI/EXEC.
     pub batch_size: usize,
+    /// TLS (`rediss://` or `redis.tls=true`).
+    pub tls: bool,
+    /// `redis.ssl.truststore.location`: PEM CAs trusted for the server (the system's when unset).
+    pub truststore: Option<String>,
 }
 
 impl RedisSinkConfig {
@@ -60,7 +74,32 @@ impl RedisSinkConfig {
                     .default("redis://localhost:6379")
                     .importance(Importance::High)
                     .validator(Validator::Custom(|v| parse_uri(v).map(|_| ())))
-                    .doc("redis://[[user]:password@]host:port[/database]. rediss:// (TLS) is not supported yet."),
+                    .doc("redis://[[user]:password@]host:port[/database]; rediss:// for TLS."),
+            )
+            .define(
+                ConfigKey::new("redis.tls", ConfigType::Boolean)
+                    .default("false")
+                    .importance(Importance::Medium)
+                    .doc("Connect over TLS (as rediss:// does)."),
+            )
+            .define(
+                ConfigKey::new("redis.insecure", ConfigType::Boolean)
+                    .default("false")
+                    .importance(Importance::Low)
+                    .validator(Validator::Custom(|v| {
+                        if v.trim().eq_ignore_ascii_case("true") {
+                            Err("true is not supported: the server's certificate is always verified; trust a private CA with redis.ssl.truststore.location".to_string())
+                        } else {
+                            Ok(())
+                        }
+                    }))
+                    .doc("Skip certificate checks: not supported (always false)."),
+            )
+            .define(
+                ConfigKey::new("redis.ssl.truststore.location", ConfigType::String)
+                    .default("")
+                    .importance(Importance::Medium)
+                    .doc("PEM file of the CAs trusted for the server's certificate (TLS); empty: the system's CAs."),
             )
             .define(
                 ConfigKey::new("redis.type", ConfigType::String)
@@ -100,6 +139,7 @@ impl RedisSinkConfig {
     pub fn parse(config: &ConfigMap) -> Result<RedisSinkConfig, ConfigErrors> {
         let p = Self::def().parse(config)?;
         let uri = parse_uri(&p.string("redis.uri")).map_err(|e| ConfigErrors::one("redis.uri", e))?;
+        let tls = uri.tls;
         let redis_type = match p.string("redis.type").to_ascii_uppercase().as_str() {
             "HASH" => RedisType::Hash,
             "STRING" => RedisType::String,
@@ -116,6 +156,8 @@ impl RedisSinkConfig {
             separator: p.string("redis.separator"),
             ttl: p.long("redis.key.ttl"),
             batch_size: p.int("redis.batch.size").max(1) as usize,
+            tls: tls || p.boolean("redis.tls"),
+            truststore: p.non_empty_string("redis.ssl.truststore.location"),
         })
     }
 }
@@ -130,10 +172,11 @@ fn check_type(v: &str) -> Result<(), String> {
 
 fn parse_uri(raw: &str) -> Result<RedisUri, String> {
     let raw = raw.trim();
-    if raw.starts_with("rediss://") {
-        return Err("rediss:// (TLS) is not supported yet".to_string());
-    }
-    let rest = raw.strip_prefix("redis://").ok_or("the URI must start with redis://")?;
+    let (tls, rest) = match (raw.strip_prefix("rediss://"), raw.strip_prefix("redis://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err("the URI must start with redis:// or rediss:// (TLS)".to_string()),
+    };
     let (auth, hostpart) = match rest.rsplit_once('@') {
         Some((a, h)) => (Some(a), h),
         None => (None, rest),
@@ -158,7 +201,7 @@ fn parse_uri(raw: &str) -> Result<RedisUri, String> {
             None => (None, Some(a.to_string())),
         },
     };
-    Ok(RedisUri { addr, user, password, db })
+    Ok(RedisUri { addr, user, password, db, tls })
 }
 
 #[cfg(test)]
@@ -174,12 +217,14 @@ mod tests {
                 addr: "cache:6380".into(),
                 user: Some("default".into()),
                 password: Some("s3cret".into()),
-                db: 2
+                db: 2,
+                tls: false,
             }
         );
         assert_eq!(parse_uri("redis://:pw@h").expect("uri").password.as_deref(), Some("pw"));
         assert_eq!(parse_uri("redis://h").expect("uri").addr, "h:6379");
-        assert!(parse_uri("rediss://h").is_err());
+        let tls = parse_uri("rediss://cache.internal:6380").expect("tls");
+        assert!(tls.tls && tls.host() == "cache.internal");
         assert!(parse_uri("http://h").is_err());
         assert!(parse_uri("redis://h/x").is_err());
     }

@@ -144,10 +144,21 @@ impl RedisSinkTask {
     /// The connection, opened (and logged in) when needed.
     async fn conn(&mut self) -> Result<&mut Conn, ConnectError> {
         if self.conn.is_none() {
-            let uri = self.config()?.uri.clone();
-            let mut conn = Conn::connect(&uri.addr)
+            let config = self.config()?;
+            let uri = config.uri.clone();
+            let tls = match config.tls {
+                false => None,
+                true => Some(
+                    crate::tls::client_config(config.truststore.as_deref())
+                        .map_err(|e| ConnectError::fatal(format!("redis.ssl.truststore.location: {e}")))?,
+                ),
+            };
+            let mut conn = Conn::connect(&uri.addr, tls.map(|c| (c, uri.host())))
                 .await
-                .map_err(|e| ConnectError::retriable_from(format!("cannot reach redis at {}", uri.addr), e))?;
+                .map_err(|e| {
+                    let message = format!("cannot reach redis at {}: {e}", uri.addr);
+                    ConnectError::retriable_from(message, e)
+                })?;
             if let Some(password) = &uri.password {
                 let reply = match &uri.user {
                     Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]).await,

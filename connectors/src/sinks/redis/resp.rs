@@ -1,8 +1,14 @@
-//! A minimal Redis client: RESP2 over one TCP connection, commands sent as one pipeline and their
-//! replies read in order. Enough for a sink that writes batches in MULTI/EXEC.
+//! A minimal Redis client: RESP2 over one TCP (or TLS) connection, commands sent as one pipeline
+//! and their replies read in order. Enough for a sink that writes batches in MULTI/EXEC.
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+/// A byte stream: plain TCP or TLS over it.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// A reply.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +38,7 @@ pub enum RespError {
 
 /// One connection.
 pub struct Conn {
-    stream: BufReader<TcpStream>,
+    stream: BufReader<Box<dyn Stream>>,
 }
 
 /// Appends one command in RESP.
@@ -63,10 +69,22 @@ fn header(out: &mut Vec<u8>, kind: u8, mut n: usize) {
 }
 
 impl Conn {
-    /// Connects to `host:port`.
-    pub async fn connect(addr: &str) -> Result<Conn, RespError> {
+    /// Connects to `host:port`; with `tls`, over TLS checked against `server_name`.
+    pub async fn connect(addr: &str, tls: Option<(Arc<rustls::ClientConfig>, &str)>) -> Result<Conn, RespError> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match tls {
+            None => Box::new(stream),
+            Some((config, server_name)) => {
+                let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).map_err(|e| {
+                    RespError::Io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("TLS server name {server_name:?}: {e}"),
+                    ))
+                })?;
+                Box::new(tokio_rustls::TlsConnector::from(config).connect(name, stream).await?)
+            }
+        };
         Ok(Conn { stream: BufReader::new(stream) })
     }
 
