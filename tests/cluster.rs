@@ -371,26 +371,8 @@ fn connector_changes_on_a_follower_are_forwarded_to_the_leader() {
     let ports: Vec<u16> = (0..2).map(|_| free_port()).collect();
     let mut workers: HashMap<u16, Sluice> =
         ports.iter().map(|p| (*p, start_worker(dir.path(), &kafka, &group, *p))).collect();
-    let mut roles = (0, 0);
-    wait_until(Duration::from_secs(120), "one leader and one follower that knows it", || {
-        let views: Vec<(u16, serde_json::Value)> = ports
-            .iter()
-            .filter_map(|p| {
-                let (_, body) = http(*p, "GET", "/admin/cluster", None)?;
-                Some((*p, serde_json::from_str(&body).ok()?))
-            })
-            .collect();
-        let leader = views.iter().find(|(_, v)| v["is_leader"] == true).map(|(p, _)| *p);
-        let follower = views.iter().find(|(_, v)| v["is_leader"] == false && v["joined"] == true).map(|(p, _)| *p);
-        match (leader, follower) {
-            (Some(l), Some(f)) if views.iter().all(|(_, v)| v["generation"] == views[0].1["generation"]) => {
-                roles = (l, f);
-                true
-            }
-            _ => false,
-        }
-    });
-    let (leader, follower) = roles;
+    let (leader, follower) = leader_and_follower(&ports);
+    let (leader, follower) = (ports[leader], ports[follower]);
 
     let topic = format!("{group}-seq");
     let body = verifiable("dup", &topic, 1, 10);

@@ -149,19 +149,6 @@ fn raw(port: u16, request: &[u8]) -> (u16, String, Value) {
     )
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 /// Runs the checks and reports every mismatch at the end, not just the first.
 struct Contract {
     port: u16,
@@ -234,21 +221,7 @@ fn every_endpoint_answers_with_kafka_connects_status_and_shape_on_a_follower() {
             Sluice::distributed(&props, *p, &dir.path().join(format!("w{p}.log")))
         })
         .collect();
-    let mut follower = 0;
-    wait_until(Duration::from_secs(120), "a follower that knows its leader", || {
-        let views: Vec<Value> = ports
-            .iter()
-            .filter_map(|p| serde_json::from_str(&http(*p, "GET", "/admin/cluster", None)?.1).ok())
-            .collect();
-        let same_generation = views.len() == 2 && views[0]["generation"] == views[1]["generation"];
-        match views.iter().position(|v| v["is_leader"] == false && v["joined"] == true) {
-            Some(i) if same_generation && views.iter().any(|v| v["is_leader"] == true) => {
-                follower = i;
-                true
-            }
-            _ => false,
-        }
-    });
+    let (_, follower) = leader_and_follower(&ports);
     let failures = contract(ports[follower], &kafka, dir.path());
     let forwarded = workers[follower].log_text().matches("forwarding a connector change to the leader").count();
 

@@ -64,26 +64,8 @@ fn https_listeners_with_client_certificates_forward_and_share_log_levels() {
         workers.push(Sluice::distributed(&props, *plain, &dir.path().join(format!("w{plain}.log"))));
     }
 
-    let mut roles = (0, 0);
-    wait_until(Duration::from_secs(120), "one leader and one follower that knows it", || {
-        let views: Vec<(usize, Value)> = ports
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (_, plain))| {
-                Some((i, serde_json::from_str(&http(*plain, "GET", "/admin/cluster", None)?.1).ok()?))
-            })
-            .collect();
-        let leader = views.iter().find(|(_, v)| v["is_leader"] == true).map(|(i, _)| *i);
-        let follower = views.iter().find(|(_, v)| v["is_leader"] == false && v["joined"] == true).map(|(i, _)| *i);
-        match (leader, follower) {
-            (Some(l), Some(f)) if views.iter().all(|(_, v)| v["generation"] == views[0].1["generation"]) => {
-                roles = (l, f);
-                true
-            }
-            _ => false,
-        }
-    });
-    let (leader, follower) = roles;
+    let plain: Vec<u16> = ports.iter().map(|(_, plain)| *plain).collect();
+    let (leader, follower) = leader_and_follower(&plain);
     let cluster: Value =
         serde_json::from_str(&http(ports[follower].1, "GET", "/admin/cluster", None).expect("cluster").1)
             .expect("json");

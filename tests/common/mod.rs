@@ -170,7 +170,8 @@ pub fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(
     Some((status, body))
 }
 
-fn dechunk(mut s: &str) -> String {
+/// The body of a chunked HTTP/1.1 response.
+pub fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
@@ -576,4 +577,30 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Waits until the workers on `ports` (REST ports) agree on one generation with one leader and a
+/// follower that has joined: returns (leader, follower) as indexes into `ports`.
+pub fn leader_and_follower(ports: &[u16]) -> (usize, usize) {
+    let mut roles = (0, 0);
+    wait_until(Duration::from_secs(120), "one leader and one follower that knows it", || {
+        let views: Vec<(usize, serde_json::Value)> = ports
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((i, serde_json::from_str(&http(*p, "GET", "/admin/cluster", None)?.1).ok()?)))
+            .collect();
+        let leader = views.iter().find(|(_, v)| v["is_leader"] == true).map(|(i, _)| *i);
+        let follower = views.iter().find(|(_, v)| v["is_leader"] == false && v["joined"] == true).map(|(i, _)| *i);
+        match (leader, follower) {
+            (Some(l), Some(f))
+                if views.len() == ports.len()
+                    && views.iter().all(|(_, v)| v["generation"] == views[0].1["generation"]) =>
+            {
+                roles = (l, f);
+                true
+            }
+            _ => false,
+        }
+    });
+    roles
 }

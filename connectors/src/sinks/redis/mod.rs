@@ -153,12 +153,10 @@ impl RedisSinkTask {
                         .map_err(|e| ConnectError::fatal(format!("redis.ssl.truststore.location: {e}")))?,
                 ),
             };
-            let mut conn = Conn::connect(&uri.addr, tls.map(|c| (c, uri.host())))
-                .await
-                .map_err(|e| {
-                    let message = format!("cannot reach redis at {}: {e}", uri.addr);
-                    ConnectError::retriable_from(message, e)
-                })?;
+            let mut conn = Conn::connect(&uri.addr, tls.map(|c| (c, uri.host()))).await.map_err(|e| {
+                let message = format!("cannot reach redis at {}: {e}", uri.addr);
+                ConnectError::retriable_from(message, e)
+            })?;
             if let Some(password) = &uri.password {
                 let reply = match &uri.user {
                     Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]).await,
