@@ -35,6 +35,11 @@ cleanup() {
 trap cleanup EXIT
 
 start=$(date +%s)
+# Tools the tests drive besides the servers: openssl makes the TLS tests' CA and certificates,
+# socat puts a TLS front before the search server, curl is the HTTPS client.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+apt_ensure openssl:openssl socat:socat curl:curl
 bash scripts/services.sh start
 export SLUICE_ENV_FILE="$REPO/.local/services.env"
 
