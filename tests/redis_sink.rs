@@ -389,6 +389,13 @@ fn rediss_with_a_private_ca() {
     assert_eq!(cli(&["EXISTS", &format!("{space}-untrusted:1")]), "0", "nothing written without a trusted certificate");
     let log = sluice.log_text();
     assert!(log.contains("certificate") || log.contains("UnknownIssuer"), "the certificate error is logged:\n{log}");
+    // A backlog large enough that one batch's pipeline (MULTI, 2 commands a record, EXEC) is
+    // megabytes: over TLS the tail must be flushed, or the sink waits for replies for ever.
+    let backlog: Vec<(String, Option<String>)> =
+        (100..20_100).map(|i| (i.to_string(), Some(order(i, Some("new"), 1.0)))).collect();
+    produce(&kafka, &topic, &backlog);
+    let last = format!("{space}-trusted:20099");
+    wait_until(Duration::from_secs(60), "a 20,000-record backlog over TLS", || cli(&["EXISTS", &last]) == "1");
     // The URI is a secret: never in REST output.
     let (_, shown) = http(port, "GET", "/connectors/trusted/config", None).expect("config");
     assert!(!shown.contains(&uri), "{shown}");

@@ -28,6 +28,8 @@ use crate::SharedHerder;
 
 /// Longest a forwarded request may take (Kafka Connect's request timeout is 90 s).
 const TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest a connection to another worker may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a forward follows the group to a reachable leader.
 const LEADER_WAIT: Duration = Duration::from_secs(60);
 /// Request headers passed on to the leader.
@@ -56,14 +58,19 @@ enum LeaderClient {
 
 impl LeaderClient {
     fn new(tls: Option<Arc<rustls::ClientConfig>>) -> LeaderClient {
+        // A leader whose host vanished (packets dropped) fails the connect in seconds and counts as
+        // unreachable, so the request follows the group to the next leader.
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        http.enforce_http(tls.is_none());
         match tls {
-            None => LeaderClient::Plain(Client::builder(TokioExecutor::new()).build_http()),
+            None => LeaderClient::Plain(Client::builder(TokioExecutor::new()).build(http)),
             Some(config) => {
                 let connector = hyper_rustls::HttpsConnectorBuilder::new()
                     .with_tls_config((*config).clone())
                     .https_or_http()
                     .enable_http1()
-                    .build();
+                    .wrap_connector(http);
                 LeaderClient::Tls(Client::builder(TokioExecutor::new()).build(connector))
             }
         }
@@ -142,7 +149,7 @@ pub(crate) fn filter(
             async move {
                 // A task restart goes to the worker that runs the task, not to the leader (see
                 // lifecycle.rs).
-                let task_restart = path.as_str().contains("/tasks/") && path.as_str().ends_with("/restart");
+                let task_restart = is_task_restart(path.as_str());
                 let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
                     && !task_restart
                     && (path.as_str() == "/connectors" || path.as_str().starts_with("/connectors/"));
@@ -279,4 +286,26 @@ fn unreachable(e: &(dyn std::error::Error + 'static)) -> bool {
         source = s.source();
     }
     false
+}
+
+/// `/connectors/{c}/tasks/{n}/restart`, segment by segment (a connector named `tasks` is not one).
+fn is_task_restart(path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(segments.as_slice(), ["connectors", _, "tasks", n, "restart"] if n.parse::<u32>().is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hops_and_task_restarts() {
+        assert_eq!(next_hop("").as_deref(), Some("forward=true"));
+        assert_eq!(next_hop("a=1&forward=true").as_deref(), Some("a=1&forward=false"));
+        assert_eq!(next_hop("forward=false"), None);
+        assert!(is_task_restart("/connectors/c/tasks/3/restart"));
+        assert!(!is_task_restart("/connectors/tasks/restart"));
+        assert!(!is_task_restart("/connectors/c/tasks/x/restart"));
+        assert!(!is_task_restart("/connectors/c/restart"));
+    }
 }

@@ -21,6 +21,8 @@ use crate::{routes, RestOptions, SharedHerder, TlsError};
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(90);
 /// Longest a client may take to complete its TLS handshake.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// Longest the server waits for open connections at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves the API over HTTP on an already bound listener (bind first, so the worker id can carry
 /// the real port, and port 0 works in tests) until `shutdown` completes; then waits for the
@@ -86,7 +88,10 @@ async fn run(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Requests in flight finish; a client that stops reading does not hold the exit for ever.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("REST connections still open after {SHUTDOWN_GRACE:?}; closing them");
+    }
 }
 
 /// Serves one connection's requests.
@@ -118,12 +123,20 @@ async fn handle<S, B>(
 ) -> Result<Response, Infallible>
 where
     S: Service<http::Request<B>, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
 {
     let started = Instant::now();
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
-    let response = match tokio::time::timeout(timeout, service.call(request)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(never)) => match never {},
+    // Spawned, so a timeout answers the client without cancelling the operation half-way (a
+    // delete or reconfiguration runs to its end, as the message says).
+    let mut call = tokio::spawn(service.call(request));
+    let response = match tokio::time::timeout(timeout, &mut call).await {
+        Ok(Ok(Ok(response))) => response,
+        Ok(Ok(Err(never))) => match never {},
+        Ok(Err(e)) => {
+            tracing::error!(target: "sluice::rest", %method, path, error = %e, "request handler failed");
+            ApiError::new(500, "Internal server error").into_response()
+        }
         Err(_) => {
             tracing::warn!(target: "sluice::rest", %method, path, timeout_ms = timeout.as_millis() as u64, "request timed out");
             ApiError::new(
@@ -178,5 +191,24 @@ mod tests {
         assert!(body["message"].as_str().is_some_and(|m| m.starts_with("Request timed out")), "{body}");
         let response = handle(service, request("/fast"), Duration::from_millis(200), None).await.expect("infallible");
         assert_eq!(response.status(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_operation_runs_to_its_end() {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let slow = warp::path!("slow").then(move || {
+            let flag = flag.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                warp::reply().into_response()
+            }
+        });
+        let response =
+            handle(warp::service(slow), request("/slow"), Duration::from_millis(100), None).await.expect("infallible");
+        assert_eq!(response.status(), 500);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst), "the handler was not cancelled");
     }
 }

@@ -181,10 +181,17 @@ impl WorkerConfig {
     pub fn parse(config: &ConfigMap) -> Result<WorkerConfig, ConfigErrors> {
         let def = Self::def();
         for unknown in def.unknown_keys(config) {
-            let passthrough =
-                ["producer.", "consumer.", "admin.", "key.converter.", "value.converter.", "header.converter."]
-                    .iter()
-                    .any(|p| unknown.starts_with(p));
+            let passthrough = [
+                "producer.",
+                "consumer.",
+                "admin.",
+                "key.converter.",
+                "value.converter.",
+                "header.converter.",
+                "listeners.https.",
+            ]
+            .iter()
+            .any(|p| unknown.starts_with(p));
             if !passthrough {
                 tracing::warn!(key = unknown, "unknown worker config key, ignored");
             }

@@ -583,7 +583,9 @@ impl Herder for DistributedHerder {
                 .find(|(t, _)| *t == task)
                 .map(|(_, s)| s.worker_id)
                 .unwrap_or_default();
-            if owner.is_empty() {
+            // The status record can lag a rebalance: naming this worker (or nobody) means the
+            // task is between owners.
+            if owner.is_empty() || owner == self.worker.worker_id() {
                 return Err(HerderError::Conflict(format!(
                     "Task {name}-{task} is not running on any worker yet; retry once the rebalance completes"
                 )));

@@ -96,7 +96,11 @@ impl Conn {
 
     /// Sends pre-encoded commands without reading their replies.
     pub async fn send(&mut self, encoded: &[u8]) -> Result<(), RespError> {
-        Ok(self.stream.get_mut().write_all(encoded).await?)
+        let stream = self.stream.get_mut();
+        stream.write_all(encoded).await?;
+        // TLS: rustls may hold written records until flushed; without this a pipeline whose
+        // tail (EXEC) sat in that buffer would wait for replies forever. A no-op on plain TCP.
+        Ok(stream.flush().await?)
     }
 
     /// Reads `n` replies.
