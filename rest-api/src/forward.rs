@@ -236,7 +236,7 @@ async fn forward(
         .await
         .map_err(|_| Failure::Other(format!("the leader did not answer within {TIMEOUT:?}")))?
         .map_err(|e| {
-            let text = chain(&e);
+            let text = sluice_api::error_chain(&e);
             if e.is_connect() && unreachable(&e) {
                 Failure::Unreachable(text)
             } else {
@@ -257,18 +257,6 @@ async fn forward(
         }
     }
     Ok(reply)
-}
-
-/// An error and its causes, `: `-separated (hyper's own message is only "client error (Connect)").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Nothing reached the leader: the connection was refused, reset or timed out (a TLS handshake

@@ -93,6 +93,19 @@ impl ConnectError {
     }
 }
 
+/// An error and its causes, `: `-separated (hyper's own message is only "client error
+/// (Connect)"; the causes say what failed: "tcp connect error: Connection refused").
+pub fn error_chain(e: &dyn StdError) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,7 +28,7 @@ pub use connector::{
     ConfigConnector, Connector, ConnectorContext, ConnectorType, ErrantRecordReporter, OffsetStorageReader, Offsets,
     SinkConnector, SinkTask, SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext, TaskSplit,
 };
-pub use error::{ConnectError, ErrorKind};
+pub use error::{error_chain, ConnectError, ErrorKind};
 pub use plugin::{ConnectorInstance, PluginInfo};
 pub use record::{Header, JsonMap, RecordMetadata, SinkRecord, SourceRecord, TimestampType, TopicPartition};
 pub use schema::{Field, Schema, SchemaRef, SchemaType};

@@ -1,6 +1,7 @@
 //! HTTP to the cluster: one pooled HTTP/1.1 client (keep-alive), the configured nodes tried in
 //! turn, basic auth, optional gzip bodies, a timeout on every request.
 
+use sluice_api::error_chain;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -157,18 +158,6 @@ impl EsClient {
         }
         Err(last.unwrap_or(TransportError { url: String::new(), reason: "no connection.url".into() }))
     }
-}
-
-/// An error with its causes ("client error (Connect): tcp connect error: Connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn gzip(body: &[u8]) -> Option<Bytes> {
