@@ -1,6 +1,7 @@
 //! The Redis sink against the real Redis server: hashes replaced whole, tombstones delete, offsets
-//! kept in Redis in the same MULTI/EXEC so a worker killed before committing to Kafka does not
-//! apply a batch twice, and bad credentials fail the task with the reason.
+//! kept in Redis in the same atomic script call as the batch so a worker killed before committing
+//! to Kafka does not apply a batch twice, a batch built on offsets Redis no longer holds is refused,
+//! and bad credentials fail the task with the reason.
 
 mod common;
 
@@ -110,8 +111,8 @@ fn bad_credentials_fail_the_task_with_the_reason() {
     assert!(reply.contains("redis.type") && reply.contains("not supported yet"), "{reply}");
 }
 
-/// Connections cut under a running sink (CLIENT KILL), some while a batch waits for its EXEC
-/// (CLIENT PAUSE WRITE), with the worker's batches split into transactions of 7 records
+/// Connections cut under a running sink (CLIENT KILL), some while a batch waits to run
+/// (CLIENT PAUSE WRITE), with the worker's batches split into script calls of 7 records
 /// (`redis.batch.size`): every batch is applied once. A STREAM shows it: a lost batch would miss
 /// its entries, a batch applied twice would add them twice.
 #[test]
@@ -137,8 +138,9 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
     for round in 0..20 {
         let records: Vec<(String, Option<String>)> =
             (0..50).map(|i| (format!("{round}-{i}"), Some(order(round * 50 + i, Some("new"), 1.0)))).collect();
-        // Writes held (EXEC waits), the batch is sent, then the sink's connection is cut: that
-        // batch never ran and must be sent again. Other rounds cut an idle connection.
+        // Writes held (the batch's script waits), the batch is sent, then the sink's connection is
+        // cut: that batch never ran and must be read again from Kafka and written. Other rounds cut
+        // an idle connection.
         if round % 2 == 0 {
             redis(&url, &["CLIENT", "PAUSE", "1500", "WRITE"]);
         }
@@ -180,6 +182,66 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
     assert_eq!(ids, (0..total as i64).collect::<Vec<_>>(), "each record exactly once");
     assert_eq!(connector_status(port, &connector)["tasks"][0]["state"], "RUNNING", "{}", sluice.log_text());
     assert!(sluice.log_text().contains("redis connection lost"), "the cut connections were noticed");
+}
+
+/// Another writer moved the partition's stored offset on (as a task that took the partition over
+/// in a rebalance, while this one's batch was still on its way): the sink's next batch, built on
+/// the offset it knew, is refused whole, and the sink goes on from the offset Redis holds. A STREAM
+/// shows it: records 0..99, then 150..199; the 50 the other writer claimed are not written again
+/// by this sink, and nothing is written twice.
+#[test]
+fn a_batch_built_on_an_offset_redis_no_longer_holds_is_refused() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let url = services.vars.get("REDIS_URL").cloned().expect("REDIS_URL");
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let worker =
+        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
+    let topic = unique("events");
+    create_topic(&kafka, &topic);
+    let stream = unique("stream");
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let connector = unique("stale");
+    let body = json!({"name": connector, "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
+        "redis.type": "STREAM", "redis.keyspace": stream}});
+    let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
+    assert_eq!(code, 201, "{reply}");
+    let batch = |from: i64| -> Vec<(String, Option<String>)> {
+        (from..from + 50).map(|i| (i.to_string(), Some(order(i, Some("new"), 1.0)))).collect()
+    };
+    produce(&kafka, &topic, &batch(0));
+    produce(&kafka, &topic, &batch(50));
+    wait_until(Duration::from_secs(60), "100 entries", || redis(&url, &["XLEN", &stream]) == "100");
+    let key = format!("com.redis.kafka.connect.sink.offset.{connector}.{topic}.0");
+    let stored: Value = serde_json::from_str(&redis(&url, &["GET", &key])).expect("offset json");
+    assert_eq!(stored["offset"], 100);
+    // The other writer: it applied 100..149 and stored 150.
+    let claimed = json!({"topic": topic, "partition": 0, "offset": 150}).to_string();
+    assert_eq!(redis(&url, &["SET", &key, &claimed]), "OK");
+    produce(&kafka, &topic, &batch(100));
+    produce(&kafka, &topic, &batch(150));
+    wait_until(Duration::from_secs(60), "150 entries", || redis(&url, &["XLEN", &stream]) == "150");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(redis(&url, &["XLEN", &stream]), "150", "nothing more: {}", sluice.log_text());
+    let entries = redis(&url, &["XRANGE", &stream, "-", "+"]);
+    let ids: Vec<i64> = entries
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "id")
+        .filter_map(|w| w[1].parse().ok())
+        .collect();
+    assert_eq!(
+        ids,
+        (0..100).chain(150..200).collect::<Vec<_>>(),
+        "in order, each once, 100..149 left to the other writer"
+    );
+    let stored: Value = serde_json::from_str(&redis(&url, &["GET", &key])).expect("offset json");
+    assert_eq!(stored["offset"], 200);
+    let log = sluice.log_text();
+    assert!(log.contains("the batch is discarded"), "{log}");
+    assert_eq!(connector_status(port, &connector)["tasks"][0]["state"], "RUNNING", "{log}");
 }
 
 /// LIST, SET and ZSET: record keys become members of the keyspace's collection (the ZSET score is
@@ -393,7 +455,7 @@ fn rediss_with_a_private_ca() {
             .any(|l| l.contains("untrusted-0") && (l.contains("certificate") || l.contains("UnknownIssuer")))
     });
     assert_eq!(cli(&["EXISTS", &format!("{space}-untrusted:1")]), "0", "nothing written without a trusted certificate");
-    // A backlog large enough that one batch's pipeline (MULTI, 2 commands a record, EXEC) is
+    // A backlog large enough that one batch (a script call, 2 commands a record) is
     // megabytes: over TLS the tail must be flushed, or the sink waits for replies for ever.
     let backlog: Vec<(String, Option<String>)> =
         (100..20_100).map(|i| (i.to_string(), Some(order(i, Some("new"), 1.0)))).collect();

@@ -45,26 +45,41 @@ pub struct Conn {
 pub fn encode(args: &[&[u8]], out: &mut Vec<u8>) {
     header(out, b'*', args.len());
     for a in args {
-        header(out, b'$', a.len());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
+        bulk(a, out);
     }
 }
 
-/// `*<n>\r\n` or `$<n>\r\n`, the digits written by hand (`write!` was an eighth of the sink's CPU).
-fn header(out: &mut Vec<u8>, kind: u8, mut n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// Appends an array header `*<n>` (a command of `n` arguments follows as bulk strings).
+pub fn array(n: usize, out: &mut Vec<u8>) {
+    header(out, b'*', n);
+}
+
+/// Appends one bulk string (`$<len>`, the bytes).
+pub fn bulk(arg: &[u8], out: &mut Vec<u8>) {
+    header(out, b'$', arg.len());
+    out.extend_from_slice(arg);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The decimal digits of `n`, written into `buf`.
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
+    &buf[i..]
+}
+
+/// `*<n>\r\n` or `$<n>\r\n`, the digits written by hand (`write!` was an eighth of the sink's CPU).
+fn header(out: &mut Vec<u8>, kind: u8, n: usize) {
+    let mut digits = [0u8; 20];
     out.push(kind);
-    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(decimal(n, &mut digits));
     out.extend_from_slice(b"\r\n");
 }
 
@@ -110,6 +125,27 @@ impl Conn {
             replies.push(self.read().await?);
         }
         Ok(replies)
+    }
+
+    /// Reads the next reply.
+    pub async fn reply(&mut self) -> Result<Reply, RespError> {
+        self.read().await
+    }
+
+    /// Reads the next reply, expected to be a status such as `+QUEUED`: `Some` with the message
+    /// if it is an error. The common `+QUEUED` and `+OK` are taken straight from the buffer.
+    pub async fn skip_status(&mut self) -> Result<Option<String>, RespError> {
+        let buf = self.stream.fill_buf().await?;
+        for status in [&b"+QUEUED\r\n"[..], b"+OK\r\n"] {
+            if buf.starts_with(status) {
+                self.stream.consume(status.len());
+                return Ok(None);
+            }
+        }
+        match self.read().await? {
+            Reply::Error(e) => Ok(Some(e)),
+            _ => Ok(None),
+        }
     }
 
     /// One command.
@@ -175,5 +211,9 @@ mod tests {
         encode(&[&long, b""], &mut out);
         assert!(out.starts_with(b"*2\r\n$1234\r\nxx"));
         assert!(out.ends_with(b"xx\r\n$0\r\n\r\n"));
+        let mut out = Vec::new();
+        array(10_007, &mut out);
+        bulk(b"0", &mut out);
+        assert_eq!(out, b"*10007\r\n$1\r\n0\r\n");
     }
 }
