@@ -4,7 +4,7 @@
 //! The same ~330-byte order documents (10 scalar fields, keyed by order id) go to Kafka, then:
 //! - Redis: `redis-benchmark` pipelining HSETs of the same 10 fields (one connection with
 //!   pipeline 1000, as the sink uses one connection per task; and 50 connections with pipeline
-//!   100), then the Redis sink (HASH, each batch one MULTI/EXEC with its offsets) catching up on
+//!   100), then the Redis sink (HASH, each batch one conditional MULTI/EXEC with its offsets) catching up on
 //!   the topic, then latency at a fixed rate: record produced → its offset stored in Redis (which
 //!   happens in the same transaction as the write).
 //! - Search servers (each one set): a raw `_bulk` loader sending the same documents with the same
