@@ -434,12 +434,14 @@ fn https_nodes_with_a_private_ca() {
     let kafka = services.kafka();
     let (name, url) = servers(&services).remove(0);
     let dir = tempfile::tempdir().expect("tmp");
-    let (_, ca) = tls_certificates(dir.path());
+    let (keystore, ca) = tls_certificates(dir.path());
     let tls_port = free_port();
+    // The front requires a client certificate signed by the CA (as a cluster with PKI auth).
     let _socat = KillOnDrop(
         std::process::Command::new("socat")
             .arg(format!(
-                "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,verify=1,cafile={},cert={},key={}",
+                ca.display(),
                 dir.path().join("worker.crt").display(),
                 dir.path().join("worker.key").display()
             ))
@@ -459,9 +461,13 @@ fn https_nodes_with_a_private_ca() {
     let topic = unique("tls-orders");
     create_topic(&kafka, &topic);
     let index = unique("tls-orders").to_lowercase();
-    let trusted =
-        json!({"elastic.security.protocol": "SSL", "elastic.https.ssl.truststore.location": ca.display().to_string()});
+    let trusted = json!({"elastic.security.protocol": "SSL", "elastic.https.ssl.truststore.location": ca.display().to_string(),
+        "elastic.https.ssl.keystore.location": keystore.display().to_string(), "elastic.https.ssl.keystore.type": "PEM"});
     post(port, &sink("tls-trusted", &topic, &https, &index, trusted));
+    // Trusts the nodes but presents no client certificate: turned away.
+    let anonymous_index = unique("tls-anonymous").to_lowercase();
+    let anonymous = json!({"elastic.https.ssl.truststore.location": ca.display().to_string()});
+    post(port, &sink("tls-anonymous", &topic, &https, &anonymous_index, anonymous));
     // The same through a sink that trusts only the system's CAs: refused.
     let other_index = unique("tls-untrusted").to_lowercase();
     post(port, &sink("tls-untrusted", &topic, &https, &other_index, json!({})));
@@ -475,5 +481,9 @@ fn https_nodes_with_a_private_ca() {
         log.contains("certificate") || log.contains("UnknownIssuer")
     });
     assert_eq!(count(&url, &other_index), -1, "no index without a trusted certificate");
+    wait_until(Duration::from_secs(30), "the anonymous sink's missing-certificate error", || {
+        sluice.log_text().lines().any(|l| l.contains("tls-anonymous") && l.contains("CertificateRequired"))
+    });
+    assert_eq!(count(&url, &anonymous_index), -1, "no index without a client certificate");
     drop(sluice);
 }

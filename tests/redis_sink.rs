@@ -408,7 +408,8 @@ fn rediss_with_a_private_ca() {
         Command::new("redis-server")
             .args(["--port", "0", "--tls-port", &tls_port.to_string(), "--bind", "127.0.0.1"])
             .args(["--tls-cert-file", &path("worker.crt"), "--tls-key-file", &path("worker.key")])
-            .args(["--tls-ca-cert-file", &path("ca.pem"), "--tls-auth-clients", "no"])
+            // Clients must present a certificate (redis-server's default, made explicit).
+            .args(["--tls-ca-cert-file", &path("ca.pem"), "--tls-auth-clients", "yes"])
             .args(["--save", "", "--appendonly", "no", "--dir", &path("")])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -417,7 +418,8 @@ fn rediss_with_a_private_ca() {
     );
     let cli = |args: &[&str]| -> String {
         let out = Command::new("redis-cli")
-            .args(["--tls", "--cacert", &path("ca.pem"), "-h", "127.0.0.1", "-p", &tls_port.to_string()])
+            .args(["--tls", "--cacert", &path("ca.pem"), "--cert", &path("worker.crt"), "--key", &path("worker.key")])
+            .args(["-h", "127.0.0.1", "-p", &tls_port.to_string()])
             .args(args)
             .output()
             .expect("redis-cli");
@@ -440,9 +442,26 @@ fn rediss_with_a_private_ca() {
         }
         json!({"name": name, "config": c}).to_string()
     };
-    let trusted = config("trusted", json!({"redis.ssl.truststore.location": ca.display().to_string()}));
+    // Redis Inc's keys: the CA, the client key and its certificate in separate files.
+    let trusted = config(
+        "trusted",
+        json!({"redis.cacert": ca.display().to_string(), "redis.key.file": path("worker.key"), "redis.key.cert": path("worker.crt")}),
+    );
     assert_eq!(http(port, "POST", "/connectors", Some(&trusted)).map(|r| r.0), Some(201));
     assert_eq!(http(port, "POST", "/connectors", Some(&config("untrusted", json!({})))).map(|r| r.0), Some(201));
+    // Trusts the server but has no client certificate: the server turns it away.
+    let anonymous = config("anonymous", json!({"redis.ssl.truststore.location": ca.display().to_string()}));
+    assert_eq!(http(port, "POST", "/connectors", Some(&anonymous)).map(|r| r.0), Some(201));
+    // An encrypted key is refused at validation, naming the key and the fix.
+    let (code, reply) = http(
+        port,
+        "POST",
+        "/connectors",
+        Some(&config("encrypted", json!({"redis.key.file": path("worker.key"), "redis.key.password": "secret"}))),
+    )
+    .expect("reply");
+    assert_eq!(code, 400, "{reply}");
+    assert!(reply.contains("redis.key.password") && reply.contains("openssl pkey"), "{reply}");
     produce(&kafka, &topic, &[("1", Some(order(1, Some("new"), 10.5)))]);
     let key = format!("{space}-trusted:1");
     wait_until(Duration::from_secs(60), "the order in redis over TLS", || cli(&["EXISTS", &key]) == "1");
@@ -455,7 +474,13 @@ fn rediss_with_a_private_ca() {
             .any(|l| l.contains("untrusted-0") && (l.contains("certificate") || l.contains("UnknownIssuer")))
     });
     assert_eq!(cli(&["EXISTS", &format!("{space}-untrusted:1")]), "0", "nothing written without a trusted certificate");
-    // A backlog large enough that one batch (a script call, 2 commands a record) is
+    wait_until(Duration::from_secs(30), "the anonymous sink's task FAILED, saying a certificate is required", || {
+        let status = connector_status(port, "anonymous");
+        status["tasks"][0]["state"] == "FAILED"
+            && status["tasks"][0]["trace"].as_str().is_some_and(|t| t.to_ascii_lowercase().contains("certificate"))
+    });
+    assert_eq!(cli(&["EXISTS", &format!("{space}-anonymous:1")]), "0", "nothing written without a client certificate");
+    // A backlog large enough that one batch (MULTI, 2 commands a record, EXEC) is
     // megabytes: over TLS the tail must be flushed, or the sink waits for replies for ever.
     let backlog: Vec<(String, Option<String>)> =
         (100..20_100).map(|i| (i.to_string(), Some(order(i, Some("new"), 1.0)))).collect();

@@ -60,14 +60,20 @@ pub struct EsClient {
 
 impl EsClient {
     /// A client for the configured nodes (http:// and https://); connects lazily. Fails only on an
-    /// unusable truststore.
+    /// unusable truststore or keystore.
     pub fn new(config: &EsSinkConfig) -> Result<EsClient, String> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.connect_timeout));
         connector.set_nodelay(true);
         connector.enforce_http(false);
-        let tls = crate::tls::client_config(config.truststore.as_deref())
-            .map_err(|e| format!("elastic.https.ssl.truststore.location: {e}"))?;
+        let identity = config.keystore.as_deref().map(|path| crate::tls::Identity { key: path, certs: path });
+        let which = if identity.is_some() {
+            "elastic.https.ssl.keystore.location / elastic.https.ssl.truststore.location"
+        } else {
+            "elastic.https.ssl.truststore.location"
+        };
+        let tls =
+            crate::tls::client_config(config.truststore.as_deref(), identity).map_err(|e| format!("{which}: {e}"))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config((*tls).clone())
             .https_or_http()

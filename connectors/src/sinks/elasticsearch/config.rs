@@ -95,6 +95,8 @@ pub struct EsSinkConfig {
     pub index_template: String,
     /// `elastic.https.ssl.truststore.location`: PEM CAs for https:// nodes (the system's when unset).
     pub truststore: Option<String>,
+    /// `elastic.https.ssl.keystore.location`: PEM key and chain of the client certificate.
+    pub keystore: Option<String>,
 }
 
 impl EsSinkConfig {
@@ -152,6 +154,48 @@ impl EsSinkConfig {
                         }
                     }))
                     .doc("Format of the truststore: PEM."),
+            )
+            .define(
+                ConfigKey::new("elastic.https.ssl.keystore.location", ConfigType::String)
+                    .default("")
+                    .importance(Importance::Medium)
+                    .group("Security")
+                    .doc("PEM file with the client certificate's private key and its chain, presented to nodes that authenticate clients by certificate; empty: none."),
+            )
+            .define(
+                ConfigKey::new("elastic.https.ssl.keystore.type", ConfigType::String)
+                    .default("PEM")
+                    .importance(Importance::Low)
+                    .group("Security")
+                    .validator(Validator::Custom(|v| {
+                        if v.trim().eq_ignore_ascii_case("PEM") {
+                            Ok(())
+                        } else {
+                            Err(format!("{v} is not supported: use PEM (e.g. `openssl pkcs12 -in keystore.p12 -nodes -out client.pem`, after `keytool -importkeystore -srckeystore keystore.jks -destkeystore keystore.p12 -deststoretype PKCS12` for a JKS)"))
+                        }
+                    }))
+                    .doc("Format of the keystore: PEM."),
+            )
+            .define(
+                ConfigKey::new("elastic.https.ssl.keystore.password", ConfigType::Password)
+                    .default("")
+                    .importance(Importance::Low)
+                    .group("Security")
+                    .doc("Not used with a PEM keystore (accepted so that converted configs load)."),
+            )
+            .define(
+                ConfigKey::new("elastic.https.ssl.key.password", ConfigType::Password)
+                    .default("")
+                    .importance(Importance::Low)
+                    .group("Security")
+                    .validator(Validator::Custom(|v| {
+                        if v.is_empty() {
+                            Ok(())
+                        } else {
+                            Err("encrypted private keys are not supported; decrypt the key (`openssl pkey -in key.pem -out plain.pem`), keep the file private and leave this empty".to_string())
+                        }
+                    }))
+                    .doc("Not supported (encrypted keys are refused): leave empty."),
             )
             .define(
                 ConfigKey::new("connection.username", ConfigType::String)
@@ -401,6 +445,7 @@ impl EsSinkConfig {
             compression: p.boolean("connection.compression"),
             index_template: p.string("index.name.template"),
             truststore: p.non_empty_string("elastic.https.ssl.truststore.location"),
+            keystore: p.non_empty_string("elastic.https.ssl.keystore.location"),
         })
     }
 }
@@ -470,6 +515,21 @@ mod tests {
         ]))
         .expect_err("JKS");
         assert!(err.for_key("elastic.https.ssl.truststore.type")[0].contains("use PEM"));
+        let err = EsSinkConfig::parse(&map(&[
+            ("connection.url", "https://x:9200"),
+            ("elastic.https.ssl.keystore.type", "PKCS12"),
+            ("elastic.https.ssl.key.password", "secret"),
+        ]))
+        .expect_err("PEM keystores only, unencrypted");
+        assert!(err.for_key("elastic.https.ssl.keystore.type")[0].contains("openssl pkcs12"));
+        assert!(err.for_key("elastic.https.ssl.key.password")[0].contains("openssl pkey"));
+        let c = EsSinkConfig::parse(&map(&[
+            ("connection.url", "https://x:9200"),
+            ("elastic.https.ssl.keystore.location", "/client.pem"),
+            ("elastic.https.ssl.keystore.password", "ignored"),
+        ]))
+        .expect("ok");
+        assert_eq!(c.keystore.as_deref(), Some("/client.pem"));
         let err = EsSinkConfig::parse(&map(&[("connection.url", "http://x"), ("connection.password", "p")]))
             .expect_err("user");
         assert!(!err.for_key("connection.username").is_empty());

@@ -61,8 +61,13 @@ pub struct RedisSinkConfig {
     pub batch_size: usize,
     /// TLS (`rediss://` or `redis.tls=true`).
     pub tls: bool,
-    /// `redis.ssl.truststore.location`: PEM CAs trusted for the server (the system's when unset).
+    /// `redis.ssl.truststore.location` (or `redis.cacert`): PEM CAs trusted for the server (the
+    /// system's when unset).
     pub truststore: Option<String>,
+    /// `redis.key.file`: the client certificate's private key (PEM), when the server asks for one.
+    pub client_key: Option<String>,
+    /// `redis.key.cert`: the client certificate chain (PEM); `redis.key.file` when unset.
+    pub client_cert: Option<String>,
 }
 
 impl RedisSinkConfig {
@@ -100,6 +105,37 @@ impl RedisSinkConfig {
                     .default("")
                     .importance(Importance::Medium)
                     .doc("PEM file of the CAs trusted for the server's certificate (TLS); empty: the system's CAs."),
+            )
+            .define(
+                ConfigKey::new("redis.cacert", ConfigType::String)
+                    .default("")
+                    .importance(Importance::Low)
+                    .doc("Redis Inc's name for redis.ssl.truststore.location: PEM file of the CAs trusted for the server."),
+            )
+            .define(
+                ConfigKey::new("redis.key.file", ConfigType::String)
+                    .default("")
+                    .importance(Importance::Medium)
+                    .doc("PEM file of the private key of the client certificate, for servers that authenticate clients (redis-server's tls-auth-clients); may also hold the chain."),
+            )
+            .define(
+                ConfigKey::new("redis.key.cert", ConfigType::String)
+                    .default("")
+                    .importance(Importance::Medium)
+                    .doc("PEM file of the client certificate chain (own certificate first); empty: taken from redis.key.file."),
+            )
+            .define(
+                ConfigKey::new("redis.key.password", ConfigType::Password)
+                    .default("")
+                    .importance(Importance::Low)
+                    .validator(Validator::Custom(|v| {
+                        if v.is_empty() {
+                            Ok(())
+                        } else {
+                            Err("encrypted private keys are not supported; decrypt the key (`openssl pkey -in key.pem -out plain.pem`), keep the file private and leave this empty".to_string())
+                        }
+                    }))
+                    .doc("Not supported (encrypted keys are refused): leave empty."),
             )
             .define(
                 ConfigKey::new("redis.type", ConfigType::String)
@@ -149,6 +185,13 @@ impl RedisSinkConfig {
             "ZSET" => RedisType::Zset,
             _ => RedisType::Stream,
         };
+        let tls = tls || p.boolean("redis.tls");
+        if !tls && p.non_empty_string("redis.key.file").is_some() {
+            return Err(ConfigErrors::one(
+                "redis.key.file",
+                "a client certificate needs TLS: use a rediss:// URI or redis.tls=true".to_string(),
+            ));
+        }
         Ok(RedisSinkConfig {
             uri,
             redis_type,
@@ -156,8 +199,12 @@ impl RedisSinkConfig {
             separator: p.string("redis.separator"),
             ttl: p.long("redis.key.ttl"),
             batch_size: p.int("redis.batch.size").max(1) as usize,
-            tls: tls || p.boolean("redis.tls"),
-            truststore: p.non_empty_string("redis.ssl.truststore.location"),
+            tls,
+            truststore: p
+                .non_empty_string("redis.ssl.truststore.location")
+                .or_else(|| p.non_empty_string("redis.cacert")),
+            client_key: p.non_empty_string("redis.key.file"),
+            client_cert: p.non_empty_string("redis.key.cert"),
         })
     }
 }
@@ -238,5 +285,26 @@ mod tests {
         let err = RedisSinkConfig::parse(&m(&[("redis.type", "TIMESERIES"), ("redis.uri", "x")])).expect_err("bad");
         assert!(err.for_key("redis.type")[0].contains("not supported yet"));
         assert!(!err.for_key("redis.uri").is_empty());
+    }
+
+    #[test]
+    fn client_certificates() {
+        let m = |pairs: &[(&str, &str)]| -> ConfigMap {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let c = RedisSinkConfig::parse(&m(&[
+            ("redis.uri", "rediss://cache:6380"),
+            ("redis.cacert", "/ca.pem"),
+            ("redis.key.file", "/k.pem"),
+            ("redis.key.cert", "/c.pem"),
+        ]))
+        .expect("ok");
+        assert_eq!(c.truststore.as_deref(), Some("/ca.pem"), "redis.cacert is the truststore");
+        assert_eq!((c.client_key.as_deref(), c.client_cert.as_deref()), (Some("/k.pem"), Some("/c.pem")));
+        let err = RedisSinkConfig::parse(&m(&[("redis.key.file", "/k.pem")])).expect_err("no TLS");
+        assert!(err.for_key("redis.key.file")[0].contains("needs TLS"));
+        let err =
+            RedisSinkConfig::parse(&m(&[("redis.tls", "true"), ("redis.key.password", "x")])).expect_err("encrypted");
+        assert!(err.for_key("redis.key.password")[0].contains("openssl pkey"));
     }
 }

@@ -175,10 +175,21 @@ impl RedisSinkTask {
             let uri = config.uri.clone();
             let tls = match config.tls {
                 false => None,
-                true => Some(
-                    crate::tls::client_config(config.truststore.as_deref())
-                        .map_err(|e| ConnectError::fatal(format!("redis.ssl.truststore.location: {e}")))?,
-                ),
+                true => {
+                    let identity = config
+                        .client_key
+                        .as_deref()
+                        .map(|key| crate::tls::Identity { key, certs: config.client_cert.as_deref().unwrap_or(key) });
+                    let which = if identity.is_some() {
+                        "redis.key.file / redis.key.cert / redis.ssl.truststore.location"
+                    } else {
+                        "redis.ssl.truststore.location"
+                    };
+                    Some(
+                        crate::tls::client_config(config.truststore.as_deref(), identity)
+                            .map_err(|e| ConnectError::fatal(format!("{which}: {e}")))?,
+                    )
+                }
             };
             let mut conn = Conn::connect(&uri.addr, tls.map(|c| (c, uri.host()))).await.map_err(|e| {
                 let message = format!("cannot reach redis at {}: {e}", uri.addr);
