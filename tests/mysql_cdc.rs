@@ -301,8 +301,11 @@ fn snapshot_then_stream_every_type_ddl_and_deletes() {
 #[test]
 fn kill9_while_streaming_loses_no_row() {
     let _shared = shared_server();
-    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } =
-        Cdc::new("cdckill", "CREATE TABLE ev (id INT PRIMARY KEY, v VARCHAR(32));", json!({"max.batch.size": "100"}));
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } = Cdc::new(
+        "cdckill",
+        "CREATE TABLE ev (id INT PRIMARY KEY, v VARCHAR(32));",
+        json!({"max.batch.size": "100", "provide.transaction.metadata": "true"}),
+    );
     let log = dir.path().join("sluice.log");
     let mut sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
     wait_until(Duration::from_secs(30), "cdc RUNNING", || running_tasks(port, "cdc", 1).is_some());
@@ -337,6 +340,19 @@ fn kill9_while_streaming_loses_no_row() {
     let duplicates: usize = counts.values().map(|c| c - 1).sum();
     eprintln!("kill -9 x5: {} records, {} distinct ids, {duplicates} duplicates", records.len(), counts.len());
     assert!(missing.is_empty(), "rows lost across kill -9: {missing:?}\n{}", sluice.log_text());
+    // Transaction metadata survives the kills: every transaction's END counts its 10 rows, also
+    // when the worker restarted inside it (the counts so far are kept in the offset).
+    let frames = read_records(&kafka, &format!("{prefix}.transaction"), Duration::from_millis(1500));
+    let mut ends: BTreeMap<String, i64> = BTreeMap::new();
+    for (_, f) in &frames {
+        if f["payload"]["status"] == "END" {
+            let id = f["payload"]["id"].as_str().unwrap_or("").to_string();
+            let count = f["payload"]["event_count"].as_i64().unwrap_or(-1);
+            assert_eq!(count, 10, "END of {id}: {f}");
+            ends.insert(id, count);
+        }
+    }
+    assert!(ends.len() >= txns as usize, "{} transactions ended of {txns}", ends.len());
     db.sql(&format!("DROP DATABASE {database}"));
 }
 
@@ -636,5 +652,88 @@ fn a_reader_written_for_debezium_consumes_the_output_unchanged() {
         })
         .collect();
     assert_eq!(materialized, expected, "reader: {}", String::from_utf8_lossy(&out.stderr));
+    db.sql(&format!("DROP DATABASE {database}"));
+}
+
+/// `provide.transaction.metadata=true`: each transaction is framed by BEGIN and END events on
+/// `<prefix>.transaction` (END with the event count per table), and each change event carries
+/// `transaction {id, total_order, data_collection_order}`, as Debezium's.
+#[test]
+fn transaction_metadata_frames_each_transaction() {
+    let _shared = shared_server();
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } = Cdc::new(
+        "cdctxn",
+        "CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(16)); CREATE TABLE b (id INT PRIMARY KEY, v VARCHAR(16));",
+        json!({"provide.transaction.metadata": "true"}),
+    );
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    wait_until(Duration::from_secs(30), "cdc RUNNING", || running_tasks(port, "cdc", 1).is_some());
+    let topic_a = format!("{prefix}.{database}.a");
+    let topic_b = format!("{prefix}.{database}.b");
+    // A first row, streamed (not snapshotted), so the rest is certainly read from the binlog.
+    db.sql(&format!("USE {database}; INSERT INTO b VALUES (100, 'marker');"));
+    let marker = wait_records(&kafka, &topic_b, 1, Duration::from_secs(60));
+    assert_eq!(marker.len(), 1, "{}", sluice.log_text());
+    db.sql(&format!(
+        "USE {database}; BEGIN; INSERT INTO a VALUES (1, 'x'), (2, 'y'); INSERT INTO b VALUES (1, 'z'); \
+         UPDATE a SET v = 'x2' WHERE id = 1; COMMIT; \
+         INSERT INTO b VALUES (2, 'auto'); \
+         BEGIN; DELETE FROM a WHERE id = 2; COMMIT;"
+    ));
+    let txn_topic = format!("{prefix}.transaction");
+    let frames = wait_records(&kafka, &txn_topic, 8, Duration::from_secs(60));
+    let frames: Vec<&Value> = frames.iter().map(|(_, v)| &v["payload"]).collect();
+    assert_eq!(frames.len(), 8, "BEGIN and END of 4 transactions: {frames:?}\n{}", sluice.log_text());
+    let status: Vec<&str> = frames.iter().map(|f| f["status"].as_str().unwrap_or("")).collect();
+    assert_eq!(status, ["BEGIN", "END", "BEGIN", "END", "BEGIN", "END", "BEGIN", "END"]);
+    let (_, first) = &read_records(&kafka, &txn_topic, Duration::from_millis(500))[2];
+    assert_eq!(first["schema"]["name"], "io.debezium.connector.common.TransactionMetadataValue");
+    for pair in frames.chunks(2) {
+        assert_eq!(pair[0]["id"], pair[1]["id"], "BEGIN and END of one transaction");
+        assert!(pair[0]["event_count"].is_null() && pair[0]["data_collections"].is_null(), "{}", pair[0]);
+        // MariaDB always writes GTIDs: the id is the transaction's (domain-server-sequence).
+        assert_eq!(pair[0]["id"].as_str().map(|id| id.split('-').count()), Some(3), "{}", pair[0]);
+    }
+    let t1 = frames[3];
+    assert_eq!(t1["event_count"], 4, "{t1}");
+    let collections: BTreeMap<String, i64> = t1["data_collections"]
+        .as_array()
+        .expect("data_collections")
+        .iter()
+        .map(|c| (c["data_collection"].as_str().unwrap_or("").to_string(), c["event_count"].as_i64().unwrap_or(0)))
+        .collect();
+    assert_eq!(collections, BTreeMap::from([(format!("{database}.a"), 3), (format!("{database}.b"), 1)]));
+    assert_eq!((frames[5]["event_count"].as_i64(), frames[7]["event_count"].as_i64()), (Some(1), Some(1)));
+    // The change events: their block names the transaction and their order in it.
+    let block = |v: &Value| {
+        let t = &v["payload"]["transaction"];
+        (t["id"].as_str().unwrap_or("").to_string(), t["total_order"].as_i64(), t["data_collection_order"].as_i64())
+    };
+    let a: Vec<Value> = wait_records(&kafka, &topic_a, 5, Duration::from_secs(30))
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_null())
+        .collect();
+    let b: Vec<Value> =
+        read_records(&kafka, &topic_b, Duration::from_millis(500)).into_iter().map(|(_, v)| v).collect();
+    let t1_id = t1["id"].as_str().unwrap_or("").to_string();
+    assert_eq!(
+        a.iter().map(block).collect::<Vec<_>>(),
+        [
+            (t1_id.clone(), Some(1), Some(1)),
+            (t1_id.clone(), Some(2), Some(2)),
+            (t1_id.clone(), Some(4), Some(3)),
+            (frames[7]["id"].as_str().unwrap_or("").to_string(), Some(1), Some(1)),
+        ]
+    );
+    assert_eq!(block(&b[1]), (t1_id, Some(3), Some(1)));
+    assert_eq!(block(&b[2]), (frames[5]["id"].as_str().unwrap_or("").to_string(), Some(1), Some(1)));
+    assert_eq!(
+        a[0]["schema"]["fields"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["field"] == "transaction"))
+            .map(|f| &f["name"]),
+        Some(&json!("event.block"))
+    );
     db.sql(&format!("DROP DATABASE {database}"));
 }

@@ -136,6 +136,8 @@ pub struct MySqlConfig {
     pub heartbeat_interval_ms: u64,
     /// `topic.heartbeat.prefix`.
     pub heartbeat_topic_prefix: String,
+    /// `provide.transaction.metadata`: the topic of BEGIN/END events (`<topic.prefix>.<topic.transaction>`).
+    pub transaction_topic: Option<String>,
     /// `max.batch.size`: most records one poll returns.
     pub max_batch_size: usize,
     /// `max.queue.size`: most records read ahead of the runtime.
@@ -358,15 +360,14 @@ impl MySqlConfig {
             .define(
                 key("provide.transaction.metadata", ConfigType::Boolean, "Events")
                     .default("false")
-                    .validator(Validator::Custom(|v| {
-                        if v.trim().eq_ignore_ascii_case("true") {
-                            Err("transaction metadata is not supported yet".into())
-                        } else {
-                            Ok(())
-                        }
-                    }))
                     .importance(Importance::Low)
-                    .doc("Transaction BEGIN/END events (not supported yet: only false is accepted)."),
+                    .doc("BEGIN and END events of each transaction on <topic.prefix>.<topic.transaction>, and a transaction block {id, total_order, data_collection_order} in each change event."),
+            )
+            .define(
+                key("topic.transaction", ConfigType::String, "Events")
+                    .default("transaction")
+                    .importance(Importance::Low)
+                    .doc("Suffix of the transaction-metadata topic: <topic.prefix>.<topic.transaction>."),
             )
     }
 
@@ -448,6 +449,9 @@ impl MySqlConfig {
             },
             heartbeat_interval_ms: parsed.int("heartbeat.interval.ms") as u64,
             heartbeat_topic_prefix: parsed.string("topic.heartbeat.prefix"),
+            transaction_topic: parsed
+                .boolean("provide.transaction.metadata")
+                .then(|| format!("{}.{}", parsed.string("topic.prefix"), parsed.string("topic.transaction"))),
             max_batch_size: parsed.int("max.batch.size") as usize,
             max_queue_size: parsed.int("max.queue.size") as usize,
             max_queue_bytes: match parsed.long("max.queue.size.in.bytes") {

@@ -98,6 +98,159 @@ pub struct Position {
     pub ts_sec: i64,
     /// Server id of the event.
     pub server_id: u32,
+    /// Transaction metadata so far, when stopped inside a transaction with
+    /// `provide.transaction.metadata` (Debezium's `transaction_*` offset keys).
+    pub txn: Option<TxnMeta>,
+}
+
+/// A transaction's metadata as its events are emitted (`provide.transaction.metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TxnMeta {
+    /// Transaction id: its GTID, else `<binlog file>:<position of its first event>`.
+    pub id: String,
+    /// Events so far per data collection (`db.table`), in first-seen order.
+    pub per_collection: Vec<(String, i64)>,
+}
+
+/// Offset key of the transaction id (Debezium's `TransactionContext`).
+const OFFSET_TXN_ID: &str = "transaction_id";
+/// Offset key prefix of a data collection's event count.
+const OFFSET_TXN_ORDER: &str = "transaction_data_collection_order_";
+
+impl TxnMeta {
+    /// Counts one more event of `collection`; returns its `total_order` and `data_collection_order`.
+    pub fn count(&mut self, collection: &str) -> (i64, i64) {
+        let order = match self.per_collection.iter_mut().find(|(c, _)| c == collection) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                self.per_collection.push((collection.to_string(), 1));
+                1
+            }
+        };
+        (self.total(), order)
+    }
+
+    /// Events so far.
+    pub fn total(&self) -> i64 {
+        self.per_collection.iter().map(|(_, n)| n).sum()
+    }
+
+    fn store(&self, o: &mut JsonMap) {
+        o.insert(OFFSET_TXN_ID.into(), json!(self.id));
+        for (c, n) in &self.per_collection {
+            o.insert(format!("{OFFSET_TXN_ORDER}{c}"), json!(n));
+        }
+    }
+
+    fn load(o: &JsonMap) -> Option<TxnMeta> {
+        let id = o.get(OFFSET_TXN_ID)?.as_str()?.to_string();
+        let per_collection =
+            o.iter().filter_map(|(k, v)| Some((k.strip_prefix(OFFSET_TXN_ORDER)?.to_string(), v.as_i64()?))).collect();
+        Some(TxnMeta { id, per_collection })
+    }
+}
+
+fn transaction_key_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(
+                Schema::struct_of([("id", Schema::string())])
+                    .named("io.debezium.connector.common.TransactionMetadataKey"),
+            )
+        })
+        .clone()
+}
+
+fn collection_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::struct_of([("data_collection", Schema::string()), ("event_count", Schema::int64())]))
+        })
+        .clone()
+}
+
+fn transaction_value_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(
+                Schema::struct_of([
+                    ("status", Schema::string()),
+                    ("id", Schema::string()),
+                    ("event_count", Schema::int64().optional()),
+                    ("data_collections", Schema::array((*collection_schema()).clone()).optional()),
+                    ("ts_ms", Schema::int64()),
+                ])
+                .named("io.debezium.connector.common.TransactionMetadataValue"),
+            )
+        })
+        .clone()
+}
+
+/// A BEGIN (`end: false`) or END event of a transaction on the transaction topic: key `{id}`,
+/// value `{status, id, event_count, data_collections, ts_ms}` (the counts on END only).
+pub fn transaction_record(
+    topic: &str,
+    prefix: &str,
+    meta: &TxnMeta,
+    end: bool,
+    ts_ms: i64,
+    source_offset: JsonMap,
+) -> SourceRecord {
+    let (status, count, collections) = if end {
+        let collections = meta
+            .per_collection
+            .iter()
+            .map(|(c, n)| {
+                Value::Struct(Struct {
+                    schema: collection_schema(),
+                    values: vec![Value::String(c.clone()), Value::Int64(*n)],
+                })
+            })
+            .collect();
+        ("END", Value::Int64(meta.total()), Value::Array(collections))
+    } else {
+        ("BEGIN", Value::Null, Value::Null)
+    };
+    let value = Struct {
+        schema: transaction_value_schema(),
+        values: vec![
+            Value::String(status.into()),
+            Value::String(meta.id.clone()),
+            count,
+            collections,
+            Value::Int64(ts_ms),
+        ],
+    };
+    let mut record = SourceRecord::new(
+        partition(prefix),
+        source_offset,
+        topic,
+        Some(transaction_value_schema()),
+        Value::Struct(value),
+    );
+    record.key_schema = Some(transaction_key_schema());
+    record.key =
+        Value::Struct(Struct { schema: transaction_key_schema(), values: vec![Value::String(meta.id.clone())] });
+    record
+}
+
+/// Fills a change event's `transaction` block: `{id, total_order, data_collection_order}`.
+pub fn set_transaction(record: &mut SourceRecord, id: &str, total_order: i64, data_collection_order: i64) {
+    if let Value::Struct(envelope) = &mut record.value {
+        let Some(schema) = envelope.schema.field("transaction").map(|f| f.schema.clone()) else { return };
+        if let Some(slot) = envelope.values.get_mut(3) {
+            *slot = Value::Struct(Struct {
+                schema,
+                values: vec![Value::String(id.into()), Value::Int64(total_order), Value::Int64(data_collection_order)],
+            });
+        }
+    }
 }
 
 /// Progress of an interrupted snapshot, stored in the offset so it resumes after the last row.
@@ -132,6 +285,9 @@ pub fn offset(position: &Position, snapshot: Option<&SnapshotProgress>) -> JsonM
         o.insert("row".into(), json!(position.row));
     }
     o.insert("server_id".into(), json!(position.server_id));
+    if let Some(t) = &position.txn {
+        t.store(&mut o);
+    }
     if let Some(s) = snapshot {
         o.insert("snapshot".into(), json!(true));
         o.insert("snapshot_table".into(), json!(s.table));
@@ -155,6 +311,7 @@ pub fn parse_offset(o: &JsonMap) -> Result<(Position, Option<SnapshotProgress>),
         gtids: o.get("gtids").and_then(|v| v.as_str()).map(String::from),
         ts_sec: int("ts_sec").unwrap_or(0) as i64,
         server_id: int("server_id").unwrap_or(0) as u32,
+        txn: TxnMeta::load(o),
     };
     let in_snapshot = matches!(o.get("snapshot"), Some(serde_json::Value::Bool(true)))
         || o.get("snapshot").and_then(|v| v.as_str()) == Some("true");
@@ -400,6 +557,11 @@ mod tests {
             gtids: Some("0-1-42".into()),
             ts_sec: 1_700_000_000,
             server_id: 1,
+            // Read back in key order (the offset is a JSON object).
+            txn: Some(TxnMeta {
+                id: "0-1-42".into(),
+                per_collection: vec![("shop.items".into(), 5), ("shop.orders".into(), 2)],
+            }),
         };
         let s = SnapshotProgress { table: "shop.orders".into(), key: Some(vec![Some("17".into()), None]) };
         let o = offset(&p, Some(&s));

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::catalog::{self, quote_ident, quote_literal, Catalog, ServerInfo};
 use super::config::{MySqlConfig, SnapshotMode};
-use super::event::{self, Position, SnapshotProgress, SourceInfo};
+use super::event::{self, Position, SnapshotProgress, SourceInfo, TxnMeta};
 use super::schema::{from_binlog, from_text, Table};
 use super::tablemap::table_from_map;
 
@@ -449,16 +449,16 @@ impl Reader {
                     s.in_txn = true;
                     s.count_event();
                 } else if upper.starts_with("COMMIT") || upper.starts_with("XA COMMIT") || upper.starts_with("ROLLBACK") {
-                    s.commit(end);
+                    self.commit(s, end, batch);
                 } else {
                     s.count_event();
                     self.on_statement(s, meta, &q.schema(), trimmed, q.thread_id(), start, end, batch).await?;
                     if !s.in_txn {
-                        s.commit(end);
+                        self.commit(s, end, batch);
                     }
                 }
             }
-            Some(EventData::XidEvent(_)) => s.commit(end),
+            Some(EventData::XidEvent(_)) => self.commit(s, end, batch),
             Some(EventData::TableMapEvent(t)) => {
                 s.count_event();
                 let id = t.table_id();
@@ -478,7 +478,7 @@ impl Reader {
                 self.on_rows(s, &rows, stream, meta, start, batch).await?;
                 s.count_event();
                 if !s.in_txn {
-                    s.commit(end);
+                    self.commit(s, end, batch);
                 }
             }
             Some(EventData::TransactionPayloadEvent(_)) => {
@@ -506,6 +506,23 @@ impl Reader {
             }
         }
         Ok(())
+    }
+
+    /// A transaction (or a statement outside one) ended at `end`; with transaction metadata, its
+    /// END event follows its change events.
+    fn commit(&self, s: &mut StreamState, end: u64, batch: &mut Vec<SourceRecord>) {
+        let meta = s.txn_meta.take();
+        s.commit(end);
+        if let (Some(topic), Some(meta)) = (&self.config.transaction_topic, meta) {
+            batch.push(event::transaction_record(
+                topic,
+                &self.config.topic_prefix,
+                &meta,
+                true,
+                s.ts_sec * 1000,
+                event::offset(&s.committed, None),
+            ));
+        }
     }
 
     /// A statement outside row events: DDL refreshes schemas (and is published when configured);
@@ -703,7 +720,31 @@ impl Reader {
             let before = before.as_ref().map(decode).transpose()?;
             let after = after.as_ref().map(decode).transpose()?;
             let key = table.key(after.as_deref().or(before.as_deref()).unwrap_or(&[]));
-            let position = position_of(row_no + 1, s);
+            // Transaction metadata: a BEGIN event before the transaction's first change event,
+            // its counts in each change event and in the offset (a restart goes on counting).
+            let mut block = None;
+            if let Some(topic) = &self.config.transaction_topic {
+                if s.txn_meta.is_none() {
+                    let base = s.resume_base();
+                    let id = s.gtid.clone().unwrap_or_else(|| format!("{}:{}", base.file, base.pos));
+                    let meta = TxnMeta { id, per_collection: Vec::new() };
+                    let at = Position { txn: Some(meta.clone()), ..position_of(row_no, s) };
+                    batch.push(event::transaction_record(
+                        topic,
+                        &self.config.topic_prefix,
+                        &meta,
+                        false,
+                        s.ts_sec * 1000,
+                        event::offset(&at, None),
+                    ));
+                    s.txn_meta = Some(meta);
+                }
+                if let Some(meta) = s.txn_meta.as_mut() {
+                    let (total, order) = meta.count(&table.id());
+                    block = Some((meta.id.clone(), total, order));
+                }
+            }
+            let position = Position { txn: s.txn_meta.clone(), ..position_of(row_no + 1, s) };
             let info = SourceInfo {
                 name: &self.config.topic_prefix,
                 ts_ms: s.ts_sec * 1000,
@@ -717,7 +758,7 @@ impl Reader {
                 row: i as i32,
                 thread: s.thread,
             };
-            let record = event::change_record(
+            let mut record = event::change_record(
                 table,
                 op,
                 key,
@@ -727,6 +768,9 @@ impl Reader {
                 event::offset(&position, None),
                 &self.config.topic_prefix,
             );
+            if let Some((id, total, order)) = &block {
+                event::set_transaction(&mut record, id, *total, *order);
+            }
             let tombstone = (op == "d" && self.config.tombstones_on_delete).then(|| event::tombstone(&record));
             batch.push(record);
             batch.extend(tombstone);
@@ -760,6 +804,9 @@ struct StreamState {
     thread: Option<i64>,
     /// Whether events carry a CRC32 (`binlog_checksum`).
     checksum: bool,
+    /// `provide.transaction.metadata`: the current transaction's metadata once its BEGIN event
+    /// was emitted.
+    txn_meta: Option<TxnMeta>,
 }
 
 impl StreamState {
@@ -791,6 +838,8 @@ impl StreamState {
             server_id: position.server_id,
             thread: None,
             checksum: false,
+            // Restarting inside a transaction whose BEGIN was emitted: go on counting.
+            txn_meta: if position.event > 0 || position.row > 0 { position.txn.clone() } else { None },
         }
     }
 
@@ -824,6 +873,7 @@ impl StreamState {
             gtids: self.committed.gtids.clone(),
             ts_sec: self.ts_sec,
             server_id: self.server_id,
+            txn: None,
         }
     }
 
@@ -850,7 +900,9 @@ impl StreamState {
             gtids: self.gtids(),
             ts_sec: self.ts_sec,
             server_id: self.server_id,
+            txn: None,
         };
+        self.txn_meta = None;
         self.resume = self.committed.clone();
     }
 }
