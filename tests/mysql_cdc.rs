@@ -352,7 +352,7 @@ fn kill9_while_streaming_loses_no_row() {
             ends.insert(id, count);
         }
     }
-    assert!(ends.len() >= txns as usize, "{} transactions ended of {txns}", ends.len());
+    assert!(ends.len() >= txns, "{} transactions ended of {txns}", ends.len());
     db.sql(&format!("DROP DATABASE {database}"));
 }
 
