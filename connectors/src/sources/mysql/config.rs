@@ -136,6 +136,9 @@ pub struct MySqlConfig {
     pub heartbeat_interval_ms: u64,
     /// `topic.heartbeat.prefix`.
     pub heartbeat_topic_prefix: String,
+    /// `gtid.positioning.enabled=false`: resume MariaDB by binlog file and position even when the
+    /// offset holds a GTID state.
+    pub no_gtid_positioning: bool,
     /// `provide.transaction.metadata`: the topic of BEGIN/END events (`<topic.prefix>.<topic.transaction>`).
     pub transaction_topic: Option<String>,
     /// `max.batch.size`: most records one poll returns.
@@ -364,6 +367,12 @@ impl MySqlConfig {
                     .doc("BEGIN and END events of each transaction on <topic.prefix>.<topic.transaction>, and a transaction block {id, total_order, data_collection_order} in each change event."),
             )
             .define(
+                key("gtid.positioning.enabled", ConfigType::Boolean, "Binlog")
+                    .default("true")
+                    .importance(Importance::Low)
+                    .doc("MariaDB: resume from the GTID state stored in the offset (survives a failover to another server of the replication group); false: from the binlog file and position."),
+            )
+            .define(
                 key("topic.transaction", ConfigType::String, "Events")
                     .default("transaction")
                     .importance(Importance::Low)
@@ -449,6 +458,7 @@ impl MySqlConfig {
             },
             heartbeat_interval_ms: parsed.int("heartbeat.interval.ms") as u64,
             heartbeat_topic_prefix: parsed.string("topic.heartbeat.prefix"),
+            no_gtid_positioning: !parsed.boolean("gtid.positioning.enabled"),
             transaction_topic: parsed
                 .boolean("provide.transaction.metadata")
                 .then(|| format!("{}.{}", parsed.string("topic.prefix"), parsed.string("topic.transaction"))),

@@ -281,8 +281,15 @@ impl Reader {
 
     /// Streams the binlog from `position` until the task stops or the connection fails.
     async fn stream(&mut self, mut conn: Conn, server: &ServerInfo, position: Position) -> Result<(), ConnectError> {
+        // MariaDB: an offset with a GTID state is resumed by GTID (as Debezium's MariaDB
+        // connector does), so it survives a failover to a server whose binlog files and positions
+        // differ; the file and position then only say where the state was recorded.
+        let gtid_start = position
+            .gtids
+            .clone()
+            .filter(|g| server.mariadb && !g.trim().is_empty() && !self.config.no_gtid_positioning);
         let files = catalog::binlog_files(&mut conn).await?;
-        if !files.contains(&position.file) {
+        if gtid_start.is_none() && !files.contains(&position.file) {
             return Err(ConnectError::fatal(format!(
                 "binlog file {} (offset position {}) is no longer on the server (oldest is {}); the events since were purged. \
                  Set snapshot.mode=when_needed to take a new snapshot, or reset the connector's offsets",
@@ -298,11 +305,28 @@ impl Reader {
         }
         // Server heartbeats every 5 s, so a dead connection is noticed.
         conn.query_drop("SET @master_heartbeat_period = 5000000000").await.map_err(db)?;
-        tracing::info!(file = %position.file, pos = position.pos, event = position.event, row = position.row, "binlog stream starting");
-        let request = BinlogStreamRequest::new(self.config.server_id)
-            .with_filename(position.file.as_bytes())
-            .with_pos(position.pos);
+        tracing::info!(file = %position.file, pos = position.pos, event = position.event, row = position.row, gtids = ?gtid_start, "binlog stream starting");
+        let request = match &gtid_start {
+            Some(gtids) => {
+                conn.query_drop(format!("SET @slave_connect_state = {}", quote_literal(gtids))).await.map_err(db)?;
+                conn.query_drop("SET @slave_gtid_strict_mode = 0").await.map_err(db)?;
+                conn.query_drop("SET @slave_gtid_ignore_duplicates = 0").await.map_err(db)?;
+                // The server starts at the first transaction after that state; name and position
+                // are ignored.
+                BinlogStreamRequest::new(self.config.server_id)
+            }
+            None => BinlogStreamRequest::new(self.config.server_id)
+                .with_filename(position.file.as_bytes())
+                .with_pos(position.pos),
+        };
         let mut stream = conn.get_binlog_stream(request).await.map_err(db)?;
+        let reading = match &gtid_start {
+            Some(g) => format!(
+                "reading the binlog from GTID state {g} (recorded at {}:{}; if the server no longer has it, set snapshot.mode=when_needed or reset the connector's offsets)",
+                position.file, position.pos
+            ),
+            None => "reading the binlog".to_string(),
+        };
         let mut s = StreamState::new(position);
         s.checksum =
             catalog::variable(&mut meta, "binlog_checksum").await?.is_some_and(|v| !v.eq_ignore_ascii_case("NONE"));
@@ -355,7 +379,7 @@ impl Reader {
             let Some(ev) = next else {
                 return Err(ConnectError::retriable("the server closed the binlog stream"));
             };
-            let ev = ev.map_err(|e| catalog::db_error("reading the binlog", e))?;
+            let ev = ev.map_err(|e| catalog::db_error(&reading, e))?;
             self.on_event(&mut s, &ev, &stream, &mut meta, &mut batch).await?;
             // Resume here after a reconnect.
             self.start = Start::Stream(s.resume.clone());
