@@ -777,5 +777,84 @@ fn gtid_positioning_resumes_where_the_stored_file_does_not_exist() {
         .collect();
     assert_eq!(seen, [("c".to_string(), 2), ("c".to_string(), 3), ("u".to_string(), 2)], "{}", sluice.log_text());
     assert_eq!(connector_status(port, "gtid")["tasks"][0]["state"], "RUNNING");
+    drop(sluice);
+    // A GTID state the server never had (ahead of its binlog, as after a failover to a server that
+    // is behind): FAILED, naming the state and
+    // the way out.
+    let lost = unique("gtidlost").replace('-', "_");
+    std::fs::write(
+        dir.path().join("offsets.json"),
+        json!({"version": 1, "offsets": [{"key": ["lost", {"server": lost}],
+            "value": {"file": "other-server-bin.000042", "pos": 12345, "gtids": "0-1-999999999"}}]})
+        .to_string(),
+    )
+    .expect("offsets");
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice-2.log"));
+    let config = db.connector("lost", &lost, &database, json!({}));
+    let (code, body) = http(port, "POST", "/connectors", Some(&config)).expect("POST");
+    assert_eq!(code, 201, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connector_status(port, "lost")["tasks"][0]["state"] != "FAILED" {
+        assert!(
+            Instant::now() < deadline,
+            "lost not FAILED: {}\n{}",
+            connector_status(port, "lost"),
+            sluice.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let trace = connector_status(port, "lost")["tasks"][0]["trace"].as_str().unwrap_or_default().to_string();
+    assert!(
+        trace.contains("GTID state 0-1-999999999") && trace.contains("snapshot.mode=when_needed"),
+        "{trace}\n{}",
+        sluice.log_text()
+    );
+    db.sql(&format!("DROP DATABASE {database}"));
+}
+
+/// MariaDB with a second GTID domain that stays idle while the connector runs: the offset's GTID
+/// state still names it (taken from BINLOG_GTID_POS at the start position), as Debezium's full
+/// GTID sets do, and a GTID resume after kill -9 sends neither domain's history again.
+#[test]
+fn offsets_name_every_gtid_domain_and_a_gtid_resume_replays_nothing() {
+    let _shared = shared_server();
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } =
+        Cdc::new("cdcdomain", "CREATE TABLE ev (id INT PRIMARY KEY, v VARCHAR(16));", json!({}));
+    db.sql(&format!("SET SESSION gtid_domain_id = 9; USE {database}; INSERT INTO ev VALUES (1, 'domain 9');"));
+    let log = dir.path().join("sluice.log");
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    let topic = format!("{prefix}.{database}.ev");
+    assert_eq!(wait_records(&kafka, &topic, 1, Duration::from_secs(60)).len(), 1, "{}", sluice.log_text());
+    db.sql(&format!("USE {database}; INSERT INTO ev VALUES (2, 'domain 0');"));
+    assert_eq!(wait_records(&kafka, &topic, 2, Duration::from_secs(60)).len(), 2, "{}", sluice.log_text());
+    std::thread::sleep(Duration::from_secs(3)); // the offset of row 2 committed
+    let offsets: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("offsets.json")).expect("offsets"))
+            .expect("json");
+    let gtids = offsets["offsets"]
+        .as_array()
+        .and_then(|o| o.iter().find(|e| e["key"][1]["server"] == prefix.as_str()))
+        .and_then(|e| e["value"]["gtids"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(gtids.split(',').any(|g| g.starts_with("9-")) && gtids.split(',').any(|g| g.starts_with("0-")), "{gtids}");
+    sluice.kill9();
+    let sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    db.sql(&format!("USE {database}; INSERT INTO ev VALUES (3, 'domain 0');"));
+    let records = wait_records(&kafka, &topic, 3, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2));
+    let records = if records.len() == 3 { read_records(&kafka, &topic, Duration::from_millis(1500)) } else { records };
+    let seen: Vec<(String, i64)> = records
+        .iter()
+        .map(|(_, v)| {
+            (v["payload"]["op"].as_str().unwrap_or("").to_string(), v["payload"]["after"]["id"].as_i64().unwrap_or(-1))
+        })
+        .collect();
+    assert!(seen.contains(&("c".to_string(), 3)), "{seen:?}\n{}", sluice.log_text());
+    assert_eq!(
+        seen.iter().filter(|(_, id)| *id == 1).collect::<Vec<_>>(),
+        [&("r".to_string(), 1)],
+        "the domain-9 row once, from the snapshot: {seen:?}"
+    );
     db.sql(&format!("DROP DATABASE {database}"));
 }

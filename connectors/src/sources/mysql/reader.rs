@@ -289,6 +289,20 @@ impl Reader {
             .clone()
             .filter(|g| server.mariadb && !g.trim().is_empty() && !self.config.no_gtid_positioning);
         let files = catalog::binlog_files(&mut conn).await?;
+        // The GTID state must name every domain the server has: a domain left out would be sent
+        // again from its first transaction on a GTID resume. Where the position is on this
+        // server, the domains the offset lacks (idle since the connector started, or an offset
+        // written without them) are taken from BINLOG_GTID_POS at that position.
+        let mut position = position;
+        if server.mariadb && files.contains(&position.file) {
+            let at = format!("SELECT BINLOG_GTID_POS({}, {})", quote_literal(&position.file), position.pos);
+            let full: Option<Option<String>> =
+                conn.query_first(at).await.map_err(|e| catalog::db_error("BINLOG_GTID_POS", e))?;
+            if let Some(full) = full.flatten().filter(|f| !f.trim().is_empty()) {
+                position.gtids = Some(merge_gtid_state(position.gtids.as_deref(), &full));
+            }
+        }
+        let gtid_start = gtid_start.and(position.gtids.clone());
         if gtid_start.is_none() && !files.contains(&position.file) {
             return Err(ConnectError::fatal(format!(
                 "binlog file {} (offset position {}) is no longer on the server (oldest is {}); the events since were purged. \
@@ -970,6 +984,19 @@ impl Held {
     }
 }
 
+/// A MariaDB GTID state (`domain-server-seq,...`) with the domains only `full` has added.
+fn merge_gtid_state(stored: Option<&str>, full: &str) -> String {
+    let domain = |g: &str| g.trim().split('-').next().map(str::to_string);
+    let mut out: Vec<String> =
+        stored.unwrap_or("").split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect();
+    for g in full.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+        if !out.iter().any(|o| domain(o) == domain(g)) {
+            out.push(g.to_string());
+        }
+    }
+    out.join(",")
+}
+
 fn text_of(v: &mysql_async::Value) -> Option<String> {
     match v {
         mysql_async::Value::NULL => None,
@@ -1069,6 +1096,13 @@ fn event_name(data: &EventData<'_>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gtid_states_gain_the_missing_domains() {
+        assert_eq!(merge_gtid_state(Some("0-1-50"), "0-1-40,9-2-7"), "0-1-50,9-2-7");
+        assert_eq!(merge_gtid_state(None, "0-1-40"), "0-1-40");
+        assert_eq!(merge_gtid_state(Some("0-1-50,3-1-2"), "3-1-1"), "0-1-50,3-1-2");
+    }
 
     #[test]
     fn ddl_targets() {
