@@ -443,13 +443,14 @@ impl JsonConverter {
             }
         }
         if let Some(default) = obj.get("default") {
-            schema.default = Some(self.value_from_json(Some(&schema), default)?);
+            let probe = Arc::new(schema.clone());
+            schema.default = Some(self.value_from_json(Some(&probe), default)?);
         }
         Ok(Some(schema))
     }
 
     /// Converts a JSON payload to a value of `schema` (or infers the type when there is none).
-    pub fn value_from_json(&self, schema: Option<&Schema>, json: &Json) -> Result<Value, DataError> {
+    pub fn value_from_json(&self, schema: Option<&SchemaRef>, json: &Json) -> Result<Value, DataError> {
         let Some(schema) = schema else { return Ok(infer(json)) };
         if json.is_null() {
             if let Some(d) = &schema.default {
@@ -509,12 +510,12 @@ impl JsonConverter {
             }
             SchemaType::Array => {
                 let items = json.as_array().ok_or_else(mismatch)?;
-                let item_schema = schema.value_schema.as_deref();
+                let item_schema = schema.value_schema.as_ref();
                 Value::Array(items.iter().map(|i| self.value_from_json(item_schema, i)).collect::<Result<_, _>>()?)
             }
             SchemaType::Map => {
-                let ks = schema.key_schema.as_deref();
-                let vs = schema.value_schema.as_deref();
+                let ks = schema.key_schema.as_ref();
+                let vs = schema.value_schema.as_ref();
                 if ks.is_some_and(|k| k.schema_type == SchemaType::String) {
                     let obj = json.as_object().ok_or_else(mismatch)?;
                     Value::Map(
@@ -538,7 +539,9 @@ impl JsonConverter {
             }
             SchemaType::Struct => {
                 let obj = json.as_object().ok_or_else(mismatch)?;
-                let schema_ref = Arc::new(schema.clone());
+                // The struct shares the schema (no copy per record): downstream caches keyed by
+                // the schema instance (converters, the Parquet and Delta writers) hit.
+                let schema_ref = schema.clone();
                 let mut values = Vec::with_capacity(schema.fields.len());
                 for field in &schema.fields {
                     let v = obj.get(&field.name).unwrap_or(&Json::Null);
@@ -639,7 +642,7 @@ impl Converter for JsonConverter {
                         "Converting byte[] to Kafka Connect data failed due to serialization error: {e}"
                     ))
                 })?;
-                let value = self.value_from_json(schema.as_deref(), &payload)?;
+                let value = self.value_from_json(schema.as_ref(), &payload)?;
                 return Ok((schema, value));
             }
         }
@@ -658,7 +661,7 @@ impl Converter for JsonConverter {
                 )
             })?;
         let schema = self.schema_from_json(&envelope["schema"])?.map(Arc::new);
-        let value = self.value_from_json(schema.as_deref(), &envelope["payload"])?;
+        let value = self.value_from_json(schema.as_ref(), &envelope["payload"])?;
         Ok((schema, value))
     }
 }
