@@ -1,5 +1,5 @@
 //! The Redis sink against the real Redis server: hashes replaced whole, tombstones delete, offsets
-//! kept in Redis in the same atomic script call as the batch so a worker killed before committing
+//! kept in Redis in the same MULTI/EXEC as the batch so a worker killed before committing
 //! to Kafka does not apply a batch twice, a batch built on offsets Redis no longer holds is refused,
 //! and bad credentials fail the task with the reason.
 
@@ -105,6 +105,23 @@ fn bad_credentials_fail_the_task_with_the_reason() {
     });
     let trace = connector_status(sluice.port, "c")["tasks"][0]["trace"].as_str().unwrap_or("").to_string();
     assert!(trace.contains("authentication") && trace.contains("redis.uri"), "{trace}");
+    // A user that may write but not WATCH: the first batch is refused; the task FAILS with the
+    // hint (and does not hang on the transaction the refusal left open).
+    let user = unique("nowatch").replace('-', "_");
+    assert_eq!(redis(&url, &["ACL", "SETUSER", &user, "on", ">pw", "~*", "+@all", "-watch"]), "OK");
+    let limited = url.replacen("redis://", &format!("redis://{user}:pw@"), 1);
+    let topic = unique("nowatch");
+    create_topic(&kafka, &topic);
+    let body = json!({"name": "w", "config": {"connector.class": "redis", "topics": topic, "redis.uri": limited, "redis.type": "HASH"}});
+    let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
+    assert_eq!(code, 201, "{reply}");
+    produce(&kafka, &topic, &[("1", Some(order(1, Some("new"), 1.0)))]);
+    wait_until(Duration::from_secs(60), "the task without WATCH FAILED", || {
+        connector_status(sluice.port, "w")["tasks"][0]["state"] == "FAILED"
+    });
+    let trace = connector_status(sluice.port, "w")["tasks"][0]["trace"].as_str().unwrap_or("").to_string();
+    assert!(trace.contains("NOPERM") && trace.contains("needs WATCH"), "{trace}");
+    redis(&url, &["ACL", "DELUSER", &user]);
     let body = json!({"name": "d", "config": {"connector.class": "redis", "topics": "t", "redis.type": "TIMESERIES"}});
     let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
     assert_eq!(code, 400);
@@ -112,7 +129,7 @@ fn bad_credentials_fail_the_task_with_the_reason() {
 }
 
 /// Connections cut under a running sink (CLIENT KILL), some while a batch waits to run
-/// (CLIENT PAUSE WRITE), with the worker's batches split into script calls of 7 records
+/// (CLIENT PAUSE WRITE), with the worker's batches split into transactions of 7 records
 /// (`redis.batch.size`): every batch is applied once. A STREAM shows it: a lost batch would miss
 /// its entries, a batch applied twice would add them twice.
 #[test]
@@ -138,7 +155,7 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
     for round in 0..20 {
         let records: Vec<(String, Option<String>)> =
             (0..50).map(|i| (format!("{round}-{i}"), Some(order(round * 50 + i, Some("new"), 1.0)))).collect();
-        // Writes held (the batch's script waits), the batch is sent, then the sink's connection is
+        // Writes held (the batch's EXEC waits), the batch is sent, then the sink's connection is
         // cut: that batch never ran and must be read again from Kafka and written. Other rounds cut
         // an idle connection.
         if round % 2 == 0 {

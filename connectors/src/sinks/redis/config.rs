@@ -186,6 +186,22 @@ impl RedisSinkConfig {
             _ => RedisType::Stream,
         };
         let tls = tls || p.boolean("redis.tls");
+        if p.non_empty_string("redis.key.cert").is_some() && p.non_empty_string("redis.key.file").is_none() {
+            return Err(ConfigErrors::one(
+                "redis.key.cert",
+                "a client certificate needs its private key: set redis.key.file too".to_string(),
+            ));
+        }
+        if let (Some(a), Some(b)) =
+            (p.non_empty_string("redis.ssl.truststore.location"), p.non_empty_string("redis.cacert"))
+        {
+            if a != b {
+                return Err(ConfigErrors::one(
+                    "redis.cacert",
+                    format!("conflicts with redis.ssl.truststore.location ({a}): set one of them"),
+                ));
+            }
+        }
         if !tls && p.non_empty_string("redis.key.file").is_some() {
             return Err(ConfigErrors::one(
                 "redis.key.file",
@@ -301,6 +317,13 @@ mod tests {
         .expect("ok");
         assert_eq!(c.truststore.as_deref(), Some("/ca.pem"), "redis.cacert is the truststore");
         assert_eq!((c.client_key.as_deref(), c.client_cert.as_deref()), (Some("/k.pem"), Some("/c.pem")));
+        let err =
+            RedisSinkConfig::parse(&m(&[("redis.tls", "true"), ("redis.key.cert", "/c.pem")])).expect_err("no key");
+        assert!(err.for_key("redis.key.cert")[0].contains("redis.key.file"));
+        let err =
+            RedisSinkConfig::parse(&m(&[("redis.cacert", "/a.pem"), ("redis.ssl.truststore.location", "/b.pem")]))
+                .expect_err("two CA files");
+        assert!(err.for_key("redis.cacert")[0].contains("set one of them"));
         let err = RedisSinkConfig::parse(&m(&[("redis.key.file", "/k.pem")])).expect_err("no TLS");
         assert!(err.for_key("redis.key.file")[0].contains("needs TLS"));
         let err =

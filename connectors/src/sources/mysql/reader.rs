@@ -448,7 +448,9 @@ impl Reader {
                 s.file = String::from_utf8_lossy(raw).into_owned();
                 s.committed.file = s.file.clone();
                 s.committed.pos = r.position();
-                if !s.in_txn {
+                // Not while restarting inside a transaction: the resume point keeps the rows to
+                // skip (a reconnect before the next record would otherwise send them again).
+                if !s.in_txn && s.skip_events == 0 && s.skip_rows == 0 {
                     s.resume = s.committed.clone();
                     s.resume.event = 0;
                     s.resume.row = 0;
@@ -594,10 +596,13 @@ impl Reader {
                 if !self.config.captures_database(&db) || !table_captured {
                     return Ok(());
                 }
+                // After the statement: its own GTID counts as done, or a GTID resume from this
+                // offset would run it (and emit its records) again.
                 let mut position = s.committed.clone();
                 position.pos = end;
                 position.event = 0;
                 position.row = 0;
+                position.gtids = s.gtids_after();
                 let info = SourceInfo {
                     name: &self.config.topic_prefix,
                     ts_ms: s.ts_sec * 1000,
@@ -915,15 +920,19 @@ impl StreamState {
         }
     }
 
+    /// The MariaDB GTID state once the current transaction is done.
+    fn gtids_after(&self) -> Option<String> {
+        let mut state = self.gtid_state.clone();
+        if let Some(g) = &self.gtid {
+            apply_gtid(&mut state, g);
+        }
+        (!state.is_empty()).then(|| state.iter().map(|(_, g)| g.as_str()).collect::<Vec<_>>().join(","))
+    }
+
     /// The transaction ended; the next one starts at `end`.
     fn commit(&mut self, end: u64) {
         if let Some(g) = self.gtid.take() {
-            if let Some(domain) = g.split('-').next().and_then(|d| d.parse::<u32>().ok()).filter(|_| !g.contains(':')) {
-                match self.gtid_state.iter_mut().find(|(d, _)| *d == domain) {
-                    Some(slot) => slot.1 = g,
-                    None => self.gtid_state.push((domain, g)),
-                }
-            }
+            apply_gtid(&mut self.gtid_state, &g);
         }
         self.pending_gtid = None;
         self.in_txn = false;
@@ -981,6 +990,16 @@ impl Held {
             event::offset(&Position { server_id: 0, ..position.clone() }, Some(&progress)),
             &config.topic_prefix,
         )
+    }
+}
+
+/// Records a MariaDB GTID (`domain-server-seq`) as its domain's latest; MySQL GTIDs are ignored.
+fn apply_gtid(state: &mut Vec<(u32, String)>, g: &str) {
+    if let Some(domain) = g.split('-').next().and_then(|d| d.parse::<u32>().ok()).filter(|_| !g.contains(':')) {
+        match state.iter_mut().find(|(d, _)| *d == domain) {
+            Some(slot) => slot.1 = g.to_string(),
+            None => state.push((domain, g.to_string())),
+        }
     }
 }
 
@@ -1096,6 +1115,17 @@ fn event_name(data: &EventData<'_>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statement_offset_counts_its_own_gtid_as_done() {
+        let mut s = StreamState::new(Position { gtids: Some("0-1-5".into()), ..Position::default() });
+        s.gtid = Some("0-1-6".into());
+        assert_eq!(s.gtids_after().as_deref(), Some("0-1-6"));
+        s.gtid = Some("9-1-2".into());
+        assert_eq!(s.gtids_after().as_deref(), Some("0-1-5,9-1-2"));
+        s.gtid = Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:23".into());
+        assert_eq!(s.gtids_after().as_deref(), Some("0-1-5"), "MySQL GTIDs are not part of the MariaDB state");
+    }
 
     #[test]
     fn gtid_states_gain_the_missing_domains() {
