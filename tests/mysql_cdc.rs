@@ -858,3 +858,45 @@ fn offsets_name_every_gtid_domain_and_a_gtid_resume_replays_nothing() {
     );
     db.sql(&format!("DROP DATABASE {database}"));
 }
+
+/// Debezium's `column.mask.with.<N>.chars` and `column.truncate.to.<N>.chars`, on snapshot and
+/// streamed rows alike (`before` too); NULL stays NULL.
+#[test]
+fn columns_are_masked_and_truncated() {
+    let _shared = shared_server();
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } = Cdc::new(
+        "cdcmask",
+        "CREATE TABLE c (id INT PRIMARY KEY, card VARCHAR(32), note TEXT); INSERT INTO c VALUES (1, '4111-1111-1111', 'a long note');",
+        json!({}),
+    );
+    // The rules name the database Cdc::new made: added to the connector file it wrote.
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&connector).expect("read")).expect("json");
+    config["config"]["column.mask.with.4.chars"] = json!(format!("{database}\\.c\\.card"));
+    config["config"]["column.truncate.to.3.chars"] = json!(format!("{database}.c.note"));
+    std::fs::write(&connector, config.to_string()).expect("write");
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    let topic = format!("{prefix}.{database}.c");
+    assert_eq!(wait_records(&kafka, &topic, 1, Duration::from_secs(60)).len(), 1, "{}", sluice.log_text());
+    db.sql(&format!(
+        "USE {database}; INSERT INTO c VALUES (2, NULL, 'ok'); UPDATE c SET note = 'changed text' WHERE id = 1;"
+    ));
+    let records = wait_records(&kafka, &topic, 3, Duration::from_secs(60));
+    let rows: Vec<(String, Value, Value)> = records
+        .iter()
+        .map(|(_, v)| {
+            (
+                v["payload"]["op"].as_str().unwrap_or("").to_string(),
+                v["payload"]["before"].clone(),
+                v["payload"]["after"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0].0, "r");
+    assert_eq!(rows[0].2, json!({"id": 1, "card": "****", "note": "a l"}));
+    assert_eq!(rows[1].2, json!({"id": 2, "card": null, "note": "ok"}));
+    assert_eq!(rows[2].0, "u");
+    assert_eq!(rows[2].1, json!({"id": 1, "card": "****", "note": "a l"}));
+    assert_eq!(rows[2].2, json!({"id": 1, "card": "****", "note": "cha"}));
+    db.sql(&format!("DROP DATABASE {database}"));
+}

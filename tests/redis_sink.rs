@@ -22,6 +22,13 @@ fn hgetall(url: &str, key: &str) -> std::collections::BTreeMap<String, String> {
     lines.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].to_string(), c[1].to_string())).collect()
 }
 
+/// The `id` field of every entry of a stream, in stream order.
+fn stream_ids(url: &str, stream: &str) -> Vec<i64> {
+    let entries = redis(url, &["XRANGE", stream, "-", "+"]);
+    let lines: Vec<&str> = entries.lines().collect();
+    lines.windows(2).filter(|w| w[0] == "id").filter_map(|w| w[1].parse().ok()).collect()
+}
+
 fn order(id: i64, status: Option<&str>, total: f64) -> String {
     order_record(id, status, total)
 }
@@ -187,14 +194,7 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(redis(&url, &["XLEN", &stream]), want, "no batch applied twice");
     // Every record once: the ids in the entries are exactly 0..total.
-    let entries = redis(&url, &["XRANGE", &stream, "-", "+"]);
-    let mut ids: Vec<i64> = entries
-        .lines()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0] == "id")
-        .filter_map(|w| w[1].parse().ok())
-        .collect();
+    let mut ids = stream_ids(&url, &stream);
     ids.sort_unstable();
     assert_eq!(ids, (0..total as i64).collect::<Vec<_>>(), "each record exactly once");
     assert_eq!(connector_status(port, &connector)["tasks"][0]["state"], "RUNNING", "{}", sluice.log_text());
@@ -241,14 +241,7 @@ fn a_batch_built_on_an_offset_redis_no_longer_holds_is_refused() {
     wait_until(Duration::from_secs(60), "150 entries", || redis(&url, &["XLEN", &stream]) == "150");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(redis(&url, &["XLEN", &stream]), "150", "nothing more: {}", sluice.log_text());
-    let entries = redis(&url, &["XRANGE", &stream, "-", "+"]);
-    let ids: Vec<i64> = entries
-        .lines()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0] == "id")
-        .filter_map(|w| w[1].parse().ok())
-        .collect();
+    let ids = stream_ids(&url, &stream);
     assert_eq!(
         ids,
         (0..100).chain(150..200).collect::<Vec<_>>(),

@@ -19,6 +19,16 @@ pub(crate) struct Identity<'a> {
     pub certs: &'a str,
 }
 
+/// Validator of the key-password settings (`elastic.https.ssl.key.password`,
+/// `redis.key.password`): encrypted private keys are not supported.
+pub(crate) fn refuse_key_password(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err("encrypted private keys are not supported; decrypt the key (`openssl pkey -in key.pem -out plain.pem`), keep the file private and leave this empty".to_string())
+    }
+}
+
 /// Reads a client certificate. The error names the file and says what is wrong with it.
 fn load_identity(id: Identity<'_>) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let read = |path: &str| std::fs::read(path).map_err(|e| format!("{path}: cannot read it: {e}"));

@@ -147,11 +147,7 @@ impl EsSinkConfig {
                     .importance(Importance::Low)
                     .group("Security")
                     .validator(Validator::Custom(|v| {
-                        if v.trim().eq_ignore_ascii_case("PEM") {
-                            Ok(())
-                        } else {
-                            Err(format!("{v} is not supported: use PEM (e.g. `keytool -exportcert -rfc -keystore truststore.jks -alias <ca> -file ca.pem`)"))
-                        }
+                        pem_only(v, "keytool -exportcert -rfc -keystore truststore.jks -alias <ca> -file ca.pem")
                     }))
                     .doc("Format of the truststore: PEM."),
             )
@@ -168,11 +164,7 @@ impl EsSinkConfig {
                     .importance(Importance::Low)
                     .group("Security")
                     .validator(Validator::Custom(|v| {
-                        if v.trim().eq_ignore_ascii_case("PEM") {
-                            Ok(())
-                        } else {
-                            Err(format!("{v} is not supported: use PEM (e.g. `openssl pkcs12 -in keystore.p12 -nodes -out client.pem`, after `keytool -importkeystore -srckeystore keystore.jks -destkeystore keystore.p12 -deststoretype PKCS12` for a JKS)"))
-                        }
+                        pem_only(v, "openssl pkcs12 -in keystore.p12 -nodes -out client.pem; from a JKS, first keytool -importkeystore -srckeystore keystore.jks -destkeystore keystore.p12 -deststoretype PKCS12")
                     }))
                     .doc("Format of the keystore: PEM."),
             )
@@ -188,13 +180,7 @@ impl EsSinkConfig {
                     .default("")
                     .importance(Importance::Low)
                     .group("Security")
-                    .validator(Validator::Custom(|v| {
-                        if v.is_empty() {
-                            Ok(())
-                        } else {
-                            Err("encrypted private keys are not supported; decrypt the key (`openssl pkey -in key.pem -out plain.pem`), keep the file private and leave this empty".to_string())
-                        }
-                    }))
+                    .validator(Validator::Custom(crate::tls::refuse_key_password))
                     .doc("Not supported (encrypted keys are refused): leave empty."),
             )
             .define(
@@ -447,6 +433,15 @@ impl EsSinkConfig {
             truststore: p.non_empty_string("elastic.https.ssl.truststore.location"),
             keystore: p.non_empty_string("elastic.https.ssl.keystore.location"),
         })
+    }
+}
+
+/// A store type other than PEM is refused, with the command that converts it.
+fn pem_only(v: &str, convert: &str) -> Result<(), String> {
+    if v.trim().eq_ignore_ascii_case("PEM") {
+        Ok(())
+    } else {
+        Err(format!("{v} is not supported: use PEM (e.g. `{convert}`)"))
     }
 }
 

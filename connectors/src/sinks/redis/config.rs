@@ -128,13 +128,7 @@ impl RedisSinkConfig {
                 ConfigKey::new("redis.key.password", ConfigType::Password)
                     .default("")
                     .importance(Importance::Low)
-                    .validator(Validator::Custom(|v| {
-                        if v.is_empty() {
-                            Ok(())
-                        } else {
-                            Err("encrypted private keys are not supported; decrypt the key (`openssl pkey -in key.pem -out plain.pem`), keep the file private and leave this empty".to_string())
-                        }
-                    }))
+                    .validator(Validator::Custom(crate::tls::refuse_key_password))
                     .doc("Not supported (encrypted keys are refused): leave empty."),
             )
             .define(

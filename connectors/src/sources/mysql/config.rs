@@ -93,6 +93,43 @@ impl Filter {
     }
 }
 
+/// A Debezium column shaping rule for character columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `column.mask.with.<N>.chars`: the value becomes N asterisks.
+    Mask(usize),
+    /// `column.truncate.to.<N>.chars`: the value is cut to its first N characters.
+    Truncate(usize),
+}
+
+/// The shaping rules of a config: `column.mask.with.<N>.chars` and `column.truncate.to.<N>.chars`,
+/// each a list of anchored regular expressions on `db.table.column`.
+fn column_shapes(config: &ConfigMap, errors: &mut ConfigErrors) -> Vec<(Shape, Vec<Regex>)> {
+    let mut out = Vec::new();
+    for (key, value) in config {
+        let rule = if let Some(n) = key.strip_prefix("column.mask.with.").and_then(|r| r.strip_suffix(".chars")) {
+            n.parse().ok().map(Shape::Mask)
+        } else if let Some(n) = key.strip_prefix("column.truncate.to.").and_then(|r| r.strip_suffix(".chars")) {
+            n.parse().ok().map(Shape::Truncate)
+        } else {
+            continue;
+        };
+        let Some(rule) = rule else {
+            errors.0.push(ConfigError::new(
+                key,
+                "the length in the key must be a whole number of characters, e.g. column.mask.with.8.chars",
+            ));
+            continue;
+        };
+        if let Err(e) = check_regex_list(value) {
+            errors.0.push(ConfigError::new(key, e));
+            continue;
+        }
+        out.push((rule, regex_list(&split_list(value))));
+    }
+    out
+}
+
 /// The parsed connector config.
 #[derive(Debug, Clone)]
 pub struct MySqlConfig {
@@ -139,6 +176,8 @@ pub struct MySqlConfig {
     /// `gtid.positioning.enabled=false`: resume MariaDB by binlog file and position even when the
     /// offset holds a GTID state.
     pub no_gtid_positioning: bool,
+    /// `column.mask.with.<N>.chars` / `column.truncate.to.<N>.chars`, in the order found.
+    pub column_shapes: Vec<(Shape, Vec<Regex>)>,
     /// `provide.transaction.metadata`: the topic of BEGIN/END events (`<topic.prefix>.<topic.transaction>`).
     pub transaction_topic: Option<String>,
     /// `max.batch.size`: most records one poll returns.
@@ -393,6 +432,7 @@ impl MySqlConfig {
                 errors.0.push(ConfigError::new(exclude, format!("{include} and {exclude} cannot both be set")));
             }
         }
+        let column_shapes = column_shapes(config, &mut errors);
         errors.into_result()?;
         let filter = |include: &str, exclude: &str| Filter {
             include: Some(parsed.list(include)).filter(|l| !l.is_empty()).map(|l| regex_list(&l)),
@@ -459,6 +499,7 @@ impl MySqlConfig {
             heartbeat_interval_ms: parsed.int("heartbeat.interval.ms") as u64,
             heartbeat_topic_prefix: parsed.string("topic.heartbeat.prefix"),
             no_gtid_positioning: !parsed.boolean("gtid.positioning.enabled"),
+            column_shapes,
             transaction_topic: parsed
                 .boolean("provide.transaction.metadata")
                 .then(|| format!("{}.{}", parsed.string("topic.prefix"), parsed.string("topic.transaction"))),
@@ -519,6 +560,40 @@ mod tests {
             c.insert(k.to_string(), v.to_string());
         }
         c
+    }
+
+    #[test]
+    fn columns_are_masked_and_truncated_as_debezium() {
+        use super::super::schema::{Column, ColumnKind, Table};
+        use sluice_api::Value;
+        let c = MySqlConfig::parse(&config(&[
+            ("column.mask.with.5.chars", "shop\\.customers\\.(card|ssn)"),
+            ("column.truncate.to.3.chars", "shop.customers.note"),
+        ]))
+        .expect("valid");
+        let text = |name: &str| Column {
+            name: name.into(),
+            kind: ColumnKind::Text { latin1: false },
+            nullable: true,
+            captured: true,
+        };
+        let table =
+            Table::new("shop", "customers", vec![text("id"), text("card"), text("ssn"), text("note")], vec![0], &c);
+        let mut row = vec![
+            Value::String("7".into()),
+            Value::String("4111-1111".into()),
+            Value::Null,
+            Value::String("héllo".into()),
+        ];
+        table.shape(&mut row);
+        assert_eq!(
+            row,
+            [Value::String("7".into()), Value::String("*****".into()), Value::Null, Value::String("hél".into())]
+        );
+        let bad = MySqlConfig::parse(&config(&[("column.mask.with.x.chars", "a.b.c")])).expect_err("length");
+        assert!(!bad.for_key("column.mask.with.x.chars").is_empty());
+        let bad = MySqlConfig::parse(&config(&[("column.truncate.to.2.chars", "a.(b")])).expect_err("regex");
+        assert!(bad.for_key("column.truncate.to.2.chars")[0].contains("not a valid regular expression"));
     }
 
     #[test]

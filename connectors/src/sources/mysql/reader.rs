@@ -760,8 +760,11 @@ impl Reader {
                     })
                     .collect()
             };
-            let before = before.as_ref().map(decode).transpose()?;
-            let after = after.as_ref().map(decode).transpose()?;
+            let mut before = before.as_ref().map(decode).transpose()?;
+            let mut after = after.as_ref().map(decode).transpose()?;
+            for row in before.iter_mut().chain(after.iter_mut()) {
+                table.shape(row);
+            }
             let key = table.key(after.as_deref().or(before.as_deref()).unwrap_or(&[]));
             // Transaction metadata: a BEGIN event before the transaction's first change event,
             // its counts in each change event and in the offset (a restart goes on counting).
@@ -1025,7 +1028,7 @@ fn text_of(v: &mysql_async::Value) -> Option<String> {
 }
 
 fn snapshot_values(table: &Table, config: &MySqlConfig, row: &Row) -> Result<Vec<Value>, ConnectError> {
-    table
+    let mut values: Vec<Value> = table
         .columns
         .iter()
         .enumerate()
@@ -1043,7 +1046,9 @@ fn snapshot_values(table: &Table, config: &MySqlConfig, row: &Row) -> Result<Vec
             };
             from_text(col, config, raw).map_err(|e| ConnectError::fatal(format!("snapshot of {}: {e}", table.id())))
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    table.shape(&mut values);
+    Ok(values)
 }
 
 /// `SELECT` of the next chunk after `after` (primary-key order), or the whole table without a key.

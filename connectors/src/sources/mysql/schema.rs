@@ -7,7 +7,7 @@ use base64::Engine;
 use mysql_async::binlog::value::BinlogValue;
 use sluice_api::{Decimal, Schema, SchemaRef, Struct, Value};
 
-use super::config::{BigintUnsignedMode, BinaryMode, DecimalMode, MySqlConfig, TimeMode};
+use super::config::{BigintUnsignedMode, BinaryMode, DecimalMode, MySqlConfig, Shape, TimeMode};
 
 /// Debezium's temporal and data schema names.
 pub mod names {
@@ -102,6 +102,9 @@ pub struct Table {
     pub envelope_schema: SchemaRef,
     /// Output topic.
     pub topic: String,
+    /// Shaping of character columns (`column.mask.with.N.chars`, `column.truncate.to.N.chars`):
+    /// column index and rule, the first matching rule of each column.
+    pub shapes: Vec<(usize, Shape)>,
 }
 
 /// A conversion problem, named for its column.
@@ -277,6 +280,14 @@ impl Table {
             )
         });
         let envelope_schema = Arc::new(super::event::envelope_schema(&base, &value_schema));
+        let shapes = columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let full = format!("{db}.{name}.{}", c.name);
+                config.column_shapes.iter().find(|(_, rs)| rs.iter().any(|r| r.is_match(&full))).map(|(s, _)| (i, *s))
+            })
+            .collect();
         Table {
             db: db.to_string(),
             name: name.to_string(),
@@ -286,6 +297,24 @@ impl Table {
             value_schema,
             envelope_schema,
             topic: base,
+            shapes,
+        }
+    }
+
+    /// Applies the shaping rules to a decoded row (all columns, table order), before its key and
+    /// value are built. Only text values are shaped; NULL stays NULL.
+    pub fn shape(&self, row: &mut [Value]) {
+        for (i, shape) in &self.shapes {
+            if let Some(Value::String(text)) = row.get_mut(*i) {
+                match shape {
+                    Shape::Mask(n) => *text = "*".repeat(*n),
+                    Shape::Truncate(n) => {
+                        if let Some((cut, _)) = text.char_indices().nth(*n) {
+                            text.truncate(cut);
+                        }
+                    }
+                }
+            }
         }
     }
 
