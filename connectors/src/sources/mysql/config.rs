@@ -161,6 +161,8 @@ pub struct MySqlConfig {
     pub tombstones_on_delete: bool,
     /// `skipped.operations`.
     pub skipped: Skipped,
+    /// `skip.messages.without.change`: an update that changes no captured column is not published.
+    pub skip_unchanged: bool,
     /// `decimal.handling.mode`.
     pub decimal_mode: DecimalMode,
     /// `time.precision.mode`.
@@ -318,6 +320,11 @@ impl MySqlConfig {
             )
             .define(bool_key("include.schema.changes", "true", "Whether to publish DDL on the <topic.prefix> topic."))
             .define(bool_key("tombstones.on.delete", "true", "Whether a delete event is followed by a tombstone."))
+            .define(bool_key(
+                "skip.messages.without.change",
+                "false",
+                "Skip an update that changes none of the captured columns (column.include.list / column.exclude.list).",
+            ))
             .define(
                 key("skipped.operations", ConfigType::List, "Events")
                     .default("t")
@@ -499,6 +506,7 @@ impl MySqlConfig {
             heartbeat_interval_ms: parsed.int("heartbeat.interval.ms") as u64,
             heartbeat_topic_prefix: parsed.string("topic.heartbeat.prefix"),
             no_gtid_positioning: !parsed.boolean("gtid.positioning.enabled"),
+            skip_unchanged: parsed.boolean("skip.messages.without.change"),
             column_shapes,
             transaction_topic: parsed
                 .boolean("provide.transaction.metadata")

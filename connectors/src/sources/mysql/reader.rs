@@ -765,6 +765,16 @@ impl Reader {
             for row in before.iter_mut().chain(after.iter_mut()) {
                 table.shape(row);
             }
+            if op == "u" && self.config.skip_unchanged {
+                if let (Some(b), Some(a)) = (&before, &after) {
+                    let captured = |row: &Vec<Value>| -> Vec<Value> {
+                        row.iter().zip(&table.columns).filter(|(_, c)| c.captured).map(|(v, _)| v.clone()).collect()
+                    };
+                    if captured(b) == captured(a) {
+                        continue;
+                    }
+                }
+            }
             let key = table.key(after.as_deref().or(before.as_deref()).unwrap_or(&[]));
             // Transaction metadata: a BEGIN event before the transaction's first change event,
             // its counts in each change event and in the offset (a restart goes on counting).
