@@ -197,14 +197,20 @@ impl RedisSinkTask {
             };
             let mut conn = Conn::connect(&uri.addr, tls.map(|c| (c, uri.host()))).await.map_err(|e| {
                 let message = format!("cannot reach redis at {}: {e}", uri.addr);
-                ConnectError::retriable_from(message, e)
+                match tls_refusal(&e) {
+                    Some(hint) => ConnectError::fatal(format!("{message}; {hint}")),
+                    None => ConnectError::retriable_from(message, e),
+                }
             })?;
             if let Some(password) = &uri.password {
                 let reply = match &uri.user {
                     Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]).await,
                     None => conn.call(&[b"AUTH", password.as_bytes()]).await,
                 }
-                .map_err(|e| ConnectError::retriable_from("redis AUTH", e))?;
+                .map_err(|e| match tls_refusal(&e) {
+                    Some(hint) => ConnectError::fatal(format!("redis at {}: {e}; {hint}", uri.addr)),
+                    None => ConnectError::retriable_from("redis AUTH", e),
+                })?;
                 if let Reply::Error(e) = reply {
                     return Err(ConnectError::fatal(format!("redis.uri: authentication to {} failed: {e}", uri.addr)));
                 }
@@ -219,7 +225,12 @@ impl RedisSinkTask {
                     return Err(ConnectError::fatal(format!("redis.uri: cannot select database {db}: {e}")));
                 }
             }
-            match conn.call(&[b"PING"]).await.map_err(|e| ConnectError::retriable_from("redis PING", e))? {
+            // Under TLS 1.3 a server that refuses the client's certificate says so only now.
+            let ping = conn.call(&[b"PING"]).await.map_err(|e| match tls_refusal(&e) {
+                Some(hint) => ConnectError::fatal(format!("redis at {}: {e}; {hint}", uri.addr)),
+                None => ConnectError::retriable_from("redis PING", e),
+            })?;
+            match ping {
                 Reply::Error(e) if e.starts_with("NOAUTH") => {
                     return Err(ConnectError::fatal(format!("redis.uri: {} needs a password: {e}", uri.addr)))
                 }
@@ -744,6 +755,18 @@ impl SinkTask for RedisSinkTask {
         let settled = self.settle().await;
         self.conn = None;
         settled
+    }
+}
+
+/// A TLS failure that retrying cannot fix (a certificate refused either way), with what to check.
+fn tls_refusal(e: &resp::RespError) -> Option<&'static str> {
+    let text = e.to_string();
+    if text.contains("invalid peer certificate") {
+        Some("the server's certificate is not trusted: check redis.ssl.truststore.location / redis.cacert")
+    } else if text.contains("received fatal alert") {
+        Some("the server refused the TLS session: check redis.key.file / redis.key.cert (a client certificate it trusts)")
+    } else {
+        None
     }
 }
 
