@@ -6,7 +6,8 @@
 //! tracking-event shape). The sink runs with the default partitioner (one directory), snappy,
 //! `flush.size` = records / 10, so the run ends when ten files exist (Parquet) or when the
 //! table's `txn` version reaches the last offset (Delta, ten commits); the rate is timed from the
-//! sink's first record put (group join excluded) to the last file or commit.
+//! sink's first record put (group join excluded) to the last file or commit. Then the latency of the
+//! Parquet sink into a local directory at 2,000 records/s with files rotated every second.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -85,6 +86,106 @@ async fn count_files(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<usize
 
 async fn records_put(port: u16) -> usize {
     super::sinks::sink_records_put(port).await.unwrap_or(0)
+}
+
+/// The start offsets of the completed Parquet files under `prefix`, with when each was first seen.
+async fn seen_files(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    seen: &mut std::collections::BTreeMap<i64, Instant>,
+) -> Result<()> {
+    let mut s = store.list(Some(&object_store::path::Path::from(prefix)));
+    while let Some(m) = s.next().await {
+        match m {
+            Ok(m) => {
+                let name = m.location.filename().unwrap_or_default();
+                let start =
+                    name.strip_suffix(".parquet").and_then(|n| n.rsplit('+').next()).and_then(|o| o.parse().ok());
+                if let (Some(start), false) = (start, m.location.as_ref().contains("/+tmp/")) {
+                    seen.entry(start).or_insert_with(Instant::now);
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Latency of the Parquet sink into a local directory: records produced at `rate`/s for 10 s
+/// with files rotated every second of wall clock (`rotate.schedule.interval.ms=1000`); a record's
+/// latency runs from its send to the first listing (every 10 ms) that shows the file holding it.
+/// One record before the measured ones waits out the group join; records produced for 2 s after
+/// them keep the rotation going (the schedule is checked as records arrive).
+async fn parquet_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
+    let topic = unique("bench-parquet-lat");
+    create_topic(bootstrap, &topic).await?;
+    let local = dir.join(unique("lake-lat"));
+    std::fs::create_dir_all(&local)?;
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&local)?);
+    let connector = format!(
+        "name={}\nconnector.class=parquet\ntopics={topic}\nstore.url=file://{}\nflush.size=100000000\nrotate.schedule.interval.ms=1000\n",
+        unique("bench-parquet-lat"),
+        local.display()
+    );
+    let sink_dir = dir.join(unique("parquet-lat"));
+    std::fs::create_dir_all(&sink_dir)?;
+    let sink = SluiceProc::start_with(
+        &sink_dir,
+        bootstrap,
+        "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
+        &[("sink", connector)],
+    )?;
+    let prefix = format!("topics/{topic}");
+    let mut seen = std::collections::BTreeMap::new();
+    super::sinks::produce_docs_at_rate(bootstrap, &topic, 1, 1, 0, event).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.is_empty() {
+        if Instant::now() > deadline {
+            bail!("no file from the latency sink; see {}/sluice.log", sink_dir.display());
+        }
+        seen_files(&store, &prefix, &mut seen).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (b, t) = (bootstrap.to_string(), topic.clone());
+    let producing = tokio::spawn(async move {
+        let measured = super::sinks::produce_docs_at_rate(&b, &t, rate, 10, 1, event).await?;
+        super::sinks::produce_docs_at_rate(&b, &t, rate, 2, 1 + measured.len(), event).await?;
+        Ok::<_, anyhow::Error>(measured)
+    });
+    while !producing.is_finished() {
+        seen_files(&store, &prefix, &mut seen).await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = producing.await.map_err(|e| anyhow!("producer task: {e}"))??;
+    let last = sent.len() as i64; // offsets 1..=last were measured
+    let until = Instant::now() + Duration::from_secs(5);
+    while seen.range(last + 1..).next().is_none() && Instant::now() < until {
+        seen_files(&store, &prefix, &mut seen).await?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rss = sink.peak_rss_mib();
+    sink.stop()?;
+    // Record i is in the file with the largest start <= i, complete once the next file starts.
+    let mut lat = Vec::with_capacity(sent.len());
+    for (i, at) in sent.iter().enumerate() {
+        let offset = i as i64 + 1;
+        let holder = seen.range(..=offset).next_back();
+        let complete = seen.range(offset + 1..).next().is_some();
+        if let (Some((_, shown)), true) = (holder, complete) {
+            lat.push(shown.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+        }
+    }
+    if lat.is_empty() {
+        bail!("no measured record reached a completed file; see {}/sluice.log", sink_dir.display());
+    }
+    let n = lat.len();
+    println!(
+        "sluice produce -> Parquet file (local) at {rate} rec/s, files every 1 s: {}  ({n} of {} records)  peak RSS {rss:.1} MiB",
+        super::sinks::summary(&mut lat),
+        sent.len()
+    );
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -208,6 +309,7 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     std::fs::create_dir_all(&local)?;
     let fs: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&local)?);
     run_sink("local", bootstrap, dir, &topic, n, size, &format!("store.url=file://{}", local.display()), fs).await?;
+    parquet_latency(bootstrap, dir, 2000).await?;
     let tables = dir.join("delta");
     let tables = format!("{}/${{topic}}", tables.display());
     run_delta("local", bootstrap, dir, &topic, (n, size), &tables, "", &HashMap::new()).await?;

@@ -85,6 +85,19 @@ pub(crate) async fn produce_docs(
 /// Produces orders at `rate`/s for `seconds`; returns each record's send time (index = offset on
 /// a fresh one-partition topic with the idempotent producer).
 async fn produce_at_rate(bootstrap: &str, topic: &str, rate: usize, seconds: u64) -> Result<Vec<Instant>> {
+    produce_docs_at_rate(bootstrap, topic, rate, seconds, 0, order).await
+}
+
+/// Produces `doc(first)`, `doc(first + 1)`... at `rate`/s for `seconds`; returns each record's
+/// send time, in order.
+pub(crate) async fn produce_docs_at_rate(
+    bootstrap: &str,
+    topic: &str,
+    rate: usize,
+    seconds: u64,
+    first: usize,
+    doc: fn(usize) -> String,
+) -> Result<Vec<Instant>> {
     let p = producer(bootstrap)?;
     let total = rate * seconds as usize;
     let mut sent = Vec::with_capacity(total);
@@ -94,8 +107,8 @@ async fn produce_at_rate(bootstrap: &str, topic: &str, rate: usize, seconds: u64
     let mut acks = futures::stream::FuturesUnordered::new();
     while sent.len() < total {
         for _ in 0..per_tick.min(total - sent.len()) {
-            let i = sent.len();
-            let (k, v) = (i.to_string(), order(i));
+            let i = first + sent.len();
+            let (k, v) = (i.to_string(), doc(i));
             sent.push(Instant::now());
             let f = p
                 .send_result(FutureRecord::to(topic).key(&k).payload(&v).partition(0))
@@ -115,7 +128,7 @@ async fn produce_at_rate(bootstrap: &str, topic: &str, rate: usize, seconds: u64
     Ok(sent)
 }
 
-fn summary(lat: &mut [f64]) -> String {
+pub(crate) fn summary(lat: &mut [f64]) -> String {
     lat.sort_by(f64::total_cmp);
     format!(
         "p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
