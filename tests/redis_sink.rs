@@ -135,12 +135,20 @@ fn bad_credentials_fail_the_task_with_the_reason() {
     assert!(reply.contains("redis.type") && reply.contains("not supported yet"), "{reply}");
 }
 
-/// Connections cut under a running sink (CLIENT KILL), some while a batch waits to run
-/// (CLIENT PAUSE WRITE), with the worker's batches split into transactions of 7 records
-/// (`redis.batch.size`): every batch is applied once. A STREAM shows it: a lost batch would miss
-/// its entries, a batch applied twice would add them twice.
-#[test]
-fn lost_connections_neither_lose_nor_repeat_a_batch() {
+/// One standalone worker running a STREAM sink (JSON values) on a fresh topic.
+struct StreamSink {
+    kafka: String,
+    url: String,
+    topic: String,
+    stream: String,
+    connector: String,
+    port: u16,
+    sluice: Sluice,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a [`StreamSink`] named `<prefix>-…`; `extra` adds connector keys.
+fn stream_sink(prefix: &str, extra: Value) -> StreamSink {
     let services = Services::load();
     let kafka = services.kafka();
     let url = services.vars.get("REDIS_URL").cloned().expect("REDIS_URL");
@@ -152,12 +160,27 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
     create_topic(&kafka, &topic);
     let stream = unique("stream");
     let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
-    let connector = unique("cut");
-    let name = format!("sluice:{connector}:0");
-    let body = json!({"name": connector, "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
-        "redis.type": "STREAM", "redis.keyspace": stream, "redis.batch.size": "7"}});
+    let connector = unique(prefix);
+    let mut config = json!({"connector.class": "redis", "topics": topic, "redis.uri": url,
+        "redis.type": "STREAM", "redis.keyspace": stream});
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let body = json!({"name": connector, "config": config});
     let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
     assert_eq!(code, 201, "{reply}");
+    StreamSink { kafka, url, topic, stream, connector, port, sluice, _dir: dir }
+}
+
+/// Connections cut under a running sink (CLIENT KILL), some while a batch waits to run
+/// (CLIENT PAUSE WRITE), with the worker's batches split into transactions of 7 records
+/// (`redis.batch.size`): every batch is applied once. A STREAM shows it: a lost batch would miss
+/// its entries, a batch applied twice would add them twice.
+#[test]
+fn lost_connections_neither_lose_nor_repeat_a_batch() {
+    let StreamSink { kafka, url, topic, stream, connector, port, sluice, _dir } =
+        stream_sink("cut", json!({"redis.batch.size": "7"}));
+    let name = format!("sluice:{connector}:0");
     let mut total = 0;
     for round in 0..20 {
         let records: Vec<(String, Option<String>)> =
@@ -208,22 +231,7 @@ fn lost_connections_neither_lose_nor_repeat_a_batch() {
 /// by this sink, and nothing is written twice.
 #[test]
 fn a_batch_built_on_an_offset_redis_no_longer_holds_is_refused() {
-    let services = Services::load();
-    let kafka = services.kafka();
-    let url = services.vars.get("REDIS_URL").cloned().expect("REDIS_URL");
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let worker =
-        worker_properties(dir.path(), &kafka, port, "value.converter=org.apache.kafka.connect.json.JsonConverter");
-    let topic = unique("events");
-    create_topic(&kafka, &topic);
-    let stream = unique("stream");
-    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
-    let connector = unique("stale");
-    let body = json!({"name": connector, "config": {"connector.class": "redis", "topics": topic, "redis.uri": url,
-        "redis.type": "STREAM", "redis.keyspace": stream}});
-    let (code, reply) = http(port, "POST", "/connectors", Some(&body.to_string())).expect("reply");
-    assert_eq!(code, 201, "{reply}");
+    let StreamSink { kafka, url, topic, stream, connector, port, sluice, _dir } = stream_sink("stale", json!({}));
     let batch = |from: i64| -> Vec<(String, Option<String>)> {
         (from..from + 50).map(|i| (i.to_string(), Some(order(i, Some("new"), 1.0)))).collect()
     };

@@ -88,6 +88,20 @@ async fn records_put(port: u16) -> usize {
     super::sinks::sink_records_put(port).await.unwrap_or(0)
 }
 
+/// A `sluice standalone` running one sink (string keys, JSON values with schemas) in a fresh
+/// directory under `dir` named `<tag>-…`.
+fn start_sink(dir: &Path, tag: &str, bootstrap: &str, connector: String) -> Result<(std::path::PathBuf, SluiceProc)> {
+    let sink_dir = dir.join(unique(tag));
+    std::fs::create_dir_all(&sink_dir)?;
+    let sink = SluiceProc::start_with(
+        &sink_dir,
+        bootstrap,
+        "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
+        &[("sink", connector)],
+    )?;
+    Ok((sink_dir, sink))
+}
+
 /// The start offsets of the completed Parquet files under `prefix`, with when each was first seen.
 async fn seen_files(
     store: &Arc<dyn ObjectStore>,
@@ -128,14 +142,7 @@ async fn parquet_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()>
         unique("bench-parquet-lat"),
         local.display()
     );
-    let sink_dir = dir.join(unique("parquet-lat"));
-    std::fs::create_dir_all(&sink_dir)?;
-    let sink = SluiceProc::start_with(
-        &sink_dir,
-        bootstrap,
-        "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
-        &[("sink", connector)],
-    )?;
+    let (sink_dir, sink) = start_sink(dir, "parquet-lat", bootstrap, connector)?;
     let prefix = format!("topics/{topic}");
     let mut seen = std::collections::BTreeMap::new();
     super::sinks::produce_docs_at_rate(bootstrap, &topic, 1, 1, 0, event).await?;
@@ -205,15 +212,8 @@ async fn run_sink(
         unique("bench-parquet"),
         n / files
     );
-    let sink_dir = dir.join(unique("parquet-sink"));
-    std::fs::create_dir_all(&sink_dir)?;
     let launched = Instant::now();
-    let sink = SluiceProc::start_with(
-        &sink_dir,
-        bootstrap,
-        "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
-        &[("sink", connector)],
-    )?;
+    let (sink_dir, sink) = start_sink(dir, "parquet-sink", bootstrap, connector)?;
     let prefix = format!("topics/{topic}");
     let mut first = None;
     loop {
@@ -254,15 +254,8 @@ async fn run_delta(
         "name={name}\nconnector.class=delta\ntopics={topic}\ndelta.table.location={location}\n{extra}\nflush.size={}\nallowed.latency.ms=600000\n",
         n / 10
     );
-    let sink_dir = dir.join(unique("delta-sink"));
-    std::fs::create_dir_all(&sink_dir)?;
     let launched = Instant::now();
-    let sink = SluiceProc::start_with(
-        &sink_dir,
-        bootstrap,
-        "key.converter=string\nvalue.converter=org.apache.kafka.connect.json.JsonConverter\n",
-        &[("sink", connector)],
-    )?;
+    let (sink_dir, sink) = start_sink(dir, "delta-sink", bootstrap, connector)?;
     let table = location.replace("${topic}", topic);
     let last = n as i64 - 1;
     let mut first = None;
