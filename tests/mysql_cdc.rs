@@ -827,16 +827,15 @@ fn offsets_name_every_gtid_domain_and_a_gtid_resume_replays_nothing() {
     assert_eq!(wait_records(&kafka, &topic, 1, Duration::from_secs(60)).len(), 1, "{}", sluice.log_text());
     db.sql(&format!("USE {database}; INSERT INTO ev VALUES (2, 'domain 0');"));
     assert_eq!(wait_records(&kafka, &topic, 2, Duration::from_secs(60)).len(), 2, "{}", sluice.log_text());
-    std::thread::sleep(Duration::from_secs(3)); // the offset of row 2 committed
-    let offsets: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("offsets.json")).expect("offsets"))
-            .expect("json");
-    let gtids = offsets["offsets"]
-        .as_array()
-        .and_then(|o| o.iter().find(|e| e["key"][1]["server"] == prefix.as_str()))
-        .and_then(|e| e["value"]["gtids"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    // The stored offset once it carries a GTID state (the offset of row 2 committed).
+    let stored_gtids = || -> Option<String> {
+        let text = std::fs::read_to_string(dir.path().join("offsets.json")).ok()?;
+        let offsets: Value = serde_json::from_str(&text).ok()?;
+        let entry = offsets["offsets"].as_array()?.iter().find(|e| e["key"][1]["server"] == prefix.as_str())?;
+        entry["value"]["gtids"].as_str().map(String::from)
+    };
+    wait_until(Duration::from_secs(30), "a stored offset with a GTID state", || stored_gtids().is_some());
+    let gtids = stored_gtids().unwrap_or_default();
     assert!(gtids.split(',').any(|g| g.starts_with("9-")) && gtids.split(',').any(|g| g.starts_with("0-")), "{gtids}");
     sluice.kill9();
     let sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
