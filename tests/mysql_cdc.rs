@@ -936,3 +936,113 @@ fn updates_of_excluded_columns_only_are_skipped() {
     );
     db.sql(&format!("DROP DATABASE {database}"));
 }
+
+/// Sets `binlog_row_metadata` for the life of the guard (the test holds the server exclusively).
+struct RowMetadata<'a>(&'a Db);
+
+impl<'a> RowMetadata<'a> {
+    fn minimal(db: &'a Db) -> RowMetadata<'a> {
+        db.sql("SET GLOBAL binlog_row_metadata = MINIMAL");
+        RowMetadata(db)
+    }
+}
+
+impl Drop for RowMetadata<'_> {
+    fn drop(&mut self) {
+        self.0.sql("SET GLOBAL binlog_row_metadata = FULL");
+    }
+}
+
+#[test]
+fn schema_history_decodes_rows_written_before_a_ddl_and_a_lost_history_names_recovery() {
+    let _exclusive = SERVER.write().unwrap_or_else(|e| e.into_inner());
+    let history = unique("cdchist-history");
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } = Cdc::new(
+        "cdchist",
+        "CREATE TABLE ev (id INT PRIMARY KEY, a VARCHAR(10)); INSERT INTO ev VALUES (1, 'a1'), (2, 'a2'), (3, 'a3');",
+        json!({"schema.history.internal.kafka.topic": history}),
+    );
+    // Table maps without column metadata: rows are decoded with the definitions the connector
+    // tracks, the case the history exists for.
+    let minimal = RowMetadata::minimal(&db);
+    let log = dir.path().join("sluice.log");
+    let topic = format!("{prefix}.{database}.ev");
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    assert_eq!(wait_records(&kafka, &topic, 3, Duration::from_secs(30)).len(), 3, "{}", sluice.log_text());
+    assert_eq!(sluice.terminate(), Some(0));
+
+    // While the worker is down: rows with the old definition, a new column, rows with it.
+    db.sql(&format!(
+        "USE {database}; INSERT INTO ev VALUES (4, 'a4'), (5, 'a5'); ALTER TABLE ev ADD COLUMN b INT; \
+         INSERT INTO ev VALUES (6, 'a6', 60), (7, 'a7', 70);"
+    ));
+    sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    let records = wait_records(&kafka, &topic, 7, Duration::from_secs(30));
+    let afters: Vec<&Value> = records.iter().map(|(_, v)| &v["payload"]["after"]).collect();
+    assert_eq!(afters.len(), 7, "{afters:?}\n{}", sluice.log_text());
+    // Rows 4 and 5 were written before the ALTER: decoded with two columns, though the table has
+    // three now (information_schema alone would fail on them).
+    assert_eq!(*afters[3], json!({"id": 4, "a": "a4"}));
+    assert_eq!(*afters[4], json!({"id": 5, "a": "a5"}));
+    assert_eq!(*afters[6], json!({"id": 7, "a": "a7", "b": 70}));
+
+    // The history topic: the snapshot's CREATE, then the ALTER with the definition it left.
+    let recorded: Vec<Value> =
+        read_records(&kafka, &history, Duration::from_millis(1500)).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert_eq!(recorded[0]["source"]["server"], json!(prefix));
+    assert!(recorded[0]["ddl"].as_str().unwrap_or("").starts_with("CREATE TABLE `ev`"), "{}", recorded[0]);
+    assert_eq!(recorded[0]["tableChanges"][0]["type"], "CREATE");
+    assert_eq!(recorded[0]["tableChanges"][0]["id"], json!(format!("\"{database}\".\"ev\"")));
+    assert_eq!(recorded[0]["tableChanges"][0]["table"]["primaryKeyColumnNames"], json!(["id"]));
+    assert!(recorded[1]["ddl"].as_str().unwrap_or("").contains("ADD COLUMN b"), "{}", recorded[1]);
+    assert_eq!(recorded[1]["tableChanges"][0]["type"], "ALTER");
+    let columns: Vec<&str> = recorded[1]["tableChanges"][0]["table"]["columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(columns, ["id", "a", "b"]);
+    assert!(recorded[1]["position"]["pos"].as_u64() > recorded[0]["position"]["pos"].as_u64());
+    assert_eq!(sluice.terminate(), Some(0));
+
+    // The history is lost (a new, empty topic) while offsets exist: FAILED, naming the way out.
+    let lost = unique("cdchist-lost");
+    let rewrite = |extra: Value| {
+        let mut extra = extra;
+        extra["schema.history.internal.kafka.topic"] = json!(lost);
+        std::fs::write(&connector, db.connector("cdc", &prefix, &database, extra)).expect("write");
+    };
+    rewrite(json!({}));
+    sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    wait_until(Duration::from_secs(30), "cdc FAILED", || {
+        connector_status(port, "cdc")["tasks"][0]["state"] == "FAILED"
+    });
+    let trace = connector_status(port, "cdc")["tasks"][0]["trace"].as_str().unwrap_or_default().to_string();
+    assert!(trace.contains(&lost) && trace.contains("snapshot.mode=recovery"), "{trace}");
+    sluice.kill9();
+
+    // snapshot.mode=recovery rebuilds it from the current definitions and streams on.
+    rewrite(json!({"snapshot.mode": "recovery"}));
+    sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    db.sql(&format!("USE {database}; INSERT INTO ev VALUES (8, 'a8', 80);"));
+    let records = wait_records(&kafka, &topic, 8, Duration::from_secs(30));
+    assert_eq!(records.last().map(|(_, v)| v["payload"]["after"].clone()), Some(json!({"id": 8, "a": "a8", "b": 80})));
+    let rebuilt = read_records(&kafka, &lost, Duration::from_millis(1500));
+    assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
+    assert_eq!(rebuilt[0].1["tableChanges"][0]["table"]["columns"].as_array().map(Vec::len), Some(3));
+    sluice.kill9();
+
+    // With FULL table-map metadata rows never depend on the history: a lost one is rebuilt.
+    drop(minimal);
+    let lost = unique("cdchist-full");
+    let mut extra = json!({});
+    extra["schema.history.internal.kafka.topic"] = json!(lost);
+    std::fs::write(&connector, db.connector("cdc", &prefix, &database, extra)).expect("write");
+    sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    db.sql(&format!("USE {database}; INSERT INTO ev VALUES (9, 'a9', 90);"));
+    assert_eq!(wait_records(&kafka, &topic, 9, Duration::from_secs(30)).len(), 9, "{}", sluice.log_text());
+    assert_eq!(connector_status(port, "cdc")["tasks"][0]["state"], "RUNNING");
+    assert_eq!(read_records(&kafka, &lost, Duration::from_millis(1500)).len(), 1);
+    drop(sluice);
+    db.sql(&format!("DROP DATABASE {database}"));
+}

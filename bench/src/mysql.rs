@@ -250,8 +250,12 @@ async fn task_only(db: &Db, database: &str, start: &(String, u64), n: usize, jso
     let mut offset = serde_json::Map::new();
     offset.insert("file".into(), start.0.clone().into());
     offset.insert("pos".into(), start.1.into());
-    let context =
-        SourceTaskContext { connector: "bench".into(), task: 0, offsets: std::sync::Arc::new(FixedOffset(offset)) };
+    let context = SourceTaskContext {
+        connector: "bench".into(),
+        task: 0,
+        offsets: std::sync::Arc::new(FixedOffset(offset)),
+        state: None,
+    };
     let mut task = connector.create_task();
     task.start(&config, context).await.map_err(|e| anyhow!("task start: {e}"))?;
     let converter = sluice_runtime::converters::create_converter(

@@ -94,6 +94,20 @@ pub struct SourceTaskContext {
     pub task: u32,
     /// Committed offsets, to resume from.
     pub offsets: Arc<dyn OffsetStorageReader>,
+    /// Topics the task keeps its own state in (Debezium's schema history); `None` where the
+    /// runtime has no Kafka (unit tests, benchmarks).
+    pub state: Option<Arc<dyn StateTopics>>,
+}
+
+/// Topics a source task keeps its own state in, beside its records and offsets (Debezium's schema
+/// history topic). The runtime creates one on first append with one partition,
+/// `cleanup.policy=delete` and infinite retention, writes with `acks=all` and reads it back whole.
+#[async_trait]
+pub trait StateTopics: Send + Sync {
+    /// Every value in `topic`, oldest first; `None` when the topic does not exist.
+    async fn read_all(&self, topic: &str) -> Result<Option<Vec<Vec<u8>>>, ConnectError>;
+    /// Appends `values` in order (null keys) and returns once the broker acknowledged all of them.
+    async fn append(&self, topic: &str, values: Vec<Vec<u8>>) -> Result<(), ConnectError>;
 }
 
 /// What a sink task gets from the runtime at start.

@@ -26,7 +26,7 @@ pub use config::{
 };
 pub use connector::{
     ConfigConnector, Connector, ConnectorContext, ConnectorType, ErrantRecordReporter, OffsetStorageReader, Offsets,
-    SinkConnector, SinkTask, SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext, TaskSplit,
+    SinkConnector, SinkTask, SinkTaskContext, SourceConnector, SourceTask, SourceTaskContext, StateTopics, TaskSplit,
 };
 pub use error::{error_chain, ConnectError, ErrorKind};
 pub use plugin::{ConnectorInstance, PluginInfo};

@@ -79,6 +79,21 @@ impl KafkaClients {
         c.create()
     }
 
+    /// A source task's state topics (Debezium's schema history), with the worker's client settings.
+    pub(crate) fn state_topics(&self, id: &TaskId) -> super::state_topics::KafkaStateTopics {
+        let mut producer = ClientConfig::new();
+        producer
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", format!("connector-state-producer-{}-{}", id.connector, id.task));
+        apply(&mut producer, &self.producer_overrides);
+        let mut reader = ClientConfig::new();
+        reader
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", format!("connector-state-reader-{}-{}", id.connector, id.task));
+        apply(&mut reader, &self.consumer_overrides);
+        super::state_topics::KafkaStateTopics::new(producer, reader, self.admin.clone())
+    }
+
     /// Fences every producer with `transactional_id`: initializing a new one bumps its epoch, so
     /// the old one can no longer commit, and its open transaction is aborted.
     pub fn fence(&self, transactional_id: &str) -> Result<(), KafkaError> {

@@ -6,6 +6,7 @@ mod kafka;
 mod offsets_admin;
 mod sink;
 mod source;
+mod state_topics;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -293,6 +294,7 @@ impl Worker {
                 txn.as_ref().map(|t| t.transactional_id.as_str()),
             )
             .map_err(|source| WorkerError::Kafka { task: id.clone(), source })?;
+        let state = self.clients.state_topics(&id);
         let topic_creation = source::TopicCreation::from_config(connector_config);
         let runner = source::SourceRunner::new(
             settings,
@@ -302,6 +304,7 @@ impl Worker {
             topic_creation,
             self.offsets.clone(),
             txn,
+            Arc::new(state),
         );
         self.spawn(id, move |cancel, report, paused| runner.run(cancel, report, paused));
         Ok(())

@@ -30,7 +30,8 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use sluice_api::{
-    ConfigMap, ConnectError, ErrorKind, JsonMap, RecordMetadata, SourceRecord, SourceTask, SourceTaskContext, Value,
+    ConfigMap, ConnectError, ErrorKind, JsonMap, RecordMetadata, SourceRecord, SourceTask, SourceTaskContext,
+    StateTopics, Value,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -87,6 +88,8 @@ pub(crate) struct SourceRunner {
     committable: HashMap<String, (JsonMap, JsonMap)>,
     dirty: bool,
     txn: Option<Transactions>,
+    /// The task's state topics (schema history).
+    state: Arc<dyn StateTopics>,
 }
 
 /// How an exactly-once task's transactions are made.
@@ -162,6 +165,7 @@ pub(crate) fn key_partition(key: &[u8], partitions: i32) -> i32 {
 }
 
 impl SourceRunner {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         s: TaskSettings,
         task: Box<dyn SourceTask>,
@@ -170,8 +174,10 @@ impl SourceRunner {
         topic_creation: TopicCreation,
         offsets: Arc<dyn OffsetStore>,
         txn: Option<Transactions>,
+        state: Arc<dyn StateTopics>,
     ) -> SourceRunner {
         SourceRunner {
+            state,
             s,
             task,
             producer,
@@ -203,6 +209,7 @@ impl SourceRunner {
             connector: id.connector.clone(),
             task: id.task,
             offsets: Arc::new(ConnectorOffsetReader { connector: id.connector.clone(), store }),
+            state: Some(self.state.clone()),
         };
         let config = self.s.task_config.clone();
         self.task.start(&config, context).await?;

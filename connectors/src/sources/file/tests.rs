@@ -25,7 +25,7 @@ fn config(file: &str) -> ConfigMap {
 }
 
 fn context(offsets: Arc<Offsets>) -> SourceTaskContext {
-    SourceTaskContext { connector: "c".into(), task: 0, offsets }
+    SourceTaskContext { connector: "c".into(), task: 0, offsets, state: None }
 }
 
 async fn poll_all(task: &mut FileSourceTask, want: usize) -> Vec<sluice_api::SourceRecord> {

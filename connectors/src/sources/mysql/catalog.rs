@@ -184,6 +184,15 @@ pub async fn load_table(
     Ok(Some(Table::new(db, name, columns, primary_key, config)))
 }
 
+/// `SHOW CREATE TABLE`'s statement.
+pub async fn show_create_table(conn: &mut Conn, db: &str, name: &str) -> Result<String, ConnectError> {
+    let row: Option<(String, String)> = conn
+        .query_first(format!("SHOW CREATE TABLE {}.{}", quote_ident(db), quote_ident(name)))
+        .await
+        .map_err(|e| db_error(&format!("SHOW CREATE TABLE {db}.{name}"), e))?;
+    Ok(row.map(|(_, ddl)| ddl).unwrap_or_default())
+}
+
 /// Table schemas by `(db, table)`, loaded on first use and dropped when DDL touches them.
 #[derive(Default)]
 pub struct Catalog {
@@ -216,6 +225,21 @@ impl Catalog {
     /// Seeds the cache (the snapshot read these already).
     pub fn insert(&mut self, table: Arc<Table>) {
         self.tables.insert((table.db.clone(), table.name.clone()), Some(table));
+    }
+
+    /// Forgets one table (it is read again on next use).
+    pub fn forget(&mut self, db: &str, name: &str) {
+        self.tables.remove(&(db.to_string(), name.to_string()));
+    }
+
+    /// Whether a definition of the table is held.
+    pub fn contains(&self, db: &str, name: &str) -> bool {
+        self.tables.get(&(db.to_string(), name.to_string())).is_some_and(Option::is_some)
+    }
+
+    /// The tables held of one database.
+    pub fn tables_of(&self, db: &str) -> Vec<(String, String)> {
+        self.tables.iter().filter(|((d, _), t)| d == db && t.is_some()).map(|(k, _)| k.clone()).collect()
     }
 }
 

@@ -16,6 +16,9 @@ pub enum SnapshotMode {
     WhenNeeded,
     /// Never snapshot: stream from the stored position or the current end of the binlog.
     Never,
+    /// As `initial`, and rebuild a missing or empty schema history topic from the current table
+    /// definitions at the stored position (`schema_only_recovery` is the old name).
+    Recovery,
 }
 
 /// `decimal.handling.mode`.
@@ -178,6 +181,9 @@ pub struct MySqlConfig {
     /// `gtid.positioning.enabled=false`: resume MariaDB by binlog file and position even when the
     /// offset holds a GTID state.
     pub no_gtid_positioning: bool,
+    /// `schema.history.internal.kafka.topic`: where DDL and the table definitions it leaves are
+    /// recorded with their binlog positions (empty: no history topic).
+    pub history_topic: String,
     /// `column.mask.with.<N>.chars` / `column.truncate.to.<N>.chars`, in the order found.
     pub column_shapes: Vec<(Shape, Vec<Regex>)>,
     /// `provide.transaction.metadata`: the topic of BEGIN/END events (`<topic.prefix>.<topic.transaction>`).
@@ -300,6 +306,8 @@ impl MySqlConfig {
                         "schema_only",
                         "when_needed",
                         "never",
+                        "recovery",
+                        "schema_only_recovery",
                     ]))
                     .importance(Importance::Low)
                     .doc("When to take a snapshot of the captured tables."),
@@ -398,13 +406,13 @@ impl MySqlConfig {
                 key("schema.history.internal.kafka.topic", ConfigType::String, "History")
                     .default("")
                     .importance(Importance::Low)
-                    .doc("Accepted for compatibility; see the README for how schemas are tracked."),
+                    .doc("The schema history topic: every DDL on a captured table with its binlog position and the table definitions it leaves (Debezium's records, tableChanges included). Rows are decoded with the definitions in force at their position when the server's table maps carry no column metadata (binlog_row_metadata not FULL). Created with 1 partition, cleanup.policy=delete and infinite retention."),
             )
             .define(
                 key("schema.history.internal.kafka.bootstrap.servers", ConfigType::String, "History")
                     .default("")
                     .importance(Importance::Low)
-                    .doc("Accepted for compatibility."),
+                    .doc("Accepted for compatibility; the history topic is on the worker's Kafka cluster."),
             )
             .define(
                 key("provide.transaction.metadata", ConfigType::Boolean, "Events")
@@ -478,6 +486,7 @@ impl MySqlConfig {
                 "no_data" | "schema_only" => SnapshotMode::NoData,
                 "when_needed" => SnapshotMode::WhenNeeded,
                 "never" => SnapshotMode::Never,
+                "recovery" | "schema_only_recovery" => SnapshotMode::Recovery,
                 _ => SnapshotMode::Initial,
             },
             snapshot_fetch_size: parsed.int("snapshot.fetch.size") as usize,
@@ -506,6 +515,7 @@ impl MySqlConfig {
             heartbeat_interval_ms: parsed.int("heartbeat.interval.ms") as u64,
             heartbeat_topic_prefix: parsed.string("topic.heartbeat.prefix"),
             no_gtid_positioning: !parsed.boolean("gtid.positioning.enabled"),
+            history_topic: parsed.string("schema.history.internal.kafka.topic").trim().to_string(),
             skip_unchanged: parsed.boolean("skip.messages.without.change"),
             column_shapes,
             transaction_topic: parsed

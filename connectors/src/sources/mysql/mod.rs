@@ -19,13 +19,15 @@
 //!
 //! Schemas: with `binlog_row_metadata=FULL` every table-map event carries the table's columns, so
 //! each row is decoded with the schema in force at its own position, across any DDL and any restart,
-//! with no DDL parser and no schema history to lose. Without it, schemas come from
-//! `information_schema` and are re-read after DDL; a row whose column count no longer matches then
-//! fails the task with a clear error rather than being decoded wrongly.
+//! with no DDL parser. Without it, schemas come from the schema history topic (`history`: the
+//! definitions recorded at or before the stored position, and each replayed DDL's own record) or,
+//! without one, from `information_schema`, re-read after DDL; a row whose column count does not
+//! match fails the task with a clear error rather than being decoded wrongly.
 
 mod catalog;
 mod config;
 mod event;
+mod history;
 mod reader;
 mod schema;
 mod tablemap;
@@ -44,6 +46,7 @@ use tokio::task::JoinHandle;
 pub use config::MySqlConfig;
 
 use config::SnapshotMode;
+use history::History;
 use reader::{Batch, Queue, Reader, Start};
 
 /// Registry entry.
@@ -72,6 +75,25 @@ pub const PLUGIN: PluginInfo = PluginInfo {
     },
 };
 
+/// Offsets exist but the schema history topic is missing or empty. With FULL table-map metadata
+/// rows never depend on it, so it is rebuilt from the current definitions; otherwise only
+/// `snapshot.mode=recovery` may do that, since rows before a later DDL would be decoded with
+/// definitions they were not written with.
+fn check_lost_history(config: &MySqlConfig, full_metadata: bool) -> Result<(), ConnectError> {
+    if full_metadata || config.snapshot_mode == SnapshotMode::Recovery {
+        tracing::warn!(topic = %config.history_topic, full_metadata, "schema history topic is missing or empty; it will be rebuilt from the current table definitions");
+        return Ok(());
+    }
+    Err(ConnectError::fatal(format!(
+        "the schema history topic '{}' is missing or empty, but offsets exist for topic.prefix '{}', and the server's \
+         table maps carry no column metadata (binlog_row_metadata is not FULL), so rows cannot be decoded with the \
+         definitions in force at the stored position. Set snapshot.mode=recovery to rebuild the history from the \
+         current table definitions (correct when no DDL ran on captured tables since the stored position), or \
+         delete the connector's offsets to take a new snapshot; SET GLOBAL binlog_row_metadata=FULL avoids this",
+        config.history_topic, config.topic_prefix
+    )))
+}
+
 /// The task: a background reader fills a bounded queue; `poll` drains it.
 #[derive(Default)]
 pub struct MySqlSourceTask {
@@ -87,8 +109,24 @@ impl SourceTask for MySqlSourceTask {
         // Check the server now, so a bad setup fails the task with its reason at once.
         let mut conn = catalog::connect(&config).await?;
         let server = catalog::check_server(&mut conn, &config).await?;
+        let full_metadata =
+            catalog::variable(&mut conn, "binlog_row_metadata").await?.is_some_and(|v| v.eq_ignore_ascii_case("FULL"));
         drop(conn);
         let stored = context.offsets.offset(&event::partition(&config.topic_prefix));
+        let history = match (&context.state, config.history_topic.is_empty()) {
+            (_, true) => None,
+            (None, false) => {
+                tracing::warn!(topic = %config.history_topic, "this runtime has no Kafka for the schema history topic; not recording it");
+                None
+            }
+            (Some(state), false) => {
+                let history = History::load(&config.history_topic, &config.topic_prefix, state.clone()).await?;
+                if history.is_empty() && stored.is_some() {
+                    check_lost_history(&config, full_metadata)?;
+                }
+                Some(history)
+            }
+        };
         let start = match stored {
             None if config.snapshot_mode == SnapshotMode::Never => Start::StreamFromBeginning,
             None => Start::Snapshot { resume: None },
@@ -104,7 +142,7 @@ impl SourceTask for MySqlSourceTask {
         };
         tracing::info!(server = %server.version, server_id = config.server_id, start = ?start, "mysql source task starting");
         let (queue, rx, bytes) = Queue::new(config.max_queue_size, config.max_batch_size, config.max_queue_bytes);
-        self.reader = Some(tokio::spawn(Reader::new(config, queue, start).run()));
+        self.reader = Some(tokio::spawn(Reader::new(config, queue, start, history).run()));
         self.rx = Some(rx);
         self.bytes = Some(bytes);
         Ok(())

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::catalog::{self, quote_ident, quote_literal, Catalog, ServerInfo};
 use super::config::{MySqlConfig, SnapshotMode};
 use super::event::{self, Position, SnapshotProgress, SourceInfo, TxnMeta};
+use super::history::{Change, ChangeKind, History};
 use super::schema::{from_binlog, from_text, Table};
 use super::tablemap::table_from_map;
 
@@ -82,6 +83,8 @@ pub struct Reader {
     maps: HashMap<u64, (Vec<u8>, Arc<Table>)>,
     /// Where to resume after a reconnect.
     start: Start,
+    /// The schema history topic, when configured.
+    history: Option<History>,
 }
 
 /// Events on the server that carry no data change and can be passed over.
@@ -96,8 +99,8 @@ const MARIADB_GTID: u8 = 0xa2;
 
 impl Reader {
     /// A reader that starts at `start`.
-    pub fn new(config: Arc<MySqlConfig>, queue: Queue, start: Start) -> Reader {
-        Reader { config, queue, catalog: Catalog::default(), maps: HashMap::new(), start }
+    pub fn new(config: Arc<MySqlConfig>, queue: Queue, start: Start, history: Option<History>) -> Reader {
+        Reader { config, queue, catalog: Catalog::default(), maps: HashMap::new(), start, history }
     }
 
     /// Runs until the task stops; retriable failures reconnect with backoff, fatal ones are queued
@@ -209,6 +212,11 @@ impl Reader {
         };
         let tables = catalog::captured_tables(conn, &self.config).await?;
         tracing::info!(tables = tables.len(), file = %position.file, pos = position.pos, resumed = progress.is_some(), "snapshot starting");
+        // The history gets every captured table's definition at the snapshot position (a resumed
+        // snapshot recorded them on its first attempt), before any row of the snapshot is queued.
+        if self.history.as_ref().is_some_and(|h| progress.is_none() || h.is_empty()) {
+            self.record_definitions(conn, &tables, &position).await?;
+        }
         let mut held: Option<Held> = None;
         let mut batch: Vec<SourceRecord> = Vec::new();
         let mut first = true;
@@ -341,6 +349,20 @@ impl Reader {
             ),
             None => "reading the binlog".to_string(),
         };
+        if let Some(history) = &self.history {
+            if history.is_empty() {
+                // Offsets without a history (snapshot.mode=recovery, or FULL table-map metadata):
+                // the current definitions, recorded at the stored position.
+                let tables = catalog::captured_tables(&mut meta, &self.config).await?;
+                tracing::warn!(topic = history.topic(), tables = tables.len(), file = %position.file, pos = position.pos, "schema history is empty: recording the current table definitions at the stored position");
+                self.record_definitions(&mut meta, &tables, &position).await?;
+            } else {
+                self.catalog = Catalog::default();
+                for table in history.tables_at(&position, &self.config) {
+                    self.catalog.insert(Arc::new(table));
+                }
+            }
+        }
         let mut s = StreamState::new(position);
         s.checksum =
             catalog::variable(&mut meta, "binlog_checksum").await?.is_some_and(|v| !v.eq_ignore_ascii_case("NONE"));
@@ -590,7 +612,9 @@ impl Reader {
                     }
                     _ => None,
                 };
-                self.catalog.invalidate();
+                if self.history.is_none() {
+                    self.catalog.invalidate();
+                }
                 let db = target.as_ref().map_or(schema.to_string(), |(d, _)| d.clone());
                 let table_captured = target.as_ref().is_none_or(|(d, t)| t.is_empty() || self.config.captures_table(d, t));
                 if !self.config.captures_database(&db) || !table_captured {
@@ -603,6 +627,9 @@ impl Reader {
                 position.event = 0;
                 position.row = 0;
                 position.gtids = s.gtids_after();
+                if self.history.is_some() && word != "TRUNCATE" {
+                    self.track_ddl(meta, sql, schema, &db, &position).await?;
+                }
                 let info = SourceInfo {
                     name: &self.config.topic_prefix,
                     ts_ms: s.ts_sec * 1000,
@@ -701,7 +728,7 @@ impl Reader {
         }
         let mut table = self.catalog.get(meta, &self.config, &db, &name).await?;
         if table.as_ref().is_some_and(|t| t.columns.len() != columns) {
-            self.catalog.invalidate();
+            self.catalog.forget(&db, &name);
             table = self.catalog.get(meta, &self.config, &db, &name).await?;
         }
         let Some(table) = table else {
@@ -719,6 +746,72 @@ impl Reader {
             )));
         }
         self.emit_rows(s, rows, tme, &table, op, skipped, skip_rows, event_index, start, batch)
+    }
+
+    /// Records the current definitions of `tables` in the history at `position`, each with its
+    /// `SHOW CREATE TABLE` as DDL, and seeds the catalog with them.
+    async fn record_definitions(
+        &mut self,
+        conn: &mut Conn,
+        tables: &[(String, String)],
+        position: &Position,
+    ) -> Result<(), ConnectError> {
+        let mut entries = Vec::with_capacity(tables.len());
+        for (db, name) in tables {
+            let Some(table) = catalog::load_table(conn, &self.config, db, name).await? else { continue };
+            let ddl = catalog::show_create_table(conn, db, name).await?;
+            entries.push((db.clone(), ddl, vec![Change::of(ChangeKind::Create, &table)]));
+            self.catalog.insert(Arc::new(table));
+        }
+        if let Some(history) = self.history.as_mut() {
+            history.record(position, entries).await?;
+        }
+        Ok(())
+    }
+
+    /// Brings the catalog past a DDL statement on a captured database and records it in the
+    /// history: a DDL recorded before (the stream replays it after a restart) is applied from its
+    /// record; a new one from the definitions the server has now.
+    async fn track_ddl(
+        &mut self,
+        meta: &mut Conn,
+        sql: &str,
+        default_db: &str,
+        db: &str,
+        position: &Position,
+    ) -> Result<(), ConnectError> {
+        let Some(history) = self.history.as_ref() else { return Ok(()) };
+        if let Some(changes) = history.recorded_at(position) {
+            for change in changes {
+                match change.build(&self.config) {
+                    Some(table) => self.catalog.insert(Arc::new(table)),
+                    None => self.catalog.forget(&change.db, &change.table),
+                }
+            }
+            return Ok(());
+        }
+        let names = match ddl_tables(sql, default_db) {
+            DdlNames::Tables(names) => names,
+            DdlNames::Database(d) => self.catalog.tables_of(&d),
+        };
+        let mut changes = Vec::new();
+        for (d, t) in names.into_iter().filter(|(d, t)| self.config.captures_table(d, t)) {
+            let known = self.catalog.contains(&d, &t);
+            match catalog::load_table(meta, &self.config, &d, &t).await? {
+                Some(table) => {
+                    changes.push(Change::of(if known { ChangeKind::Alter } else { ChangeKind::Create }, &table));
+                    self.catalog.insert(Arc::new(table));
+                }
+                None => {
+                    changes.push(Change { kind: ChangeKind::Drop, db: d.clone(), table: t.clone(), def: None });
+                    self.catalog.forget(&d, &t);
+                }
+            }
+        }
+        if let Some(history) = self.history.as_mut() {
+            history.record(position, vec![(db.to_string(), sql.to_string(), changes)]).await?;
+        }
+        Ok(())
     }
 
     /// Turns the rows of one rows event into change records (and tombstones).
@@ -1115,6 +1208,84 @@ fn ddl_target(sql: &str, default_db: &str) -> (Option<&'static str>, Option<(Str
     }
 }
 
+/// What a DDL statement names, for the schema history.
+#[derive(Debug, PartialEq)]
+enum DdlNames {
+    /// Tables, as `(db, table)`.
+    Tables(Vec<(String, String)>),
+    /// A whole database (`CREATE/DROP DATABASE`).
+    Database(String),
+}
+
+/// Every table a DDL statement names: `DROP TABLE a, b`, both sides of `RENAME TABLE a TO b, c TO
+/// d` and of `ALTER TABLE a RENAME TO b`, the table of `CREATE/DROP INDEX ... ON t`.
+fn ddl_tables(sql: &str, default_db: &str) -> DdlNames {
+    let spaced = sql.replace(',', " , ").replace('(', " ( ").replace(';', " ");
+    let words: Vec<&str> = spaced.split_whitespace().collect();
+    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
+    let name = |w: &str| -> (String, String) {
+        let unquote = |s: &str| s.trim_matches('`').to_string();
+        match w.split_once("`.`").or_else(|| w.split_once('.')) {
+            Some((d, t)) => (unquote(d), unquote(t)),
+            None => (default_db.to_string(), unquote(w)),
+        }
+    };
+    let keyword = |k: &str| upper.iter().position(|w| w == k);
+    if let Some(i) = keyword("DATABASE").or_else(|| keyword("SCHEMA")) {
+        if i <= 2 {
+            let rest = upper[i + 1..].iter().position(|w| !matches!(w.as_str(), "IF" | "NOT" | "EXISTS"));
+            let db = rest.and_then(|r| words.get(i + 1 + r)).map(|w| w.trim_matches('`').to_string());
+            return DdlNames::Database(db.unwrap_or_else(|| default_db.to_string()));
+        }
+    }
+    let Some(t) = keyword("TABLE") else {
+        // CREATE [UNIQUE] INDEX i ON t / DROP INDEX i ON t.
+        return match keyword("ON") {
+            Some(on) if keyword("INDEX").is_some() => {
+                DdlNames::Tables(words.get(on + 1).map(|w| vec![name(w)]).unwrap_or_default())
+            }
+            _ => DdlNames::Tables(Vec::new()),
+        };
+    };
+    let mut i = t + 1;
+    while i < upper.len() && matches!(upper[i].as_str(), "IF" | "NOT" | "EXISTS") {
+        i += 1;
+    }
+    let mut names = Vec::new();
+    match upper.first().map(String::as_str) {
+        Some("DROP") | Some("RENAME") => {
+            // a [TO b] [, c [TO d]]...
+            let mut expect_name = true;
+            for (w, u) in words[i.min(words.len())..].iter().zip(&upper[i.min(upper.len())..]) {
+                match u.as_str() {
+                    "," | "TO" => expect_name = true,
+                    _ if expect_name => {
+                        names.push(name(w));
+                        expect_name = false;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        _ => {
+            if let Some(w) = words.get(i) {
+                names.push(name(w));
+            }
+            // ALTER TABLE a ... RENAME [TO|AS] b
+            if let Some(r) = upper.iter().skip(i + 1).position(|w| w == "RENAME") {
+                let mut j = i + 2 + r;
+                if matches!(upper.get(j).map(String::as_str), Some("TO") | Some("AS")) {
+                    j += 1;
+                }
+                if let Some(w) = words.get(j).filter(|_| !matches!(upper[j].as_str(), "COLUMN" | "INDEX" | "KEY")) {
+                    names.push(name(w));
+                }
+            }
+        }
+    }
+    DdlNames::Tables(names)
+}
+
 fn event_name(data: &EventData<'_>) -> &'static str {
     match data {
         EventData::LoadEvent(_) | EventData::NewLoadEvent(_) => "LOAD",
@@ -1160,5 +1331,23 @@ mod tests {
             (Some("CREATE"), Some(("a".into(), "b".into())))
         );
         assert_eq!(ddl_target("DROP DATABASE x", ""), (Some("DROP"), Some(("x".into(), String::new()))));
+    }
+
+    #[test]
+    fn ddl_tables_names_every_table() {
+        let t = |pairs: &[(&str, &str)]| {
+            DdlNames::Tables(pairs.iter().map(|(d, t)| (d.to_string(), t.to_string())).collect())
+        };
+        assert_eq!(ddl_tables("ALTER TABLE orders ADD COLUMN x INT", "shop"), t(&[("shop", "orders")]));
+        assert_eq!(ddl_tables("CREATE TABLE IF NOT EXISTS `a`.`b`(id int)", "shop"), t(&[("a", "b")]));
+        assert_eq!(ddl_tables("DROP TABLE IF EXISTS a, x.b;", "s"), t(&[("s", "a"), ("x", "b")]));
+        assert_eq!(
+            ddl_tables("RENAME TABLE a TO b, c TO other.d", "s"),
+            t(&[("s", "a"), ("s", "b"), ("s", "c"), ("other", "d")])
+        );
+        assert_eq!(ddl_tables("ALTER TABLE a RENAME TO b", "s"), t(&[("s", "a"), ("s", "b")]));
+        assert_eq!(ddl_tables("ALTER TABLE a RENAME COLUMN x TO y", "s"), t(&[("s", "a")]));
+        assert_eq!(ddl_tables("CREATE UNIQUE INDEX i ON orders (c)", "s"), t(&[("s", "orders")]));
+        assert_eq!(ddl_tables("DROP DATABASE IF EXISTS `shop`", "s"), DdlNames::Database("shop".into()));
     }
 }

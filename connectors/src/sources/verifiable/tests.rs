@@ -23,7 +23,8 @@ fn config(throughput: &str) -> ConfigMap {
 
 async fn started(throughput: &str, committed: Option<JsonMap>) -> VerifiableSourceTask {
     let mut task = VerifiableSourceTask::default();
-    let context = SourceTaskContext { connector: "c".into(), task: 2, offsets: Arc::new(Committed(committed)) };
+    let context =
+        SourceTaskContext { connector: "c".into(), task: 2, offsets: Arc::new(Committed(committed)), state: None };
     task.start(&config(throughput), context).await.expect("start");
     task
 }
