@@ -37,6 +37,9 @@ pub struct JsonConverter {
     /// Schemas read from envelopes, by their exact JSON text: a topic's records carry the same
     /// schema text, parsed once (Kafka Connect caches the same way, `schemas.cache.size` entries).
     parsed_cache: Mutex<HashMap<Box<str>, SchemaRef>>,
+    /// The schema text of the last envelope decoded and its schema: a record that starts with
+    /// exactly `{"schema":<that text>,"payload":` needs neither the schema scanned nor hashed.
+    last_schema: Mutex<Option<(Box<[u8]>, SchemaRef)>>,
 }
 
 /// The envelope, with both parts left as raw JSON text so the schema can be looked up by its text.
@@ -58,6 +61,7 @@ impl Default for JsonConverter {
             cache_size: DEFAULT_CACHE_SIZE,
             schema_cache: Mutex::new(HashMap::new()),
             parsed_cache: Mutex::new(HashMap::new()),
+            last_schema: Mutex::new(None),
         }
     }
 }
@@ -97,6 +101,7 @@ impl JsonConverter {
             cache_size,
             schema_cache: Mutex::new(HashMap::new()),
             parsed_cache: Mutex::new(HashMap::new()),
+            last_schema: Mutex::new(None),
         })
     }
 
@@ -106,6 +111,7 @@ impl JsonConverter {
             return Ok(None);
         }
         if let Some(schema) = self.parsed_cache.lock().ok().and_then(|c| c.get(raw).cloned()) {
+            self.remember(raw, &schema);
             return Ok(Some(schema));
         }
         let json: Json = serde_json::from_str(raw).map_err(|e| {
@@ -118,7 +124,29 @@ impl JsonConverter {
             }
             cache.insert(raw.into(), schema.clone());
         }
+        self.remember(raw, &schema);
         Ok(Some(schema))
+    }
+
+    fn remember(&self, raw: &str, schema: &SchemaRef) {
+        if let Ok(mut last) = self.last_schema.lock() {
+            if last.as_ref().is_none_or(|(text, _)| **text != *raw.as_bytes()) {
+                *last = Some((raw.as_bytes().into(), schema.clone()));
+            }
+        }
+    }
+
+    /// An envelope written compactly (as Kafka Connect writes it) whose schema text is the last
+    /// one seen: its schema and payload bytes, found without scanning the schema. The payload is
+    /// what lies between `,"payload":` and the final `}`; the caller's parse of it must consume it
+    /// whole, so anything else (an extra field, a truncated record) takes the full path.
+    fn known_envelope<'b>(&self, bytes: &'b [u8]) -> Option<(SchemaRef, &'b [u8])> {
+        let rest = bytes.strip_prefix(b"{\"schema\":")?;
+        let last = self.last_schema.lock().ok()?;
+        let (text, schema) = last.as_ref()?;
+        let rest = rest.strip_prefix(&text[..])?.strip_prefix(b",\"payload\":")?;
+        let end = rest.iter().rposition(|b| !b.is_ascii_whitespace())?;
+        (rest[end] == b'}').then(|| (schema.clone(), &rest[..end]))
     }
 
     /// The schema's JSON form, cached per schema instance.
@@ -633,10 +661,21 @@ impl Converter for JsonConverter {
     fn to_connect(&self, _topic: &str, data: Option<&[u8]>) -> Result<(Option<SchemaRef>, Value), DataError> {
         let Some(bytes) = data else { return Ok((None, Value::Null)) };
         if self.schemas_enable {
+            // Fastest path: the schema text is the last one seen; only the payload is read.
+            if let Some((schema, payload)) = self.known_envelope(bytes) {
+                if let Some(value) = super::json_seed::decode(self, &schema, payload) {
+                    return Ok((Some(schema), value));
+                }
+            }
             // Fast path: the schema text is looked up, only the payload is parsed. Anything that is
             // not exactly an envelope takes the full path below, which names the problem.
             if let Ok(envelope) = serde_json::from_slice::<RawEnvelope<'_>>(bytes) {
                 let schema = self.cached_schema(envelope.schema.get())?;
+                if let Some(value) =
+                    schema.as_ref().and_then(|s| super::json_seed::decode(self, s, envelope.payload.get().as_bytes()))
+                {
+                    return Ok((schema, value));
+                }
                 let payload: Json = serde_json::from_str(envelope.payload.get()).map_err(|e| {
                     DataError::new(format!(
                         "Converting byte[] to Kafka Connect data failed due to serialization error: {e}"

@@ -2,6 +2,7 @@
 
 mod bytearray;
 mod json;
+mod json_seed;
 use sluice_api::json as jsonwrite;
 mod string;
 #[cfg(test)]

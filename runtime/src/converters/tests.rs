@@ -205,6 +205,39 @@ fn an_envelope_schema_is_parsed_once_per_distinct_text() {
 }
 
 #[test]
+fn an_envelope_with_the_last_schema_text_decodes_as_any_other() {
+    let c = json(&[]);
+    let schema = r#"{"type":"struct","fields":[{"field":"a","type":"int32"},{"field":"s","type":"string","optional":true}],"optional":false}"#;
+    let rec = |payload: &str| format!(r#"{{"schema":{schema},"payload":{payload}}}"#);
+    let (first, v1) = c.to_connect("t", Some(rec(r#"{"a":1}"#).as_bytes())).expect("first");
+    // The same schema text again: the schema instance is shared and values decode alike.
+    let (again, v2) = c.to_connect("t", Some(rec(r#"{"s":"x","a":2}"#).as_bytes())).expect("second");
+    assert!(Arc::ptr_eq(&first.expect("schema"), &again.expect("schema")));
+    match (v1, v2) {
+        (Value::Struct(a), Value::Struct(b)) => {
+            assert_eq!(a.values, vec![Value::Int32(1), Value::Null]);
+            assert_eq!(b.values, vec![Value::Int32(2), Value::String("x".into())]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Whitespace after the payload is fine; anything else after it, a truncated record or a bad
+    // value gets the full path's error.
+    let spaced = format!("{} \n", rec(r#"{"a":3}"#));
+    assert!(c.to_connect("t", Some(spaced.as_bytes())).is_ok());
+    let extra = format!(r#"{{"schema":{schema},"payload":{{"a":1}},"x":1}}"#);
+    let err = c.to_connect("t", Some(extra.as_bytes())).expect_err("extra field");
+    assert!(err.0.contains("may not contain additional fields"), "{err}");
+    let truncated = format!(r#"{{"schema":{schema},"payload":{{"a":1}}"#);
+    assert!(c.to_connect("t", Some(truncated.as_bytes())).is_err());
+    let doubled = format!("{}}}", rec(r#"{"a":1}"#));
+    assert!(c.to_connect("t", Some(doubled.as_bytes())).is_err());
+    let err = c.to_connect("t", Some(rec(r#"{"a":"one"}"#).as_bytes())).expect_err("bad value");
+    assert!(err.0.contains("Expected a INT32 value"), "{err}");
+    let err = c.to_connect("t", Some(rec(r#"{"s":"x"}"#).as_bytes())).expect_err("missing required");
+    assert!(err.0.contains("Invalid null value for required INT32 field"), "{err}");
+}
+
+#[test]
 fn strings_escape_like_jackson() {
     let c = json(&[("schemas.enable", "false")]);
     let out = c.to_bytes("t", None, &Value::String("a\"b\\c\n\u{1}é/".into())).expect("ok").expect("bytes");
