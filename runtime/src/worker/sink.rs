@@ -178,18 +178,22 @@ impl SinkRunner {
             let mut batch = Vec::new();
             let mut skipped: Vec<(TopicPartition, i64)> = Vec::new();
             let mut bytes = 0usize;
+            let mut messages = Vec::new();
             if let Some(first) = first {
                 let msg =
                     first.map_err(|e| ConnectError::retriable_from(format!("task {} consume failed", self.s.id), e));
                 match msg {
-                    Ok(m) => collect(&self.s, &mut self.dlq, &m, &mut batch, &mut skipped, &mut bytes)?,
+                    Ok(m) => {
+                        bytes += message_bytes(&m);
+                        messages.push(m);
+                    }
                     Err(e) => tracing::warn!(task = %self.s.id, error = %e, "consumer error"),
                 }
                 let fill_deadline = Instant::now() + FILL_WAIT;
-                while batch.len() < MAX_BATCH_RECORDS && bytes < self.s.buffer_max_bytes {
+                while messages.len() < MAX_BATCH_RECORDS && bytes < self.s.buffer_max_bytes {
                     let next = match self.consumer.recv().now_or_never() {
                         Some(m) => m,
-                        None if Instant::now() < fill_deadline && batch.len() < 64 => {
+                        None if Instant::now() < fill_deadline && messages.len() < 64 => {
                             match tokio::time::timeout_at(fill_deadline, self.consumer.recv()).await {
                                 Ok(m) => m,
                                 Err(_) => break,
@@ -198,7 +202,10 @@ impl SinkRunner {
                         None => break,
                     };
                     match next {
-                        Ok(m) => collect(&self.s, &mut self.dlq, &m, &mut batch, &mut skipped, &mut bytes)?,
+                        Ok(m) => {
+                            bytes += message_bytes(&m);
+                            messages.push(m);
+                        }
                         Err(e) => {
                             tracing::warn!(task = %self.s.id, error = %e, "consumer error");
                             break;
@@ -206,6 +213,11 @@ impl SinkRunner {
                     }
                 }
             }
+            let converted = convert_all(&self.s, &messages);
+            for (m, record) in messages.iter().zip(converted) {
+                collect(&self.s, &mut self.dlq, m, record, &mut batch, &mut skipped)?;
+            }
+            drop(messages);
             if let Some(dlq) = self.dlq.as_mut() {
                 dlq.flush().await?;
             }
@@ -535,19 +547,46 @@ impl RebalanceRetry {
     }
 }
 
-/// Converts one message into the batch, or (with `errors.tolerance=all`) skips it: logged, and sent
-/// to the dead-letter topic when one is configured. Never a silent drop.
-fn collect(
-    s: &TaskSettings,
+/// What a fetched message counts against `task.buffer.max.bytes`.
+fn message_bytes(m: &BorrowedMessage<'_>) -> usize {
+    m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64
+}
+
+/// Batches at least this large are converted on two threads.
+const PARALLEL_CONVERT_MIN: usize = 256;
+
+/// Converts a batch of messages with the task's converters. Conversion (JSON or Avro decoding) is
+/// most of the runtime's CPU per record, so a large batch is split in two and one half is
+/// converted on a second thread while this one converts the other; results keep the batch order.
+fn convert_all<'a>(s: &'a TaskSettings, messages: &[BorrowedMessage<'_>]) -> Vec<Result<SinkRecord, ConvertError<'a>>> {
+    if messages.len() < PARALLEL_CONVERT_MIN {
+        return messages.iter().map(|m| convert(s, m)).collect();
+    }
+    let (head, tail) = messages.split_at(messages.len() / 2);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| tail.iter().map(|m| convert(s, m)).collect::<Vec<_>>());
+        let mut out: Vec<_> = head.iter().map(|m| convert(s, m)).collect();
+        match other.join() {
+            Ok(rest) => out.extend(rest),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        out
+    })
+}
+
+/// Puts one converted message (after the transforms, in batch order) into the batch, or (with
+/// `errors.tolerance=all`) skips it: logged, and sent to the dead-letter topic when one is
+/// configured. Never a silent drop.
+fn collect<'a>(
+    s: &'a TaskSettings,
     dlq: &mut Option<DeadLetterQueue>,
     m: &BorrowedMessage<'_>,
+    converted: Result<SinkRecord, ConvertError<'a>>,
     batch: &mut Vec<SinkRecord>,
     skipped: &mut Vec<(TopicPartition, i64)>,
-    bytes: &mut usize,
 ) -> Result<(), ConnectError> {
-    *bytes += m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64;
     TaskMetrics::add(&s.metrics.sink_record_read_total, 1);
-    let (stage, class, error) = match convert(s, m).and_then(|r| transform(s, r)) {
+    let (stage, class, error) = match converted.and_then(|r| transform(s, r)) {
         Ok(Some(r)) => {
             batch.push(r);
             return Ok(());
