@@ -1046,3 +1046,65 @@ fn schema_history_decodes_rows_written_before_a_ddl_and_a_lost_history_names_rec
     drop(sluice);
     db.sql(&format!("DROP DATABASE {database}"));
 }
+
+#[test]
+fn parallel_snapshot_killed_twice_resumes_every_table_where_it_stopped() {
+    let _shared = shared_server();
+    let (tables, rows) = (4usize, 100_000usize);
+    let ddl: String = (1..=tables)
+        .map(|t| {
+            format!(
+                "CREATE TABLE t{t} (id INT PRIMARY KEY, v VARCHAR(24) NOT NULL);
+                 INSERT INTO t{t} SELECT seq, CONCAT('row-', seq) FROM seq_1_to_{rows};"
+            )
+        })
+        .collect();
+    let extra = json!({
+        "snapshot.fetch.size": "5000",
+        "snapshot.max.threads": "3",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "false",
+        "value.converter.schemas.enable": "false",
+    });
+    let Cdc { kafka, db, database, dir, port, worker, prefix, connector, .. } = Cdc::new("cdcpar", &ddl, extra);
+    let log = dir.path().join("sluice.log");
+    let offsets = dir.path().join("offsets.json");
+    let stored = || -> Option<Value> {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(&offsets).ok()?).ok()?;
+        v["offsets"].as_array()?.first().map(|o| o["value"].clone())
+    };
+    let mut sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    // Kill -9 while several tables are in flight (the stored offset names them), twice.
+    let mut kill_points = Vec::new();
+    for round in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last = Value::Null;
+        while !(last["snapshot_through"].is_string()
+            && last["snapshot_key"][0].as_str().and_then(|k| k.parse::<usize>().ok()).is_some_and(|k| k > rows / 4)
+            && kill_points.last() != Some(&last))
+        {
+            assert!(Instant::now() < deadline, "no progress in round {round}: {last}\n{}", sluice.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+            last = stored().unwrap_or(Value::Null);
+        }
+        sluice.kill9();
+        kill_points.push(stored().unwrap_or(Value::Null));
+        sluice = Sluice::standalone(&worker, &[&connector], port, log.clone());
+    }
+    wait_until(Duration::from_secs(180), "snapshot finished", || {
+        std::fs::read_to_string(&offsets).is_ok_and(|t| !t.contains("snapshot_table") && t.contains("\"pos\""))
+    });
+    assert!(sluice.log_text().contains("threads=3"), "the snapshot ran with three readers");
+    let mut duplicates = 0;
+    for t in 1..=tables {
+        let counts = count_ids(&kafka, &format!("{prefix}.{database}.t{t}"), rows, Duration::from_secs(3));
+        let missing: Vec<usize> = (1..=rows).filter(|&i| counts[i] == 0).take(20).collect();
+        assert!(missing.is_empty(), "t{t}: ids never delivered (first 20): {missing:?}\n{kill_points:?}");
+        assert_eq!(counts[1], 1, "t{t} restarted from its first row\n{kill_points:?}");
+        duplicates += counts.iter().map(|&c| c as usize).sum::<usize>() - rows;
+    }
+    eprintln!("parallel snapshot {tables}x{rows} rows, kill -9 at {kill_points:?}: {duplicates} duplicates");
+    assert!(duplicates < tables * rows / 5, "{duplicates} duplicates: tables did not resume where they stopped");
+    db.sql(&format!("DROP DATABASE {database}"));
+}

@@ -51,6 +51,7 @@ struct Args {
     rate: Option<usize>,
     tables: usize,
     schemas: bool,
+    threads: usize,
     seconds: u64,
 }
 
@@ -63,6 +64,7 @@ fn parse_args() -> Result<Args> {
         rate: None,
         tables: 1,
         schemas: false,
+        threads: 1,
         seconds: 5,
     };
     let mut it = std::env::args().skip(1);
@@ -79,7 +81,7 @@ fn parse_args() -> Result<Args> {
             "usage: sluice-bench file [--records N] [--bytes B] [--rate LINES_PER_SEC]\n\
              \x20      sluice-bench cluster [--runs N]\n\
              \x20      sluice-bench eos [--seconds S]\n\
-             \x20      sluice-bench mysql [--records ROWS] [--tables T] [--rate ROWS_PER_SEC] [--schemas 0|1]\n\
+             \x20      sluice-bench mysql [--records ROWS] [--tables T] [--threads SNAPSHOT_THREADS] [--rate ROWS_PER_SEC] [--schemas 0|1]\n\
              \x20      sluice-bench tracking [--seconds S] [--rate EVENTS_PER_SEC]\n\
              \x20      sluice-bench redis|elasticsearch [--records N] [--rate RECORDS_PER_SEC]\n\
              \x20      sluice-bench parquet|delta [--records N]"
@@ -94,6 +96,7 @@ fn parse_args() -> Result<Args> {
             "--runs" => args.runs = v.max(1),
             "--tables" => args.tables = v.max(1),
             "--schemas" => args.schemas = v != 0,
+            "--threads" => args.threads = v.max(1),
             "--seconds" => args.seconds = v.max(1) as u64,
             _ => bail!("unknown flag {flag}"),
         }
@@ -428,6 +431,7 @@ async fn main() -> Result<()> {
                 tables: args.tables,
                 rate: args.rate.unwrap_or(10_000),
                 schemas: args.schemas,
+                threads: args.threads,
             };
             mysql::bench(&bootstrap, &vars, &dir, a).await?;
             let _ = std::fs::remove_dir_all(&dir);

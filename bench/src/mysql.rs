@@ -33,6 +33,8 @@ pub struct MysqlArgs {
     pub tables: usize,
     pub rate: usize,
     pub schemas: bool,
+    /// `snapshot.max.threads` of the snapshot phase.
+    pub threads: usize,
 }
 
 /// Bytes of one row's `note` column: with the other columns a row is about 600 bytes.
@@ -332,7 +334,10 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
             dir,
             bootstrap,
             &converters,
-            &[("cdc", connector(&db, &name, &database, "initial"))],
+            &[(
+                "cdc",
+                format!("{}snapshot.max.threads={}\n", connector(&db, &name, &database, "initial"), args.threads),
+            )],
         )?;
         let (_, last, bytes) = read_n(&c, n, Duration::from_secs(900)).await?;
         let rate = Rate { records: n, seconds: (last - started).as_secs_f64(), bytes };
@@ -340,7 +345,11 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
         // Let the last offsets flush (offset.flush.interval.ms=1000) before stopping.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         proc.stop()?;
-        println!("sluice snapshot -> Kafka                 {rate}  peak RSS {rss:.1} MiB");
+        println!(
+            "sluice snapshot -> Kafka ({} reader{})    {rate}  peak RSS {rss:.1} MiB",
+            args.threads,
+            if args.threads == 1 { " " } else { "s" }
+        );
         rate
     };
     let record_bytes = snap.bytes / n.max(1);

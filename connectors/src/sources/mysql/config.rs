@@ -158,6 +158,8 @@ pub struct MySqlConfig {
     pub snapshot_mode: SnapshotMode,
     /// `snapshot.fetch.size`: rows per snapshot chunk.
     pub snapshot_fetch_size: usize,
+    /// `snapshot.max.threads`: tables read at once, each on its own connection.
+    pub snapshot_threads: usize,
     /// `include.schema.changes`.
     pub include_schema_changes: bool,
     /// `tombstones.on.delete`.
@@ -324,7 +326,7 @@ impl MySqlConfig {
                     .default("1")
                     .validator(Validator::at_least(1))
                     .importance(Importance::Medium)
-                    .doc("Accepted for compatibility; the snapshot currently reads one table at a time."),
+                    .doc("Tables the snapshot reads at once, each on its own connection; above 1, the connections start their consistent snapshots under a brief global read lock (FLUSH TABLES WITH READ LOCK, needs RELOAD)."),
             )
             .define(bool_key("include.schema.changes", "true", "Whether to publish DDL on the <topic.prefix> topic."))
             .define(bool_key("tombstones.on.delete", "true", "Whether a delete event is followed by a tombstone."))
@@ -490,6 +492,7 @@ impl MySqlConfig {
                 _ => SnapshotMode::Initial,
             },
             snapshot_fetch_size: parsed.int("snapshot.fetch.size") as usize,
+            snapshot_threads: parsed.int("snapshot.max.threads").clamp(1, 64) as usize,
             include_schema_changes: parsed.boolean("include.schema.changes"),
             tombstones_on_delete: parsed.boolean("tombstones.on.delete"),
             skipped,

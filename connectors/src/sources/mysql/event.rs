@@ -256,10 +256,16 @@ pub fn set_transaction(record: &mut SourceRecord, id: &str, total_order: i64, da
 /// Progress of an interrupted snapshot, stored in the offset so it resumes after the last row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotProgress {
-    /// `db.table` being read.
+    /// `db.table` being read; every table sorted before it is done.
     pub table: String,
     /// Primary-key values (as text) of the last row emitted; `None` before the first.
     pub key: Option<Vec<Option<String>>>,
+    /// Parallel snapshot: the last table handed to a reader (`snapshot_through`). The tables
+    /// after `table` up to it are done unless listed in `others`; the tables after it are not
+    /// started. `None`: no table after `table` started.
+    pub through: Option<String>,
+    /// Tables after `table` (up to `through`) not done, with their last key (`snapshot_others`).
+    pub others: Vec<(String, Option<Vec<Option<String>>>)>,
 }
 
 /// The offset partition: `{"server": <topic.prefix>}`.
@@ -294,6 +300,11 @@ pub fn offset(position: &Position, snapshot: Option<&SnapshotProgress>) -> JsonM
         if let Some(key) = &s.key {
             o.insert("snapshot_key".into(), json!(key));
         }
+        if let Some(through) = &s.through {
+            o.insert("snapshot_through".into(), json!(through));
+            let others: JsonMap = s.others.iter().map(|(t, k)| (t.clone(), json!(k))).collect();
+            o.insert("snapshot_others".into(), serde_json::Value::Object(others));
+        }
     }
     o
 }
@@ -319,9 +330,15 @@ pub fn parse_offset(o: &JsonMap) -> Result<(Position, Option<SnapshotProgress>),
         (true, Some(table)) => Some(SnapshotProgress {
             table: table.to_string(),
             key: o.get("snapshot_key").and_then(|k| serde_json::from_value(k.clone()).ok()),
+            through: o.get("snapshot_through").and_then(|v| v.as_str()).map(String::from),
+            others: o
+                .get("snapshot_others")
+                .and_then(|v| v.as_object())
+                .map(|m| m.iter().map(|(t, k)| (t.clone(), serde_json::from_value(k.clone()).ok().flatten())).collect())
+                .unwrap_or_default(),
         }),
         // A Debezium snapshot interrupted before completion: start it again.
-        (true, None) => Some(SnapshotProgress { table: String::new(), key: None }),
+        (true, None) => Some(SnapshotProgress { table: String::new(), key: None, through: None, others: Vec::new() }),
         _ => None,
     };
     Ok((position, snapshot))
@@ -563,7 +580,20 @@ mod tests {
                 per_collection: vec![("shop.items".into(), 5), ("shop.orders".into(), 2)],
             }),
         };
-        let s = SnapshotProgress { table: "shop.orders".into(), key: Some(vec![Some("17".into()), None]) };
+        let s = SnapshotProgress {
+            table: "shop.orders".into(),
+            key: Some(vec![Some("17".into()), None]),
+            through: None,
+            others: Vec::new(),
+        };
+        let o = offset(&p, Some(&s));
+        assert_eq!(parse_offset(&o), Ok((p.clone(), Some(s.clone()))));
+        // A parallel snapshot's tables in flight, in table order.
+        let s = SnapshotProgress {
+            through: Some("shop.users".into()),
+            others: vec![("shop.items".into(), Some(vec![Some("3".into())])), ("shop.users".into(), None)],
+            ..s
+        };
         let o = offset(&p, Some(&s));
         assert_eq!(parse_offset(&o), Ok((p.clone(), Some(s))));
         let o = offset(&p, None);

@@ -2,8 +2,9 @@
 //!
 //! One task. On first start it snapshots the captured tables at a consistent binlog position
 //! (MariaDB: `START TRANSACTION WITH CONSISTENT SNAPSHOT` reports the position without a lock;
-//! MySQL: a brief global read lock), chunked by primary key so an interrupted snapshot resumes after
-//! the last row Kafka acknowledged; then it streams the binlog from that position as a replica.
+//! MySQL, or several readers with `snapshot.max.threads`: a brief global read lock), chunked by
+//! primary key so an interrupted snapshot resumes each table after the last row Kafka acknowledged;
+//! then it streams the binlog from that position as a replica.
 //!
 //! Output is Debezium's: topic `<topic.prefix>.<db>.<table>`, key = primary-key struct, value
 //! `{before, after, source, transaction, op, ts_ms, ts_us, ts_ns}`, a tombstone after each delete,
@@ -30,6 +31,7 @@ mod event;
 mod history;
 mod reader;
 mod schema;
+mod snapshot;
 mod tablemap;
 
 use std::sync::Arc;

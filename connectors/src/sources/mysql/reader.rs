@@ -18,6 +18,7 @@ use super::config::{MySqlConfig, SnapshotMode};
 use super::event::{self, Position, SnapshotProgress, SourceInfo, TxnMeta};
 use super::history::{Change, ChangeKind, History};
 use super::schema::{from_binlog, from_text, Table};
+use super::snapshot;
 use super::tablemap::table_from_map;
 
 /// A batch and the queue bytes it holds.
@@ -166,7 +167,9 @@ impl Reader {
     }
 
     /// Reads every captured table at one consistent point; returns the binlog position to stream
-    /// from, or `None` when the task went away.
+    /// from, or `None` when the task went away. `snapshot.max.threads` connections read tables
+    /// in parallel (see `snapshot`); their records are queued as they come, each with the offset
+    /// of the snapshot's progress.
     async fn snapshot(
         &mut self,
         conn: &mut Conn,
@@ -174,30 +177,53 @@ impl Reader {
         resume: Option<(Position, SnapshotProgress)>,
     ) -> Result<Option<Position>, ConnectError> {
         let db = |e| catalog::db_error("snapshot", e);
-        conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(db)?;
-        conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(db)?;
-        conn.query_drop("SET NAMES utf8mb4").await.map_err(db)?;
-        conn.query_drop("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')").await.map_err(db)?;
-        let position = if server.mariadb {
-            // MariaDB reports the binlog position of a consistent snapshot without any lock.
-            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(db)?;
-            let rows: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(db)?;
+        let threads = self.config.snapshot_threads.max(1);
+        let mut readers = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            let mut c = catalog::connect(&self.config).await?;
+            prepare_snapshot_session(&mut c).await?;
+            readers.push(c);
+        }
+        prepare_snapshot_session(conn).await?;
+        let snapshot_status = |rows: Vec<(String, String)>| {
             let get = |k: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
             let file = get("binlog_snapshot_file").unwrap_or_default();
             let pos = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(4);
             Position { file, pos, ..Position::default() }
+        };
+        let position = if server.mariadb && threads == 1 {
+            // MariaDB reports the binlog position of a consistent snapshot without any lock.
+            let r = &mut readers[0];
+            r.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(db)?;
+            snapshot_status(r.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(db)?)
         } else {
-            // MySQL: a global read lock only while the snapshot starts and the position is read.
-            conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(db)?;
+            // Several connections (or MySQL): a global read lock only while the snapshots start
+            // and the position is read, so they all see the same point.
+            conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(|e| {
+                catalog::db_error(
+                    "the snapshot's global read lock (FLUSH TABLES WITH READ LOCK, needs the RELOAD privilege; \
+                     snapshot.max.threads=1 on MariaDB needs no lock)",
+                    e,
+                )
+            })?;
             let started = async {
-                conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await?;
-                conn.query_first::<Row, _>("SHOW MASTER STATUS").await
+                for r in readers.iter_mut() {
+                    r.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await?;
+                }
+                if server.mariadb {
+                    Ok(Some(snapshot_status(readers[0].query("SHOW STATUS LIKE 'binlog_snapshot_%'").await?)))
+                } else {
+                    let row: Option<Row> = conn.query_first("SHOW MASTER STATUS").await?;
+                    Ok(row.map(|mut row| Position {
+                        file: row.take(0).unwrap_or_default(),
+                        pos: row.take(1).unwrap_or(4),
+                        ..Position::default()
+                    }))
+                }
             }
             .await;
             conn.query_drop("UNLOCK TABLES").await.map_err(db)?;
-            let mut row =
-                started.map_err(db)?.ok_or_else(|| ConnectError::fatal("SHOW MASTER STATUS returned nothing"))?;
-            Position { file: row.take(0).unwrap_or_default(), pos: row.take(1).unwrap_or(4), ..Position::default() }
+            started.map_err(db)?.ok_or_else(|| ConnectError::fatal("SHOW MASTER STATUS returned nothing"))?
         };
         if position.file.is_empty() {
             return Err(ConnectError::fatal(
@@ -211,79 +237,72 @@ impl Reader {
             _ => (position, None),
         };
         let tables = catalog::captured_tables(conn, &self.config).await?;
-        tracing::info!(tables = tables.len(), file = %position.file, pos = position.pos, resumed = progress.is_some(), "snapshot starting");
+        tracing::info!(tables = tables.len(), threads, file = %position.file, pos = position.pos, resumed = progress.is_some(), "snapshot starting");
         // The history gets every captured table's definition at the snapshot position (a resumed
         // snapshot recorded them on its first attempt), before any row of the snapshot is queued.
         if self.history.as_ref().is_some_and(|h| progress.is_none() || h.is_empty()) {
             self.record_definitions(conn, &tables, &position).await?;
         }
-        let mut held: Option<Held> = None;
-        let mut batch: Vec<SourceRecord> = Vec::new();
-        let mut first = true;
-        for (db_name, table_name) in tables {
-            let id = format!("{db_name}.{table_name}");
-            let mut after_key = None;
-            if let Some(p) = &progress {
-                if !p.table.is_empty() && id < p.table {
-                    continue;
-                }
-                if id == p.table {
-                    after_key = p.key.clone();
-                }
+        let mut loaded = Vec::with_capacity(tables.len());
+        for (db_name, table_name) in &tables {
+            if let Some(table) = catalog::load_table(conn, &self.config, db_name, table_name).await? {
+                let table = Arc::new(table);
+                self.catalog.insert(table.clone());
+                loaded.push(table);
             }
-            let Some(table) = catalog::load_table(conn, &self.config, &db_name, &table_name).await? else { continue };
-            let table = Arc::new(table);
-            self.catalog.insert(table.clone());
-            if self.config.snapshot_mode == SnapshotMode::NoData {
-                continue;
-            }
-            let mut rows_in_table = 0u64;
-            loop {
-                let sql = chunk_query(&table, after_key.as_ref(), self.config.snapshot_fetch_size);
-                let rows: Vec<Row> =
-                    conn.query(sql).await.map_err(|e| catalog::db_error(&format!("snapshot of {id}"), e))?;
-                let n = rows.len();
-                for row in rows {
-                    let values = snapshot_values(&table, &self.config, &row)?;
-                    let key_text: Vec<Option<String>> =
-                        table.primary_key.iter().map(|&i| row.as_ref(i).and_then(text_of)).collect();
-                    if let Some(h) = held.take() {
-                        let marker = if first {
-                            "first"
-                        } else if h.table.id() != id {
-                            "last_in_data_collection"
-                        } else {
-                            "true"
-                        };
-                        first = false;
-                        batch.push(h.into_record(&self.config, &position, marker));
-                    }
-                    after_key = Some(key_text.clone());
-                    held = Some(Held { table: table.clone(), values, key: key_text });
-                    rows_in_table += 1;
-                }
-                if batch.len() >= self.config.max_batch_size
-                    && self.queue.send(std::mem::take(&mut batch)).await.is_err()
-                {
-                    return Ok(None);
-                }
-                if n < self.config.snapshot_fetch_size || table.primary_key.is_empty() {
-                    break;
-                }
-            }
-            tracing::info!(table = %id, rows = rows_in_table, "snapshot of table done");
         }
-        conn.query_drop("COMMIT").await.map_err(|e| catalog::db_error("snapshot commit", e))?;
-        if let Some(h) = held.take() {
+        let ids: Vec<String> = loaded.iter().map(|t| t.id()).collect();
+        let jobs = match self.config.snapshot_mode {
+            SnapshotMode::NoData => Vec::new(),
+            _ => snapshot::plan(&ids, progress.as_ref()),
+        };
+        let mut tracker = snapshot::Tracker::new(ids, &jobs);
+        let shared = Arc::new(snapshot::Shared {
+            config: self.config.clone(),
+            tables: loaded,
+            jobs: std::sync::Mutex::new(jobs.into()),
+            position: position.clone(),
+        });
+        let (tx, mut rx) = mpsc::channel(threads);
+        let _readers = snapshot::Readers(
+            readers.into_iter().map(|c| tokio::spawn(snapshot::read_tables(c, shared.clone(), tx.clone()))).collect(),
+        );
+        drop(tx);
+        let offset_position = Position { server_id: 0, ..position.clone() };
+        let mut held: Option<SourceRecord> = None;
+        let mut batch: Vec<SourceRecord> = Vec::new();
+        let mut rows = 0u64;
+        while let Some(chunk) = rx.recv().await {
+            let chunk = chunk?;
+            for (mut record, key) in chunk.records {
+                tracker.row(chunk.index, key);
+                record.source_offset = event::offset(&offset_position, Some(&tracker.progress()));
+                if rows == 0 {
+                    snapshot::set_marker(&mut record, "first");
+                }
+                rows += 1;
+                if let Some(h) = held.replace(record) {
+                    batch.push(h);
+                }
+            }
+            if chunk.end {
+                tracker.finish(chunk.index);
+                tracing::info!(table = %shared.tables[chunk.index].id(), "snapshot of table done");
+            }
+            if batch.len() >= self.config.max_batch_size && self.queue.send(std::mem::take(&mut batch)).await.is_err() {
+                return Ok(None);
+            }
+        }
+        if let Some(mut record) = held.take() {
             // The last row carries the streaming offset, so a restart after it does not redo the snapshot.
-            let mut record = h.into_record(&self.config, &position, "last");
+            snapshot::set_marker(&mut record, "last");
             record.source_offset = event::offset(&position, None);
             batch.push(record);
         }
         if self.queue.send(batch).await.is_err() {
             return Ok(None);
         }
-        tracing::info!(file = %position.file, pos = position.pos, "snapshot complete");
+        tracing::info!(file = %position.file, pos = position.pos, rows, "snapshot complete");
         Ok(Some(position))
     }
 
@@ -1061,42 +1080,14 @@ impl StreamState {
 }
 
 /// A snapshot row held back until the next one shows whether it was the last.
-struct Held {
-    table: Arc<Table>,
-    values: Vec<Value>,
-    key: Vec<Option<String>>,
-}
-
-impl Held {
-    fn into_record(self, config: &MySqlConfig, position: &Position, marker: &str) -> SourceRecord {
-        let info = SourceInfo {
-            name: &config.topic_prefix,
-            ts_ms: event::now_ms(),
-            snapshot: marker,
-            db: &self.table.db,
-            table: Some(&self.table.name),
-            server_id: 0,
-            gtid: None,
-            file: &position.file,
-            pos: position.pos,
-            row: 0,
-            thread: None,
-        };
-        let progress =
-            SnapshotProgress { table: self.table.id(), key: (!self.table.primary_key.is_empty()).then_some(self.key) };
-        let key = self.table.key(&self.values);
-        let after = self.table.row_struct(self.values);
-        event::change_record(
-            &self.table,
-            "r",
-            key,
-            None,
-            Some(after),
-            event::source_struct(&info),
-            event::offset(&Position { server_id: 0, ..position.clone() }, Some(&progress)),
-            &config.topic_prefix,
-        )
-    }
+/// The session a snapshot reads in: repeatable read, UTC, utf8mb4, backslash escapes on.
+async fn prepare_snapshot_session(conn: &mut Conn) -> Result<(), ConnectError> {
+    let db = |e| catalog::db_error("snapshot", e);
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(db)?;
+    conn.query_drop("SET SESSION time_zone = '+00:00'").await.map_err(db)?;
+    conn.query_drop("SET NAMES utf8mb4").await.map_err(db)?;
+    conn.query_drop("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')").await.map_err(db)?;
+    Ok(())
 }
 
 /// Records a MariaDB GTID (`domain-server-seq`) as its domain's latest; MySQL GTIDs are ignored.
@@ -1122,7 +1113,7 @@ fn merge_gtid_state(stored: Option<&str>, full: &str) -> String {
     out.join(",")
 }
 
-fn text_of(v: &mysql_async::Value) -> Option<String> {
+pub(super) fn text_of(v: &mysql_async::Value) -> Option<String> {
     match v {
         mysql_async::Value::NULL => None,
         mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -1130,7 +1121,7 @@ fn text_of(v: &mysql_async::Value) -> Option<String> {
     }
 }
 
-fn snapshot_values(table: &Table, config: &MySqlConfig, row: &Row) -> Result<Vec<Value>, ConnectError> {
+pub(super) fn snapshot_values(table: &Table, config: &MySqlConfig, row: &Row) -> Result<Vec<Value>, ConnectError> {
     let mut values: Vec<Value> = table
         .columns
         .iter()
@@ -1155,7 +1146,7 @@ fn snapshot_values(table: &Table, config: &MySqlConfig, row: &Row) -> Result<Vec
 }
 
 /// `SELECT` of the next chunk after `after` (primary-key order), or the whole table without a key.
-fn chunk_query(table: &Table, after: Option<&Vec<Option<String>>>, limit: usize) -> String {
+pub(super) fn chunk_query(table: &Table, after: Option<&Vec<Option<String>>>, limit: usize) -> String {
     let cols = table.columns.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
     let from = format!("{}.{}", quote_ident(&table.db), quote_ident(&table.name));
     if table.primary_key.is_empty() {
