@@ -286,6 +286,27 @@ fn snapshot_then_stream_every_type_ddl_and_deletes() {
     let changes = wait_records(&kafka, &prefix, 2, Duration::from_secs(10));
     let ddls: Vec<&str> = changes.iter().filter_map(|(_, v)| v["payload"]["ddl"].as_str()).collect();
     assert!(ddls.iter().any(|d| d.contains("ADD COLUMN note")), "{ddls:?}");
+    // With Debezium's tableChanges: the table as the DDL left it, in Debezium's schema.
+    let alter = changes
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| v["payload"]["ddl"].as_str().is_some_and(|d| d.contains("ADD COLUMN note")))
+        .expect("the ALTER");
+    let change = &alter["payload"]["tableChanges"][0];
+    assert_eq!(change["type"], "ALTER", "{alter}");
+    assert_eq!(change["id"], json!(format!("\"{database}\".\"orders\"")));
+    assert_eq!(change["table"]["primaryKeyColumnNames"], json!(["id"]));
+    let columns = change["table"]["columns"].as_array().expect("columns");
+    assert_eq!(
+        columns.last().map(|c| (c["name"].clone(), c["position"].clone())),
+        Some((json!("note"), json!(columns.len())))
+    );
+    assert!(columns.iter().all(|c| c["jdbcType"].is_i64() && c["typeName"].is_string()), "{columns:?}");
+    let table_schema = alter["schema"]["fields"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["field"] == "tableChanges"))
+        .map(|f| f["items"]["fields"][2]["name"].clone());
+    assert_eq!(table_schema, Some(json!("io.debezium.connector.schema.Table")));
 
     // A restart resumes after the last acknowledged row: nothing is sent again.
     assert_eq!(sluice.terminate(), Some(0));

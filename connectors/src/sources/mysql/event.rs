@@ -466,9 +466,34 @@ fn schema_change_value_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
         .get_or_init(|| {
-            let change = Schema::struct_of([("type", Schema::string()), ("id", Schema::string())])
-                .named("io.debezium.connector.schema.Change")
-                .version(1);
+            // Debezium's ConnectTableChangeSerializer.
+            let column = Schema::struct_of([
+                ("name", Schema::string()),
+                ("jdbcType", Schema::int32()),
+                ("nativeType", Schema::int32().optional()),
+                ("typeName", Schema::string()),
+                ("typeExpression", Schema::string().optional()),
+                ("charsetName", Schema::string().optional()),
+                ("length", Schema::int32().optional()),
+                ("scale", Schema::int32().optional()),
+                ("position", Schema::int32()),
+                ("optional", Schema::boolean().optional()),
+                ("autoIncremented", Schema::boolean().optional()),
+                ("generated", Schema::boolean().optional()),
+                ("comment", Schema::string().optional()),
+                ("defaultValueExpression", Schema::string().optional()),
+                ("enumValues", Schema::array(Schema::string()).optional()),
+            ])
+            .named("io.debezium.connector.schema.Column");
+            let table = Schema::struct_of([
+                ("defaultCharsetName", Schema::string().optional()),
+                ("primaryKeyColumnNames", Schema::array(Schema::string()).optional()),
+                ("columns", Schema::array(column)),
+                ("comment", Schema::string().optional()),
+            ])
+            .named("io.debezium.connector.schema.Table");
+            let change = Schema::struct_of([("type", Schema::string()), ("id", Schema::string()), ("table", table)])
+                .named("io.debezium.connector.schema.Change");
             Arc::new(
                 Schema::struct_of([
                     ("source", (*source_schema()).clone()),
@@ -490,7 +515,7 @@ pub fn schema_change_record(
     prefix: &str,
     db: &str,
     ddl: &str,
-    changes: &[(&str, String)],
+    changes: &[serde_json::Value],
     source: Value,
     source_offset: JsonMap,
 ) -> SourceRecord {
@@ -499,15 +524,7 @@ pub fn schema_change_record(
         .field("tableChanges")
         .and_then(|f| f.schema.value_schema.clone())
         .unwrap_or_else(|| Arc::new(Schema::string()));
-    let changes = changes
-        .iter()
-        .map(|(t, id)| {
-            Value::Struct(Struct {
-                schema: change_schema.clone(),
-                values: vec![Value::String((*t).into()), Value::String(id.clone())],
-            })
-        })
-        .collect();
+    let changes = changes.iter().map(|c| from_json(&change_schema, c)).collect();
     let value = Struct {
         schema: schema_change_value_schema(),
         values: vec![
@@ -529,6 +546,31 @@ pub fn schema_change_record(
     record.key_schema = Some(schema_change_key_schema());
     record.key = Value::Struct(key);
     record
+}
+
+/// A JSON value (`tableChanges` as the history writes them) as a Connect value of `schema`:
+/// structs by field name (missing fields null), arrays, strings, int32, booleans.
+fn from_json(schema: &SchemaRef, json: &serde_json::Value) -> Value {
+    use sluice_api::SchemaType;
+    match (schema.schema_type, json) {
+        (_, serde_json::Value::Null) => Value::Null,
+        (SchemaType::Struct, serde_json::Value::Object(o)) => Value::Struct(Struct {
+            schema: schema.clone(),
+            values: schema
+                .fields
+                .iter()
+                .map(|f| o.get(&f.name).map_or(Value::Null, |v| from_json(&f.schema, v)))
+                .collect(),
+        }),
+        (SchemaType::Array, serde_json::Value::Array(items)) => match &schema.value_schema {
+            Some(item) => Value::Array(items.iter().map(|i| from_json(item, i)).collect()),
+            None => Value::Null,
+        },
+        (SchemaType::Int32, v) => v.as_i64().map_or(Value::Null, |n| Value::Int32(n as i32)),
+        (SchemaType::Boolean, serde_json::Value::Bool(b)) => Value::Boolean(*b),
+        (SchemaType::String, serde_json::Value::String(s)) => Value::String(s.clone()),
+        _ => Value::Null,
+    }
 }
 
 /// A heartbeat on `<topic.heartbeat.prefix>.<topic.prefix>`: key `{serverName}`, value `{ts_ms}`.

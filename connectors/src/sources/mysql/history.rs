@@ -194,9 +194,10 @@ pub fn table_id(db: &str, table: &str) -> String {
     format!("\"{db}\".\"{table}\"")
 }
 
-/// A change in Debezium's `tableChanges` form.
+/// A change in Debezium's `tableChanges` form (a dropped table with no columns).
 pub fn change_json(change: &Change) -> Json {
-    let table = change.def.as_ref().map(|(columns, pk)| {
+    const NONE: &(Vec<Column>, Vec<usize>) = &(Vec::new(), Vec::new());
+    let table = Some(change.def.as_ref().unwrap_or(NONE)).map(|(columns, pk)| {
         let charset = columns.iter().find_map(|c| match c.kind {
             ColumnKind::Text { latin1 } => Some(if latin1 { "latin1" } else { "utf8mb4" }),
             _ => None,
@@ -271,7 +272,7 @@ fn column_json(index: usize, c: &Column) -> Json {
         "comment": null,
         "hasDefaultValue": false,
         // Quoted as in the DDL, as Debezium's parser keeps them.
-        "enumValues": enums.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>(),
+        "enumValues": (!enums.is_empty()).then(|| enums.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>()),
     })
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::catalog::{self, quote_ident, quote_literal, Catalog, ServerInfo};
 use super::config::{MySqlConfig, SnapshotMode};
 use super::event::{self, Position, SnapshotProgress, SourceInfo, TxnMeta};
-use super::history::{Change, ChangeKind, History};
+use super::history::{self, Change, ChangeKind, History};
 use super::schema::{from_binlog, from_text, Table};
 use super::snapshot;
 use super::tablemap::table_from_map;
@@ -623,7 +623,7 @@ impl Reader {
         let word = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
         match word.as_str() {
             "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE" => {
-                let (kind, target) = ddl_target(sql, schema);
+                let (_, target) = ddl_target(sql, schema);
                 // TRUNCATE keeps the table's schema: look it up before the cache is dropped.
                 let truncated = match (&target, word.as_str()) {
                     (Some((d, t)), "TRUNCATE") if !t.is_empty() && self.config.captures_table(d, t) => {
@@ -646,9 +646,12 @@ impl Reader {
                 position.event = 0;
                 position.row = 0;
                 position.gtids = s.gtids_after();
-                if self.history.is_some() && word != "TRUNCATE" {
-                    self.track_ddl(meta, sql, schema, &db, &position).await?;
-                }
+                let changes = match (&truncated, self.history.is_some()) {
+                    (Some(table), _) => vec![Change::of(ChangeKind::Alter, table)],
+                    (None, true) => self.track_ddl(meta, sql, schema, &db, &position).await?,
+                    (None, false) if self.config.include_schema_changes => self.ddl_changes(meta, sql, schema).await?,
+                    (None, false) => Vec::new(),
+                };
                 let info = SourceInfo {
                     name: &self.config.topic_prefix,
                     ts_ms: s.ts_sec * 1000,
@@ -677,10 +680,7 @@ impl Reader {
                     batch.push(r);
                 }
                 if self.config.include_schema_changes {
-                    let changes: Vec<(&str, String)> = match (&target, kind) {
-                        (Some((d, t)), Some(k)) if !t.is_empty() => vec![(k, format!("\"{d}\".\"{t}\""))],
-                        _ => Vec::new(),
-                    };
+                    let changes: Vec<serde_json::Value> = changes.iter().map(history::change_json).collect();
                     batch.push(event::schema_change_record(
                         &self.config.topic_prefix,
                         &db,
@@ -798,24 +798,38 @@ impl Reader {
         default_db: &str,
         db: &str,
         position: &Position,
-    ) -> Result<(), ConnectError> {
-        let Some(history) = self.history.as_ref() else { return Ok(()) };
+    ) -> Result<Vec<Change>, ConnectError> {
+        let Some(history) = self.history.as_ref() else { return Ok(Vec::new()) };
         if let Some(changes) = history.recorded_at(position) {
-            for change in changes {
+            for change in &changes {
                 match change.build(&self.config) {
                     Some(table) => self.catalog.insert(Arc::new(table)),
                     None => self.catalog.forget(&change.db, &change.table),
                 }
             }
-            return Ok(());
+            return Ok(changes);
         }
+        let changes = self.ddl_changes(meta, sql, default_db).await?;
+        if let Some(history) = self.history.as_mut() {
+            history.record(position, vec![(db.to_string(), sql.to_string(), changes.clone())]).await?;
+        }
+        Ok(changes)
+    }
+
+    /// The captured tables a DDL statement changed, with the definitions the server has now,
+    /// brought into the catalog.
+    async fn ddl_changes(&mut self, meta: &mut Conn, sql: &str, default_db: &str) -> Result<Vec<Change>, ConnectError> {
         let names = match ddl_tables(sql, default_db) {
             DdlNames::Tables(names) => names,
             DdlNames::Database(d) => self.catalog.tables_of(&d),
         };
         let mut changes = Vec::new();
         for (d, t) in names.into_iter().filter(|(d, t)| self.config.captures_table(d, t)) {
-            let known = self.catalog.contains(&d, &t);
+            // Without a history the catalog was emptied before the statement: an ALTER's table
+            // is then known to have existed.
+            let known = self.catalog.contains(&d, &t)
+                || (self.history.is_none()
+                    && sql.trim_start().get(..5).is_some_and(|w| w.eq_ignore_ascii_case("ALTER")));
             match catalog::load_table(meta, &self.config, &d, &t).await? {
                 Some(table) => {
                     changes.push(Change::of(if known { ChangeKind::Alter } else { ChangeKind::Create }, &table));
@@ -827,10 +841,7 @@ impl Reader {
                 }
             }
         }
-        if let Some(history) = self.history.as_mut() {
-            history.record(position, vec![(db.to_string(), sql.to_string(), changes)]).await?;
-        }
-        Ok(())
+        Ok(changes)
     }
 
     /// Turns the rows of one rows event into change records (and tombstones).
