@@ -123,7 +123,7 @@ ensure_apt() {
     local s want=()
     for s in "$@"; do
         case "$s" in
-            mariadb) want+=(mariadbd:mariadb-server mariadb-install-db:mariadb-server mariadb:mariadb-client) ;;
+            mariadb) want+=(mariadbd:mariadb-server mariadb-install-db:mariadb-server mariadb:mariadb-client openssl:openssl) ;;
             redis) want+=(redis-server:redis-server redis-cli:redis-tools) ;;
         esac
     done
@@ -192,7 +192,8 @@ svc_env() {
             # TANSU_BIN lets a test run a private broker it can stop (tests/http_tracking.rs).
             printf '%s\n' "KAFKA_BOOTSTRAP=127.0.0.1:$port" "TANSU_BIN=$(svc_exe kafka)" ;;
         mariadb)
-            printf '%s\n' MYSQL_HOST=127.0.0.1 "MYSQL_PORT=$port" MYSQL_USER=sluice MYSQL_PASSWORD=sluice MYSQL_ROOT_USER=root ;;
+            printf '%s\n' MYSQL_HOST=127.0.0.1 "MYSQL_PORT=$port" MYSQL_USER=sluice MYSQL_PASSWORD=sluice MYSQL_ROOT_USER=root \
+                "MYSQL_SSL_CA=$(svc_dir mariadb)/tls/ca.pem" ;;
         redis) echo "REDIS_URL=redis://127.0.0.1:$port" ;;
         s3)
             printf '%s\n' "S3_ENDPOINT=http://127.0.0.1:$port" S3_ACCESS_KEY_ID=testing \
@@ -223,7 +224,9 @@ svc_launch() {
                     --auth-root-authentication-method=normal >>"$logf" 2>&1 \
                     || { tail -n 30 "$logf" >&2; die "mariadb-install-db failed"; }
             fi
+            mariadb_tls "$dir/tls"
             args=(--no-defaults --datadir="$data" --user="$(id -un)" --port="$port" --bind-address=127.0.0.1
+                --ssl-ca="$dir/tls/ca.pem" --ssl-cert="$dir/tls/server.pem" --ssl-key="$dir/tls/server.key"
                 --socket="$sock" --pid-file="$dir/mariadbd.pid"
                 --log-bin="$data/binlog" --binlog-format=ROW --binlog-row-image=FULL --server-id=1
                 --binlog-row-metadata=FULL
@@ -248,6 +251,23 @@ svc_launch() {
     esac
     (cd "$dir" && exec setsid "$exe" "${args[@]}" </dev/null >>"$logf" 2>&1 9>&- 8>&-) &
     echo $!
+}
+
+# mariadb_tls DIR: a private CA and a server certificate for 127.0.0.1/localhost, made once, so
+# clients may connect with TLS (optional for them; the CDC tests verify it with DIR/ca.pem).
+mariadb_tls() {
+    local d="$1"
+    [ -f "$d/server.pem" ] && [ -f "$d/server.key" ] && [ -f "$d/ca.pem" ] && return 0
+    mkdir -p "$d"
+    (
+        cd "$d" || exit 1
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+            -subj "/CN=sluice local MariaDB CA" 2>/dev/null &&
+        openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=localhost" 2>/dev/null &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf &&
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 3650 \
+            -extfile ext.cnf 2>/dev/null
+    ) >/dev/null 2>&1 || die "mariadb: cannot make its TLS certificate with openssl"
 }
 
 # MariaDB's unix socket; sun_path is limited to 107 bytes, so fall back to /tmp.

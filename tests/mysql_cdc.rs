@@ -1129,3 +1129,63 @@ fn parallel_snapshot_killed_twice_resumes_every_table_where_it_stopped() {
     assert!(duplicates < tables * rows / 5, "{duplicates} duplicates: tables did not resume where they stopped");
     db.sql(&format!("DROP DATABASE {database}"));
 }
+
+#[test]
+fn tls_to_the_database_is_verified_and_a_wrong_ca_fails_naming_the_truststore() {
+    let _shared = shared_server();
+    let ca = Services::load()
+        .vars
+        .get("MYSQL_SSL_CA")
+        .cloned()
+        .expect("MYSQL_SSL_CA: restart MariaDB with `bash scripts/services.sh stop mariadb && bash scripts/services.sh start mariadb`");
+    // A user the server admits over TLS only: a connector that streams as it used TLS.
+    let user = db_name("tls");
+    let Cdc { kafka, db, database, dir, port, worker, prefix, .. } =
+        Cdc::new("cdctls", "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2);", json!({}));
+    let root = Db { user: "root".into(), password: String::new(), host: db.host.clone(), port: db.port.clone() };
+    root.sql(&format!(
+        "CREATE USER '{user}'@'localhost' IDENTIFIED BY 'pw' REQUIRE SSL; \
+         GRANT SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'localhost';"
+    ));
+    let tls_db = Db { user: user.clone(), password: "pw".into(), host: db.host.clone(), port: db.port.clone() };
+    let sluice = Sluice::standalone(&worker, &[], port, dir.path().join("sluice.log"));
+    let post = |name: &str, extra: Value| {
+        let body = tls_db.connector(name, &format!("{prefix}{name}"), &database, extra);
+        http(port, "POST", "/connectors", Some(&body)).expect("POST")
+    };
+    let trace = |name: &str| -> Option<String> {
+        let status = connector_status(port, name);
+        (status["tasks"][0]["state"] == "FAILED")
+            .then(|| status["tasks"][0]["trace"].as_str().unwrap_or("").to_string())
+    };
+
+    // verify_identity with the server's CA: snapshot and streaming over TLS.
+    let (code, body) = post("good", json!({"database.ssl.mode": "verify_identity", "database.ssl.truststore": ca}));
+    assert_eq!(code, 201, "{body}");
+    let topic = format!("{prefix}good.{database}.t");
+    assert_eq!(wait_records(&kafka, &topic, 2, Duration::from_secs(30)).len(), 2, "{}", sluice.log_text());
+    db.sql(&format!("USE {database}; INSERT INTO t VALUES (3);"));
+    assert_eq!(wait_records(&kafka, &topic, 3, Duration::from_secs(30)).len(), 3, "{}", sluice.log_text());
+
+    // Without TLS the same user is refused: the TLS above was real.
+    assert_eq!(post("plain", json!({"database.ssl.mode": "disabled"})).0, 201);
+    wait_until(Duration::from_secs(30), "plain FAILED", || trace("plain").is_some());
+    assert!(trace("plain").unwrap_or_default().contains("rejected the credentials"), "{:?}", trace("plain"));
+
+    // A CA that did not sign the server's certificate: FAILED, naming what to check.
+    let other = tempfile::tempdir().expect("tmp");
+    let (_, wrong_ca) = tls_certificates(other.path());
+    let wrong = json!({"database.ssl.mode": "verify_ca", "database.ssl.truststore": wrong_ca.display().to_string()});
+    assert_eq!(post("wrongca", wrong).0, 201);
+    wait_until(Duration::from_secs(30), "wrongca FAILED", || trace("wrongca").is_some());
+    let t = trace("wrongca").unwrap_or_default();
+    assert!(t.contains("TLS to MySQL") && t.contains("database.ssl.truststore"), "{t}");
+
+    // A JKS store is refused at validation, with the conversion command.
+    let (code, body) = post("jks", json!({"database.ssl.truststore": "/etc/ssl/truststore.jks"}));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("database.ssl.truststore") && body.contains("keytool"), "{body}");
+    drop(sluice);
+    root.sql(&format!("DROP USER '{user}'@'localhost'"));
+    db.sql(&format!("DROP DATABASE {database}"));
+}

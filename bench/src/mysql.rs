@@ -207,7 +207,8 @@ fn connector(db: &Db, name: &str, database: &str, mode: &str) -> String {
     format!(
         "name={name}\nconnector.class=io.debezium.connector.mysql.MySqlConnector\ndatabase.hostname={}\n\
          database.port={}\ndatabase.user={}\ndatabase.password={}\ndatabase.server.id={}\ntopic.prefix=bench\n\
-         database.include.list={database}\nsnapshot.mode={mode}\ninclude.schema.changes=false\n",
+         database.include.list={database}\nsnapshot.mode={mode}\ninclude.schema.changes=false\n\
+         database.ssl.mode=disabled\n",
         db.host,
         db.port,
         db.user,

@@ -1,17 +1,48 @@
 //! Connections, server checks and table schemas from `information_schema`.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder, Row};
+use mysql_async::{ClientIdentity, Conn, OptsBuilder, Row, SslOpts};
 use sluice_api::ConnectError;
 
-use super::config::MySqlConfig;
+use super::config::{MySqlConfig, SslMode};
 use super::schema::{Column, ColumnKind, Table};
 
-/// Opens a connection.
+/// The TLS settings of `database.ssl.mode`, `.truststore` and `.keystore`; `None` for plain.
+fn ssl_opts(config: &MySqlConfig) -> Option<SslOpts> {
+    if config.ssl_mode == SslMode::Disabled {
+        return None;
+    }
+    // mysql_async builds its TLS config with rustls' process-wide provider; the build links more
+    // than one (other crates bring aws-lc-rs), so name ring, the one sluice uses everywhere.
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    let mut ssl = SslOpts::default();
+    if let Some(ca) = &config.ssl_truststore {
+        ssl = ssl.with_root_certs(vec![PathBuf::from(ca).into()]).with_disable_built_in_roots(true);
+    }
+    if let Some(pem) = &config.ssl_keystore {
+        // One PEM file holds the key and the chain; each side takes its own items from it.
+        ssl = ssl.with_client_identity(Some(ClientIdentity::new(PathBuf::from(pem).into(), PathBuf::from(pem).into())));
+    }
+    match config.ssl_mode {
+        SslMode::Disabled => None,
+        SslMode::Preferred | SslMode::Required => {
+            Some(ssl.with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true))
+        }
+        SslMode::VerifyCa => Some(ssl.with_danger_skip_domain_validation(true)),
+        SslMode::VerifyIdentity => Some(ssl),
+    }
+}
+
+/// Opens a connection (TLS as `database.ssl.mode` says; `preferred` falls back to a plain
+/// connection only when the server offers no TLS).
 pub async fn connect(config: &MySqlConfig) -> Result<Conn, ConnectError> {
     let opts = OptsBuilder::default()
         .ip_or_hostname(config.hostname.clone())
@@ -19,16 +50,47 @@ pub async fn connect(config: &MySqlConfig) -> Result<Conn, ConnectError> {
         .user(Some(config.user.clone()))
         .pass(Some(config.password.clone()))
         .prefer_socket(false);
+    let ssl = ssl_opts(config);
     let timeout = Duration::from_millis(config.connect_timeout_ms);
     let where_ = format!("{}@{}:{}", config.user, config.hostname, config.port);
-    match tokio::time::timeout(timeout, Conn::new(opts)).await {
+    let attempt = |ssl: Option<SslOpts>| tokio::time::timeout(timeout, Conn::new(opts.clone().ssl_opts(ssl)));
+    let mut result = attempt(ssl.clone()).await;
+    let no_tls = |r: &Result<Result<Conn, mysql_async::Error>, _>| {
+        matches!(r, Ok(Err(mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer))))
+    };
+    if no_tls(&result) {
+        if config.ssl_mode == SslMode::Preferred {
+            result = attempt(None).await;
+        } else {
+            return Err(ConnectError::fatal(format!(
+                "MySQL at {where_} offers no TLS, but database.ssl.mode is {:?}: enable TLS on the server (ssl_cert, ssl_key) or lower database.ssl.mode",
+                config.ssl_mode
+            )));
+        }
+    }
+    match result {
         Err(_) => Err(ConnectError::retriable(format!("connecting to MySQL at {where_} timed out after {timeout:?}"))),
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(mysql_async::Error::Server(e))) if e.code == 1045 => {
             Err(ConnectError::fatal(format!("MySQL at {where_} rejected the credentials: {}", e.message)))
         }
+        Ok(Err(e)) if ssl.is_some() && is_tls_failure(&e) => Err(ConnectError::fatal(format!(
+            "TLS to MySQL at {where_} failed ({e}); check database.ssl.truststore (the CA of the server's certificate), \
+             database.ssl.keystore, and database.ssl.mode (verify_identity also checks the host name)"
+        ))),
         Ok(Err(e)) => Err(ConnectError::retriable_from(format!("cannot connect to MySQL at {where_}: {e}"), e)),
     }
+}
+
+/// A TLS handshake or certificate failure, which retrying cannot fix.
+fn is_tls_failure(e: &mysql_async::Error) -> bool {
+    if matches!(e, mysql_async::Error::Io(mysql_async::IoError::Tls(_))) {
+        return true;
+    }
+    let text = format!("{e:?}");
+    ["InvalidCertificate", "certificate", "UnknownIssuer", "AlertReceived", "NotValidForName"]
+        .iter()
+        .any(|needle| text.contains(needle))
 }
 
 /// Maps a driver error: server-side errors that retrying cannot fix are fatal.

@@ -198,6 +198,27 @@ pub struct MySqlConfig {
     pub max_queue_bytes: usize,
     /// `connect.timeout.ms`.
     pub connect_timeout_ms: u64,
+    /// `database.ssl.mode`.
+    pub ssl_mode: SslMode,
+    /// `database.ssl.truststore`: PEM file of the CAs to trust (instead of the system's).
+    pub ssl_truststore: Option<String>,
+    /// `database.ssl.keystore`: PEM file with the client's private key and certificate chain.
+    pub ssl_keystore: Option<String>,
+}
+
+/// `database.ssl.mode`, as Debezium's (MySQL Connector/J's `sslMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain connections.
+    Disabled,
+    /// TLS when the server offers it, certificate unchecked; plain otherwise (the default).
+    Preferred,
+    /// TLS or fail; certificate unchecked.
+    Required,
+    /// TLS with the certificate checked against the trusted CAs, not the host name.
+    VerifyCa,
+    /// TLS with the certificate and the host name checked.
+    VerifyIdentity,
 }
 
 /// Byte bound of the read-ahead queue when `max.queue.size.in.bytes` is 0.
@@ -263,6 +284,37 @@ impl MySqlConfig {
                     .default("")
                     .importance(Importance::High)
                     .doc("Password of the database user."),
+            )
+            .define(
+                key("database.ssl.mode", ConfigType::String, "Connection")
+                    .default("preferred")
+                    .validator(Validator::OneOf(vec!["disabled", "preferred", "required", "verify_ca", "verify_identity"]))
+                    .importance(Importance::Medium)
+                    .doc("TLS to the database: disabled; preferred (TLS when offered, certificate unchecked); required (TLS, certificate unchecked); verify_ca (certificate checked against the trusted CAs); verify_identity (and the host name)."),
+            )
+            .define(
+                key("database.ssl.truststore", ConfigType::String, "Connection")
+                    .default("")
+                    .importance(Importance::Medium)
+                    .doc("PEM file of the CAs to trust for the database's certificate (instead of the system's). JKS and PKCS#12 stores are refused with the command that converts them."),
+            )
+            .define(
+                key("database.ssl.truststore.password", ConfigType::Password, "Connection")
+                    .default("")
+                    .importance(Importance::Low)
+                    .doc("Only for JKS/PKCS#12 stores, which are refused: a PEM truststore has no password."),
+            )
+            .define(
+                key("database.ssl.keystore", ConfigType::String, "Connection")
+                    .default("")
+                    .importance(Importance::Medium)
+                    .doc("PEM file with the client's private key (unencrypted) and certificate chain, for servers that require client certificates."),
+            )
+            .define(
+                key("database.ssl.keystore.password", ConfigType::Password, "Connection")
+                    .default("")
+                    .importance(Importance::Low)
+                    .doc("Refused: encrypted keys and JKS/PKCS#12 stores are not read; convert them to an unencrypted PEM file."),
             )
             .define(
                 key("database.server.id", ConfigType::Long, "Connection")
@@ -450,6 +502,23 @@ impl MySqlConfig {
             }
         }
         let column_shapes = column_shapes(config, &mut errors);
+        for store in ["database.ssl.truststore", "database.ssl.keystore"] {
+            let path = parsed.string(store);
+            let password = parsed.string(&format!("{store}.password"));
+            let binary = [".jks", ".p12", ".pfx", ".keystore"].iter().any(|e| path.to_ascii_lowercase().ends_with(e));
+            if binary || !password.is_empty() {
+                let convert = if store.ends_with("truststore") {
+                    "keytool -exportcert -rfc -alias <alias> -keystore <store> > ca.pem"
+                } else {
+                    "openssl pkcs12 -in <store>.p12 -nodes > client.pem (keytool -importkeystore converts JKS to PKCS#12 first)"
+                };
+                let key = if binary { store.to_string() } else { format!("{store}.password") };
+                let message = format!(
+                    "{key}: only unencrypted PEM files are read (no JKS or PKCS#12 store, no password); convert it: {convert}"
+                );
+                errors.0.push(ConfigError::new(key, message));
+            }
+        }
         errors.into_result()?;
         let filter = |include: &str, exclude: &str| Filter {
             include: Some(parsed.list(include)).filter(|l| !l.is_empty()).map(|l| regex_list(&l)),
@@ -531,6 +600,15 @@ impl MySqlConfig {
                 n => n as usize,
             },
             connect_timeout_ms: parsed.long("connect.timeout.ms") as u64,
+            ssl_mode: match lower("database.ssl.mode").as_str() {
+                "disabled" => SslMode::Disabled,
+                "required" => SslMode::Required,
+                "verify_ca" => SslMode::VerifyCa,
+                "verify_identity" => SslMode::VerifyIdentity,
+                _ => SslMode::Preferred,
+            },
+            ssl_truststore: Some(parsed.string("database.ssl.truststore")).filter(|p| !p.trim().is_empty()),
+            ssl_keystore: Some(parsed.string("database.ssl.keystore")).filter(|p| !p.trim().is_empty()),
         })
     }
 
