@@ -65,7 +65,7 @@ impl Seed<'_> {
             }
             SchemaType::Int64 if s.is_logical(logical::TIMESTAMP) => Value::Timestamp(v),
             SchemaType::Int64 => Value::Int64(v),
-            SchemaType::Float32 => Value::Float32(v as f32),
+            SchemaType::Float32 => Value::Float32(v as f64 as f32),
             SchemaType::Float64 => Value::Float64(v as f64),
             _ => return Err(fallback()),
         })
@@ -106,7 +106,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
         match i64::try_from(v) {
             Ok(v) => self.int(v),
             Err(_) => match self.schema.schema_type {
-                SchemaType::Float32 => Ok(Value::Float32(v as f32)),
+                SchemaType::Float32 => Ok(Value::Float32(v as f64 as f32)),
                 SchemaType::Float64 => Ok(Value::Float64(v as f64)),
                 _ => Err(fallback()),
             },

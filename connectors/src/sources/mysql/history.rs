@@ -98,16 +98,19 @@ impl History {
         let values = state.read_all(topic).await?.unwrap_or_default();
         let mut records = Vec::with_capacity(values.len());
         for (i, v) in values.iter().enumerate() {
+            // Records of other connectors sharing the topic are not ours, readable or not.
+            let server =
+                serde_json::from_slice::<Json>(v).ok().and_then(|j| j["source"]["server"].as_str().map(String::from));
+            if server.as_deref().is_some_and(|s| s != prefix) {
+                continue;
+            }
             let record = parse_record(v).map_err(|e| {
                 ConnectError::fatal(format!(
                     "schema history topic {topic}: record {i} cannot be read ({e}); \
                      set snapshot.mode=recovery with a new schema.history.internal.kafka.topic to rebuild it"
                 ))
             })?;
-            // Records of other connectors sharing the topic are not ours.
-            if record.0.as_deref().is_none_or(|s| s == prefix) {
-                records.push(record.1);
-            }
+            records.push(record.1);
         }
         tracing::info!(topic, records = records.len(), "schema history read");
         Ok(History { topic: topic.to_string(), prefix: prefix.to_string(), state, records })

@@ -191,6 +191,10 @@ impl Reader {
             let pos = get("binlog_snapshot_position").and_then(|p| p.parse().ok()).unwrap_or(4);
             Position { file, pos, ..Position::default() }
         };
+        // The captured tables and their definitions, read at the snapshot point: under the lock
+        // where one is taken (a DDL right after the point must not be taken for the definition
+        // at it), else right after the snapshot started.
+        let mut definitions: Option<Result<Vec<Arc<Table>>, ConnectError>> = None;
         let position = if server.mariadb && threads == 1 {
             // MariaDB reports the binlog position of a consistent snapshot without any lock.
             let r = &mut readers[0];
@@ -199,6 +203,8 @@ impl Reader {
         } else {
             // Several connections (or MySQL): a global read lock only while the snapshots start
             // and the position is read, so they all see the same point.
+            // FTWRL waits for running queries and meanwhile blocks every write: give up after 10 s.
+            conn.query_drop("SET SESSION lock_wait_timeout = 10").await.map_err(db)?;
             conn.query_drop("FLUSH TABLES WITH READ LOCK").await.map_err(|e| {
                 catalog::db_error(
                     "the snapshot's global read lock (FLUSH TABLES WITH READ LOCK, needs the RELOAD privilege; \
@@ -222,8 +228,13 @@ impl Reader {
                 }
             }
             .await;
-            conn.query_drop("UNLOCK TABLES").await.map_err(db)?;
-            started.map_err(db)?.ok_or_else(|| ConnectError::fatal("SHOW MASTER STATUS returned nothing"))?
+            if started.is_ok() {
+                definitions = Some(self.load_definitions(conn).await);
+            }
+            let unlocked = conn.query_drop("UNLOCK TABLES").await;
+            let started = started.map_err(db)?;
+            unlocked.map_err(db)?;
+            started.ok_or_else(|| ConnectError::fatal("SHOW MASTER STATUS returned nothing"))?
         };
         if position.file.is_empty() {
             return Err(ConnectError::fatal(
@@ -236,20 +247,18 @@ impl Reader {
             Some((p, progress)) if !p.file.is_empty() => (p, Some(progress)),
             _ => (position, None),
         };
-        let tables = catalog::captured_tables(conn, &self.config).await?;
-        tracing::info!(tables = tables.len(), threads, file = %position.file, pos = position.pos, resumed = progress.is_some(), "snapshot starting");
+        let loaded = match definitions {
+            Some(d) => d?,
+            None => self.load_definitions(conn).await?,
+        };
+        tracing::info!(tables = loaded.len(), threads, file = %position.file, pos = position.pos, resumed = progress.is_some(), "snapshot starting");
         // The history gets every captured table's definition at the snapshot position (a resumed
         // snapshot recorded them on its first attempt), before any row of the snapshot is queued.
         if self.history.as_ref().is_some_and(|h| progress.is_none() || h.is_empty()) {
-            self.record_definitions(conn, &tables, &position).await?;
+            self.record_definitions(conn, &loaded, &position).await?;
         }
-        let mut loaded = Vec::with_capacity(tables.len());
-        for (db_name, table_name) in &tables {
-            if let Some(table) = catalog::load_table(conn, &self.config, db_name, table_name).await? {
-                let table = Arc::new(table);
-                self.catalog.insert(table.clone());
-                loaded.push(table);
-            }
+        for table in &loaded {
+            self.catalog.insert(table.clone());
         }
         let ids: Vec<String> = loaded.iter().map(|t| t.id()).collect();
         let jobs = match self.config.snapshot_mode {
@@ -292,6 +301,13 @@ impl Reader {
             if batch.len() >= self.config.max_batch_size && self.queue.send(std::mem::take(&mut batch)).await.is_err() {
                 return Ok(None);
             }
+        }
+        // Every reader ended; one that panicked ends without an error: never take its tables
+        // for done.
+        if let Some(table) = tracker.pending() {
+            return Err(ConnectError::retriable(format!(
+                "a snapshot reader ended before finishing {table}; the snapshot resumes from its stored progress"
+            )));
         }
         if let Some(mut record) = held.take() {
             // The last row carries the streaming offset, so a restart after it does not redo the snapshot.
@@ -372,8 +388,8 @@ impl Reader {
             if history.is_empty() {
                 // Offsets without a history (snapshot.mode=recovery, or FULL table-map metadata):
                 // the current definitions, recorded at the stored position.
-                let tables = catalog::captured_tables(&mut meta, &self.config).await?;
-                tracing::warn!(topic = history.topic(), tables = tables.len(), file = %position.file, pos = position.pos, "schema history is empty: recording the current table definitions at the stored position");
+                tracing::warn!(topic = history.topic(), file = %position.file, pos = position.pos, "schema history is empty: recording the current table definitions at the stored position");
+                let tables = self.load_definitions(&mut meta).await?;
                 self.record_definitions(&mut meta, &tables, &position).await?;
             } else {
                 self.catalog = Catalog::default();
@@ -620,10 +636,11 @@ impl Reader {
         end: u64,
         batch: &mut Vec<SourceRecord>,
     ) -> Result<(), ConnectError> {
-        let word = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        let body = strip_leading_comments(sql);
+        let word = body.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
         match word.as_str() {
             "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE" => {
-                let (_, target) = ddl_target(sql, schema);
+                let (_, target) = ddl_target(body, schema);
                 // TRUNCATE keeps the table's schema: look it up before the cache is dropped.
                 let truncated = match (&target, word.as_str()) {
                     (Some((d, t)), "TRUNCATE") if !t.is_empty() && self.config.captures_table(d, t) => {
@@ -635,7 +652,10 @@ impl Reader {
                     self.catalog.invalidate();
                 }
                 let db = target.as_ref().map_or(schema.to_string(), |(d, _)| d.clone());
-                let table_captured = target.as_ref().is_none_or(|(d, t)| t.is_empty() || self.config.captures_table(d, t));
+                // Any captured table the statement names (`RENAME TABLE other TO captured`,
+                // `DROP TABLE other, captured`) makes it ours.
+                let table_captured = target.as_ref().is_none_or(|(d, t)| t.is_empty() || self.config.captures_table(d, t))
+                    || matches!(ddl_tables(body, schema), DdlNames::Tables(names) if names.iter().any(|(d, t)| self.config.captures_table(d, t)));
                 if !self.config.captures_database(&db) || !table_captured {
                     return Ok(());
                 }
@@ -772,20 +792,31 @@ impl Reader {
     async fn record_definitions(
         &mut self,
         conn: &mut Conn,
-        tables: &[(String, String)],
+        tables: &[Arc<Table>],
         position: &Position,
     ) -> Result<(), ConnectError> {
         let mut entries = Vec::with_capacity(tables.len());
-        for (db, name) in tables {
-            let Some(table) = catalog::load_table(conn, &self.config, db, name).await? else { continue };
-            let ddl = catalog::show_create_table(conn, db, name).await?;
-            entries.push((db.clone(), ddl, vec![Change::of(ChangeKind::Create, &table)]));
-            self.catalog.insert(Arc::new(table));
+        for table in tables {
+            let ddl = catalog::show_create_table(conn, &table.db, &table.name).await?;
+            entries.push((table.db.clone(), ddl, vec![Change::of(ChangeKind::Create, table)]));
+            self.catalog.insert(table.clone());
         }
         if let Some(history) = self.history.as_mut() {
             history.record(position, entries).await?;
         }
         Ok(())
+    }
+
+    /// The captured tables (sorted) with their current definitions.
+    async fn load_definitions(&self, conn: &mut Conn) -> Result<Vec<Arc<Table>>, ConnectError> {
+        let tables = catalog::captured_tables(conn, &self.config).await?;
+        let mut loaded = Vec::with_capacity(tables.len());
+        for (db, name) in &tables {
+            if let Some(table) = catalog::load_table(conn, &self.config, db, name).await? {
+                loaded.push(Arc::new(table));
+            }
+        }
+        Ok(loaded)
     }
 
     /// Brings the catalog past a DDL statement on a captured database and records it in the
@@ -819,6 +850,7 @@ impl Reader {
     /// The captured tables a DDL statement changed, with the definitions the server has now,
     /// brought into the catalog.
     async fn ddl_changes(&mut self, meta: &mut Conn, sql: &str, default_db: &str) -> Result<Vec<Change>, ConnectError> {
+        let sql = strip_leading_comments(sql);
         let names = match ddl_tables(sql, default_db) {
             DdlNames::Tables(names) => names,
             DdlNames::Database(d) => self.catalog.tables_of(&d),
@@ -1132,6 +1164,17 @@ pub(super) fn text_of(v: &mysql_async::Value) -> Option<String> {
     }
 }
 
+/// A primary-key value as the snapshot keeps it (offsets, the next chunk's `WHERE`): text, or
+/// for binary columns the bytes in hex (text would not survive bytes that are not UTF-8).
+pub(super) fn key_text(column: &super::schema::Column, v: &mysql_async::Value) -> Option<String> {
+    match (v, &column.kind) {
+        (mysql_async::Value::Bytes(b), super::schema::ColumnKind::Binary { .. }) => {
+            Some(b.iter().map(|x| format!("{x:02x}")).collect())
+        }
+        _ => text_of(v),
+    }
+}
+
 pub(super) fn snapshot_values(table: &Table, config: &MySqlConfig, row: &Row) -> Result<Vec<Value>, ConnectError> {
     let mut values: Vec<Value> = table
         .columns
@@ -1167,11 +1210,19 @@ pub(super) fn chunk_query(table: &Table, after: Option<&Vec<Option<String>>>, li
     let mut sql = format!("SELECT {cols} FROM {from}");
     if let Some(key) = after {
         // (a > x) OR (a = x AND b > y) OR ...: a range the primary key index serves.
-        let lit = |v: &Option<String>| v.as_deref().map_or("NULL".to_string(), quote_literal);
+        let lit = |j: usize, v: &Option<String>| match v.as_deref() {
+            None => "NULL".to_string(),
+            Some(hex)
+                if matches!(table.columns[table.primary_key[j]].kind, super::schema::ColumnKind::Binary { .. }) =>
+            {
+                format!("X{}", quote_literal(hex))
+            }
+            Some(text) => quote_literal(text),
+        };
         let mut ors = Vec::new();
         for i in 0..pk.len().min(key.len()) {
-            let mut ands: Vec<String> = (0..i).map(|j| format!("{} = {}", pk[j], lit(&key[j]))).collect();
-            ands.push(format!("{} > {}", pk[i], lit(&key[i])));
+            let mut ands: Vec<String> = (0..i).map(|j| format!("{} = {}", pk[j], lit(j, &key[j]))).collect();
+            ands.push(format!("{} > {}", pk[i], lit(i, &key[i])));
             ors.push(format!("({})", ands.join(" AND ")));
         }
         sql.push_str(&format!(" WHERE {}", ors.join(" OR ")));
@@ -1207,6 +1258,26 @@ fn ddl_target(sql: &str, default_db: &str) -> (Option<&'static str>, Option<(Str
     match name.split_once('.') {
         Some((d, n)) => (kind, Some((unquote(d), unquote(n)))),
         None => (kind, Some((default_db.to_string(), unquote(name)))),
+    }
+}
+
+/// The statement after any leading comments (`/* ... */`, `# ...`, `-- ...`).
+fn strip_leading_comments(sql: &str) -> &str {
+    let mut rest = sql.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix("/*") {
+            match after.find("*/") {
+                Some(end) => rest = after[end + 2..].trim_start(),
+                None => return "",
+            }
+        } else if rest.starts_with('#') || rest.starts_with("-- ") {
+            match rest.find('\n') {
+                Some(end) => rest = rest[end + 1..].trim_start(),
+                None => return "",
+            }
+        } else {
+            return rest;
+        }
     }
 }
 
@@ -1333,6 +1404,44 @@ mod tests {
             (Some("CREATE"), Some(("a".into(), "b".into())))
         );
         assert_eq!(ddl_target("DROP DATABASE x", ""), (Some("DROP"), Some(("x".into(), String::new()))));
+    }
+
+    #[test]
+    fn leading_comments_are_not_the_statement() {
+        assert_eq!(strip_leading_comments("  /* tool */ ALTER TABLE t ADD c INT"), "ALTER TABLE t ADD c INT");
+        assert_eq!(strip_leading_comments("# note\n-- more\nDROP TABLE t"), "DROP TABLE t");
+        assert_eq!(strip_leading_comments("/* open"), "");
+    }
+
+    #[test]
+    fn binary_keys_chunk_by_their_bytes() {
+        let config = MySqlConfig::parse(
+            &[("database.hostname", "h"), ("database.user", "u"), ("topic.prefix", "p"), ("database.server.id", "7")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+        .expect("config");
+        let col = |name: &str, kind| super::super::schema::Column {
+            name: name.into(),
+            kind,
+            nullable: false,
+            captured: true,
+        };
+        let table = Table::new(
+            "d",
+            "t",
+            vec![
+                col("k", super::super::schema::ColumnKind::Binary { pad_to: Some(2) }),
+                col("n", super::super::schema::ColumnKind::Text { latin1: false }),
+            ],
+            vec![0, 1],
+            &config,
+        );
+        let k = key_text(&table.columns[0], &mysql_async::Value::Bytes(vec![0xff, 0x00])).expect("key");
+        assert_eq!(k, "ff00");
+        let sql = chunk_query(&table, Some(&vec![Some(k), Some("it's".into())]), 10);
+        assert!(sql.contains("`k` > X'ff00'") && sql.contains("`k` = X'ff00' AND `n` > 'it\\'s'"), "{sql}");
     }
 
     #[test]

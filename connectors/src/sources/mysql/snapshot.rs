@@ -98,6 +98,11 @@ impl Tracker {
         }
     }
 
+    /// The first table not read to its end, if any.
+    pub fn pending(&self) -> Option<&str> {
+        self.ids.get(self.low).map(String::as_str)
+    }
+
     /// The progress to store with the record just queued.
     pub fn progress(&self) -> SnapshotProgress {
         let Some(table) = self.ids.get(self.low) else {
@@ -157,8 +162,11 @@ pub async fn read_tables(mut conn: Conn, shared: Arc<Shared>, tx: mpsc::Sender<R
                 let mut records = Vec::with_capacity(rows.len());
                 for row in rows {
                     let values = super::reader::snapshot_values(table, &shared.config, &row)?;
-                    let key: Key =
-                        table.primary_key.iter().map(|&i| row.as_ref(i).and_then(super::reader::text_of)).collect();
+                    let key: Key = table
+                        .primary_key
+                        .iter()
+                        .map(|&i| row.as_ref(i).and_then(|v| super::reader::key_text(&table.columns[i], v)))
+                        .collect();
                     let record = snapshot_record(&shared.config, table, values, &shared.position, "true");
                     let keyed = (!table.primary_key.is_empty()).then(|| key.clone());
                     after = Some(key);
