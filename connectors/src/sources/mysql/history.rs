@@ -193,14 +193,15 @@ fn compare(a: &Position, b: &Position) -> Ordering {
 }
 
 /// `"db"."table"`, Debezium's table id.
-pub fn table_id(db: &str, table: &str) -> String {
+fn table_id(db: &str, table: &str) -> String {
     format!("\"{db}\".\"{table}\"")
 }
 
 /// A change in Debezium's `tableChanges` form (a dropped table with no columns).
 pub fn change_json(change: &Change) -> Json {
     const NONE: &(Vec<Column>, Vec<usize>) = &(Vec::new(), Vec::new());
-    let table = Some(change.def.as_ref().unwrap_or(NONE)).map(|(columns, pk)| {
+    let (columns, pk) = change.def.as_ref().unwrap_or(NONE);
+    let table = {
         let charset = columns.iter().find_map(|c| match c.kind {
             ColumnKind::Text { latin1 } => Some(if latin1 { "latin1" } else { "utf8mb4" }),
             _ => None,
@@ -211,7 +212,7 @@ pub fn change_json(change: &Change) -> Json {
             "columns": columns.iter().enumerate().map(|(i, c)| column_json(i, c)).collect::<Vec<_>>(),
             "attributes": [],
         })
-    });
+    };
     json!({"type": change.kind.name(), "id": table_id(&change.db, &change.table), "table": table, "comment": null})
 }
 

@@ -391,6 +391,9 @@ impl Reader {
                 tracing::warn!(topic = history.topic(), file = %position.file, pos = position.pos, "schema history is empty: recording the current table definitions at the stored position");
                 let tables = self.load_definitions(&mut meta).await?;
                 self.record_definitions(&mut meta, &tables, &position).await?;
+                for table in tables {
+                    self.catalog.insert(table);
+                }
             } else {
                 self.catalog = Catalog::default();
                 for table in history.tables_at(&position, &self.config) {
@@ -640,7 +643,7 @@ impl Reader {
         let word = body.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
         match word.as_str() {
             "CREATE" | "ALTER" | "DROP" | "RENAME" | "TRUNCATE" => {
-                let (_, target) = ddl_target(body, schema);
+                let target = ddl_target(body, schema);
                 // TRUNCATE keeps the table's schema: look it up before the cache is dropped.
                 let truncated = match (&target, word.as_str()) {
                     (Some((d, t)), "TRUNCATE") if !t.is_empty() && self.config.captures_table(d, t) => {
@@ -787,8 +790,8 @@ impl Reader {
         self.emit_rows(s, rows, tme, &table, op, skipped, skip_rows, event_index, start, batch)
     }
 
-    /// Records the current definitions of `tables` in the history at `position`, each with its
-    /// `SHOW CREATE TABLE` as DDL, and seeds the catalog with them.
+    /// Records the definitions of `tables` in the history at `position`, each with its
+    /// `SHOW CREATE TABLE` as DDL.
     async fn record_definitions(
         &mut self,
         conn: &mut Conn,
@@ -799,7 +802,6 @@ impl Reader {
         for table in tables {
             let ddl = catalog::show_create_table(conn, &table.db, &table.name).await?;
             entries.push((table.db.clone(), ddl, vec![Change::of(ChangeKind::Create, table)]));
-            self.catalog.insert(table.clone());
         }
         if let Some(history) = self.history.as_mut() {
             history.record(position, entries).await?;
@@ -1231,33 +1233,24 @@ pub(super) fn chunk_query(table: &Table, after: Option<&Vec<Option<String>>>, li
     sql
 }
 
-/// The change kind and `(db, table)` a DDL statement names, best effort (`table` empty for
+/// The `(db, table)` a DDL statement names first, best effort (`table` empty for
 /// database-level statements).
-fn ddl_target(sql: &str, default_db: &str) -> (Option<&'static str>, Option<(String, String)>) {
+fn ddl_target(sql: &str, default_db: &str) -> Option<(String, String)> {
     let words: Vec<&str> = sql.split_whitespace().collect();
     let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
-    let kind = match upper.first().map(String::as_str) {
-        Some("CREATE") => Some("CREATE"),
-        Some("ALTER") | Some("RENAME") | Some("TRUNCATE") => Some("ALTER"),
-        Some("DROP") => Some("DROP"),
-        _ => None,
-    };
-    let Some(t) = upper.iter().position(|w| w == "TABLE" || w == "DATABASE" || w == "SCHEMA") else {
-        return (kind, None);
-    };
+    let t = upper.iter().position(|w| w == "TABLE" || w == "DATABASE" || w == "SCHEMA")?;
     let mut i = t + 1;
     while i < upper.len() && matches!(upper[i].as_str(), "IF" | "NOT" | "EXISTS") {
         i += 1;
     }
-    let Some(name) = words.get(i) else { return (kind, None) };
-    let name = name.trim_end_matches([';', '(', ',']);
+    let name = words.get(i)?.trim_end_matches([';', '(', ',']);
     let unquote = |s: &str| s.trim_matches('`').to_string();
     if upper[t] != "TABLE" {
-        return (kind, Some((unquote(name), String::new())));
+        return Some((unquote(name), String::new()));
     }
     match name.split_once('.') {
-        Some((d, n)) => (kind, Some((unquote(d), unquote(n)))),
-        None => (kind, Some((default_db.to_string(), unquote(name)))),
+        Some((d, n)) => Some((unquote(d), unquote(n))),
+        None => Some((default_db.to_string(), unquote(name))),
     }
 }
 
@@ -1395,15 +1388,9 @@ mod tests {
 
     #[test]
     fn ddl_targets() {
-        assert_eq!(
-            ddl_target("ALTER TABLE orders ADD COLUMN x INT", "shop"),
-            (Some("ALTER"), Some(("shop".into(), "orders".into())))
-        );
-        assert_eq!(
-            ddl_target("CREATE TABLE IF NOT EXISTS `a`.`b` (id int)", "shop"),
-            (Some("CREATE"), Some(("a".into(), "b".into())))
-        );
-        assert_eq!(ddl_target("DROP DATABASE x", ""), (Some("DROP"), Some(("x".into(), String::new()))));
+        assert_eq!(ddl_target("ALTER TABLE orders ADD COLUMN x INT", "shop"), Some(("shop".into(), "orders".into())));
+        assert_eq!(ddl_target("CREATE TABLE IF NOT EXISTS `a`.`b` (id int)", "shop"), Some(("a".into(), "b".into())));
+        assert_eq!(ddl_target("DROP DATABASE x", ""), Some(("x".into(), String::new())));
     }
 
     #[test]
