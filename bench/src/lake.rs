@@ -44,8 +44,10 @@ fn event(i: usize) -> String {
 }
 
 /// Decodes the same records with the JSON converter, then encodes them as one Parquet file
-/// (snappy), timing the encode only.
-fn raw_encode(n: usize, size: usize) -> Result<(Rate, Rate)> {
+/// (snappy) twice, timing the encodes only: first with a dictionary on every column (the Parquet
+/// writers' default), then with dictionaries only where that first file showed they pay (as the
+/// sink writes its files after the first).
+fn raw_encode(n: usize, size: usize) -> Result<(Rate, Rate, Rate)> {
     let conv = create_converter("value.converter", "json", &Default::default(), false)
         .map_err(|e| anyhow!("converter: {e}"))?;
     let texts: Vec<String> = (0..n).map(event).collect();
@@ -59,16 +61,29 @@ fn raw_encode(n: usize, size: usize) -> Result<(Rate, Rate)> {
     }
     let decode = Rate { records: n, seconds: start.elapsed().as_secs_f64(), bytes: n * size };
     let refs: Vec<&Value> = values.iter().collect();
-    let start = Instant::now();
-    let file = sluice_connectors::sinks::parquet::encode(
-        schema.as_ref(),
-        &refs,
-        sluice_connectors::sinks::parquet::Codec::Snappy,
-    )
-    .map_err(|e| anyhow!("encode: {e}"))?;
-    let encode = Rate { records: n, seconds: start.elapsed().as_secs_f64(), bytes: n * size };
-    println!("  (Parquet file of {n} records: {:.1} MB)", file.len() as f64 / 1e6);
-    Ok((decode, encode))
+    let mut advice = sluice_connectors::sinks::parquet::dictionary::Advice::default();
+    let mut encode = || -> Result<Rate> {
+        let start = Instant::now();
+        let file = sluice_connectors::sinks::parquet::encode(
+            schema.as_ref(),
+            &refs,
+            sluice_connectors::sinks::parquet::Codec::Snappy,
+            &mut advice,
+        )
+        .map_err(|e| anyhow!("encode: {e}"))?;
+        let rate = Rate { records: n, seconds: start.elapsed().as_secs_f64(), bytes: n * size };
+        println!("  (Parquet file of {n} records: {:.1} MB)", file.len() as f64 / 1e6);
+        Ok(rate)
+    };
+    let every = encode()?;
+    let learned = encode()?;
+    Ok((decode, every, learned))
+}
+
+/// CPU seconds spent on `n` records, as microseconds per record: the cost of the path, steadier
+/// than its rate on a machine whose two cores the broker shares.
+fn cpu_per_record(seconds: f64, n: usize) -> String {
+    format!("CPU {seconds:.2} s = {:.2} us/record", seconds * 1e6 / n.max(1) as f64)
 }
 
 async fn count_files(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<usize> {
@@ -214,11 +229,14 @@ async fn run_sink(
     );
     let launched = Instant::now();
     let (sink_dir, sink) = start_sink(dir, "parquet-sink", bootstrap, connector)?;
-    let prefix = format!("topics/{topic}");
+    let dir_key = location.lines().find_map(|l| l.strip_prefix("topics.dir=")).unwrap_or("topics");
+    let prefix = format!("{dir_key}/{topic}");
     let mut first = None;
+    let mut cpu_at_first = 0.0;
     loop {
         if first.is_none() && records_put(sink.port).await > 0 {
             first = Some(Instant::now());
+            cpu_at_first = sink.cpu_seconds();
         }
         if count_files(&store, &prefix).await? >= files {
             break;
@@ -231,9 +249,10 @@ async fn run_sink(
     let join = first.map_or(0.0, |f| (f - launched).as_secs_f64());
     let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
     let rss = sink.peak_rss_mib();
+    let cpu = cpu_per_record(sink.cpu_seconds() - cpu_at_first, n);
     sink.stop()?;
     let rate = Rate { records: n, seconds: secs, bytes: n * size };
-    println!("sluice Kafka -> Parquet ({what:<5})                 {rate}  peak RSS {rss:.1} MiB (start + group join {join:.1} s, excluded)");
+    println!("sluice Kafka -> Parquet ({what:<5})                 {rate}  peak RSS {rss:.1} MiB  {cpu} (start + group join {join:.1} s, excluded)");
     Ok(())
 }
 
@@ -259,9 +278,11 @@ async fn run_delta(
     let table = location.replace("${topic}", topic);
     let last = n as i64 - 1;
     let mut first = None;
+    let mut cpu_at_first = 0.0;
     loop {
         if first.is_none() && records_put(sink.port).await > 0 {
             first = Some(Instant::now());
+            cpu_at_first = sink.cpu_seconds();
         }
         let done = sluice_connectors::sinks::delta::committed_offset(&table, storage, &name, topic, 0)
             .await
@@ -277,9 +298,10 @@ async fn run_delta(
     let join = first.map_or(0.0, |f| (f - launched).as_secs_f64());
     let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
     let rss = sink.peak_rss_mib();
+    let cpu = cpu_per_record(sink.cpu_seconds() - cpu_at_first, n);
     sink.stop()?;
     let rate = Rate { records: n, seconds: secs, bytes: n * size };
-    println!("sluice Kafka -> Delta   ({what:<5})                 {rate}  peak RSS {rss:.1} MiB (start + group join {join:.1} s, excluded)");
+    println!("sluice Kafka -> Delta   ({what:<5})                 {rate}  peak RSS {rss:.1} MiB  {cpu} (start + group join {join:.1} s, excluded)");
     Ok(())
 }
 
@@ -292,16 +314,24 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     create_topic(bootstrap, &topic).await?;
     let (_, size) = super::sinks::produce_docs(bootstrap, &topic, n, event).await?;
     println!("({size} bytes per record, schema envelope included)");
+    let cpu_before = super::cpu_seconds(std::process::id());
     let consumed = raw_consume(bootstrap, &topic, n, size).await?;
-    println!("raw rdkafka consume                                {consumed}");
-    let (decode, encode) = raw_encode(n, size)?;
+    let cpu = cpu_per_record(super::cpu_seconds(std::process::id()) - cpu_before, n);
+    println!("raw rdkafka consume                                {consumed}  {cpu} (consumer start included)");
+    let (decode, every, learned) = raw_encode(n, size)?;
     println!("raw JSON converter decode (1 thread)               {decode}");
-    println!("raw Parquet encode, Connect values -> snappy file  {encode}");
+    println!("raw Parquet encode, Connect values -> snappy file  {every}  (a dictionary on every column)");
+    println!("raw Parquet encode, Connect values -> snappy file  {learned}  (dictionaries where they pay)");
 
     let local = dir.join("lake");
     std::fs::create_dir_all(&local)?;
     let fs: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&local)?);
-    run_sink("local", bootstrap, dir, &topic, n, size, &format!("store.url=file://{}", local.display()), fs).await?;
+    // The same sink with a dictionary on every column (Parquet writers' default), before and after
+    // the default (`parquet.dictionary=auto`), so that the two compare on the same machine state.
+    let always = format!("store.url=file://{}\ntopics.dir=always\nparquet.dictionary=always", local.display());
+    run_sink("local", bootstrap, dir, &topic, n, size, &format!("store.url=file://{}", local.display()), fs.clone())
+        .await?;
+    run_sink("local, parquet.dictionary=always (A/B)", bootstrap, dir, &topic, n, size, &always, fs.clone()).await?;
     parquet_latency(bootstrap, dir, 2000).await?;
     let tables = dir.join("delta");
     let tables = format!("{}/${{topic}}", tables.display());

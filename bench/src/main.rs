@@ -237,6 +237,17 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU time (user + system) process `pid` has used so far, in seconds (0 when unknown); Linux
+/// counts it in clock ticks of 10 ms.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime and
+    // stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: Vec<f64> = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse().ok()).collect();
+    ticks.iter().sum::<f64>() / 100.0
+}
+
 struct SluiceProc {
     child: Child,
     dir: PathBuf,
@@ -287,6 +298,10 @@ impl SluiceProc {
     /// Peak resident memory (VmHWM) in MiB.
     fn peak_rss_mib(&self) -> f64 {
         peak_rss_mib(self.child.id())
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.child.id())
     }
 
     fn stop(mut self) -> Result<()> {

@@ -77,6 +77,9 @@ pub struct ParquetSinkConfig {
     pub offset_pad: usize,
     /// `parquet.codec`.
     pub codec: Codec,
+    /// `parquet.dictionary`: `auto` (false) learns which columns a dictionary pays for;
+    /// `always` (true) gives every column one, as Parquet writers do by default.
+    pub dictionary_always: bool,
     /// `flush.size`: records per file.
     pub flush_size: u64,
     /// `rotate.interval.ms`: record-time span of a file.
@@ -191,6 +194,11 @@ impl ParquetSinkConfig {
                 .importance(Importance::Low)
                 .validator(Validator::OneOf(vec!["snappy", "zstd", "gzip", "none", "uncompressed"]))
                 .doc("Parquet compression codec."), "Format"))
+            .define(g(ConfigKey::new("parquet.dictionary", ConfigType::String)
+                .default("auto")
+                .importance(Importance::Low)
+                .validator(Validator::OneOf(vec!["auto", "always"]))
+                .doc("auto: a column whose values turned out (nearly) all distinct in a file is written without a dictionary in the topic's next files (every 16th file tries again); always: every column gets a dictionary, as Parquet writers do by default."), "Format"))
             .define(g(ConfigKey::new("parquet.row.group.bytes", ConfigType::Int)
                 .default("8388608")
                 .importance(Importance::Low)
@@ -330,6 +338,7 @@ impl ParquetSinkConfig {
                 "none" | "uncompressed" => Codec::None,
                 _ => Codec::Snappy,
             },
+            dictionary_always: p.string("parquet.dictionary").eq_ignore_ascii_case("always"),
             flush_size: p.int("flush.size").max(1) as u64,
             rotate_interval_ms: positive("rotate.interval.ms"),
             rotate_schedule_ms: positive("rotate.schedule.interval.ms"),

@@ -22,6 +22,7 @@
 
 pub(crate) mod arrow;
 mod config;
+pub mod dictionary;
 mod partitioner;
 mod store;
 
@@ -34,7 +35,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use parquet::arrow::ArrowWriter;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{WriterProperties, WriterPropertiesBuilder};
 use sluice_api::{
     ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, ErrantRecordReporter, ErrorKind,
     Offsets, PluginInfo, SinkRecord, SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
@@ -116,26 +117,33 @@ pub struct ParquetSinkTask {
     files_written: u64,
     /// Where records that cannot be placed go (`errors.tolerance=all`); without it they fail the task.
     errant: Option<ErrantRecordReporter>,
+    /// Per topic: which columns get a dictionary (see `dictionary`).
+    dictionaries: HashMap<String, dictionary::Advice>,
 }
 
-fn writer_properties(codec: Codec) -> WriterProperties {
+fn writer_properties_builder(codec: Codec) -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(codec.compression())
         .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// Encodes values of one value schema as a whole Parquet file in memory, the way the sink's files
-/// are encoded (the benchmark's raw encode limit).
-pub fn encode(schema: Option<&sluice_api::SchemaRef>, values: &[&Value], codec: Codec) -> Result<Vec<u8>, String> {
+/// are encoded (the benchmark's raw encode limit): with the dictionaries `advice` gives, which
+/// then learns from the file.
+pub fn encode(
+    schema: Option<&sluice_api::SchemaRef>,
+    values: &[&Value],
+    codec: Codec,
+    advice: &mut dictionary::Advice,
+) -> Result<Vec<u8>, String> {
     let shape = RowShape::of(schema);
     let arrow_schema = shape.arrow_schema()?;
-    let mut w = ArrowWriter::try_new(Vec::new(), arrow_schema.clone(), Some(writer_properties(codec)))
-        .map_err(|e| e.to_string())?;
+    let props = advice.apply(writer_properties_builder(codec)).build();
+    let mut w = ArrowWriter::try_new(Vec::new(), arrow_schema.clone(), Some(props)).map_err(|e| e.to_string())?;
     for chunk in values.chunks(1024) {
         w.write(&shape.batch(&arrow_schema, chunk)?).map_err(|e| e.to_string())?;
     }
-    w.finish().map_err(|e| e.to_string())?;
+    advice.learn(&w.finish().map_err(|e| e.to_string())?);
     w.sync().map_err(|e| e.to_string())?;
     Ok(std::mem::take(w.inner_mut()))
 }
@@ -194,12 +202,15 @@ impl ParquetSinkTask {
         Some((parts.next()?.to_string(), partition, offset))
     }
 
-    fn new_file(&self, key: &FileKey, shape: RowShape, r: &SinkRecord, ts: i64) -> Result<OpenFile, ConnectError> {
+    fn new_file(&mut self, key: &FileKey, shape: RowShape, r: &SinkRecord, ts: i64) -> Result<OpenFile, ConnectError> {
+        let (codec, always) = (self.cfg()?.codec, self.cfg()?.dictionary_always);
+        let props = writer_properties_builder(codec);
+        let props = if always { props } else { self.dictionaries.entry(key.0.topic.clone()).or_default().apply(props) };
+        let props = props.build();
         let c = self.cfg()?;
         let schema = shape
             .arrow_schema()
             .map_err(|e| err_at(r, format!("the value schema cannot be written to Parquet: {e}")))?;
-        let props = writer_properties(c.codec);
         let writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
             .map_err(|e| err_at(r, format!("cannot start a Parquet file: {e}")))?;
         let tp = &key.0;
@@ -276,9 +287,12 @@ impl ParquetSinkTask {
             f.writer.append_key_value_metadata(KeyValue::new(k.to_string(), v));
         }
         let what = || format!("{tp} file at offset {}", f.start);
-        if let Err(e) = f.writer.finish() {
-            f.upload.abort().await;
-            return Err(ConnectError::fatal(format!("{}: Parquet encoding failed: {e}", what())));
+        match f.writer.finish() {
+            Ok(meta) => self.dictionaries.entry(tp.topic.clone()).or_default().learn(&meta),
+            Err(e) => {
+                f.upload.abort().await;
+                return Err(ConnectError::fatal(format!("{}: Parquet encoding failed: {e}", what())));
+            }
         }
         let _ = f.writer.sync();
         let bytes = std::mem::take(f.writer.inner_mut());
