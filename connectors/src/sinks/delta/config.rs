@@ -36,6 +36,8 @@ pub struct DeltaSinkConfig {
     pub zone: Zone,
     /// `parquet.codec`.
     pub codec: Codec,
+    /// `parquet.dictionary=always`: a dictionary on every column (else learned, as the Parquet sink).
+    pub dictionary_always: bool,
     /// `behavior.on.null.values`.
     pub null_values: NullValues,
     /// `delta.schema.evolution`: add new nullable columns to the table.
@@ -129,6 +131,11 @@ impl DeltaSinkConfig {
                 .importance(Importance::Low)
                 .validator(Validator::OneOf(vec!["snappy", "zstd", "gzip", "none", "uncompressed"]))
                 .doc("Compression of the data files."), "Commit"))
+            .define(g(ConfigKey::new("parquet.dictionary", ConfigType::String)
+                .default("auto")
+                .importance(Importance::Low)
+                .validator(Validator::OneOf(vec!["auto", "always"]))
+                .doc("auto: a column whose values turned out (nearly) all distinct in a commit's data file is written without a dictionary in the next commits (every 16th tries again); always: every column gets a dictionary."), "Commit"))
             .define(g(ConfigKey::new("timestamp.extractor", ConfigType::String)
                 .default("Record")
                 .importance(Importance::Medium)
@@ -215,6 +222,7 @@ impl DeltaSinkConfig {
             partition_by,
             extractor,
             zone: Zone::parse(&p.string("timezone")).unwrap_or_default(),
+            dictionary_always: p.string("parquet.dictionary").eq_ignore_ascii_case("always"),
             codec: match p.string("parquet.codec").to_ascii_lowercase().as_str() {
                 "zstd" => Codec::Zstd,
                 "gzip" => Codec::Gzip,

@@ -43,6 +43,7 @@ use sluice_api::{
 };
 
 use crate::sinks::parquet::arrow::RowShape;
+use crate::sinks::parquet::dictionary::Advice;
 use crate::sinks::parquet::NullValues;
 pub use config::DeltaSinkConfig;
 use config::DERIVED;
@@ -81,6 +82,11 @@ struct Topic {
     /// Files flushed whose commit failed (retriably): committed with the next attempt.
     staged: Vec<Add>,
     staged_spans: BTreeMap<i32, Span>,
+    /// Which columns get a dictionary (see `parquet::dictionary`); learned from the data files of
+    /// the commits that try every dictionary.
+    dictionary: Advice,
+    /// Whether the writer's files try every dictionary.
+    probing: bool,
 }
 
 impl Topic {
@@ -92,6 +98,31 @@ impl Topic {
 
     fn is_idle(&self) -> bool {
         self.window.is_empty() && self.staged_spans.is_empty()
+    }
+}
+
+/// Reads the footer of the largest of a flush's data files and learns which columns pay for
+/// their dictionary. A footer that cannot be read teaches nothing (the advice stays as it was).
+async fn learn_dictionaries(t: &mut Topic, adds: &[Add]) {
+    let Some(add) = adds.iter().max_by_key(|a| a.size) else { return };
+    let store = t.table.log_store().object_store(None);
+    use object_store::ObjectStoreExt;
+    let footer = async {
+        let path = object_store::path::Path::parse(&add.path)?;
+        let size = u64::try_from(add.size).unwrap_or(0);
+        let tail = store.get_range(&path, size.saturating_sub(8)..size).await?;
+        let len = tail.get(..4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) as u64;
+        let meta = store.get_range(&path, size.saturating_sub(8 + len)..size - 8).await?;
+        Ok::<bytes::Bytes, object_store::Error>(meta)
+    };
+    match footer.await.map(|m| parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&m)) {
+        Ok(Ok(meta)) => t.dictionary.learn(&meta),
+        Ok(Err(e)) => {
+            tracing::debug!(table = %t.location, file = %add.path, error = %e, "cannot decode a data file's footer")
+        }
+        Err(e) => {
+            tracing::debug!(table = %t.location, file = %add.path, error = %e, "cannot read a data file's footer")
+        }
     }
 }
 
@@ -190,20 +221,23 @@ impl DeltaSinkTask {
         format!("{}-{topic}-{partition}", self.app_id)
     }
 
-    fn writer_properties(c: &DeltaSinkConfig) -> WriterProperties {
-        WriterProperties::builder()
-            .set_compression(c.codec.compression())
-            .set_max_row_group_bytes(Some(c.row_group_bytes))
-            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
-            .build()
-    }
-
-    /// A writer for the table as it is now.
+    /// A writer for the table as it is now, with the dictionaries the topic's advice gives.
     fn new_writer(&self, t: &mut Topic) -> Result<(), ConnectError> {
         let c = self.cfg()?;
+        let props = WriterProperties::builder()
+            .set_compression(c.codec.compression())
+            .set_max_row_group_bytes(Some(c.row_group_bytes))
+            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
+        let (props, probing) = if c.dictionary_always {
+            (props, false)
+        } else {
+            let probing = t.dictionary.next_is_probe();
+            (t.dictionary.apply(props), probing)
+        };
+        t.probing = probing;
         let w = RecordBatchWriter::for_table(&t.table)
             .map_err(|e| delta_err(format!("{}: cannot write to the table", t.location), e))?
-            .with_writer_properties(Self::writer_properties(c))
+            .with_writer_properties(props.build())
             .with_target_file_size(c.target_file_size);
         t.schema = Some(w.arrow_schema());
         t.writer = Some(w);
@@ -227,6 +261,8 @@ impl DeltaSinkTask {
                 since: None,
                 staged: Vec::new(),
                 staged_spans: BTreeMap::new(),
+                dictionary: Advice::default(),
+                probing: false,
             };
             if t.table.version().is_some() {
                 self.new_writer(&mut t)?;
@@ -314,7 +350,14 @@ impl DeltaSinkTask {
             let Some(w) = t.writer.as_mut() else { return Err(ConnectError::fatal("no writer for a written window")) };
             match w.flush().await {
                 Ok(adds) => {
+                    if t.probing {
+                        learn_dictionaries(t, &adds).await;
+                    }
                     t.staged.extend(adds);
+                    // The next files with what the advice says now (the writer keeps its properties).
+                    if !self.cfg()?.dictionary_always {
+                        self.new_writer(t)?;
+                    }
                     for (p, (first, last)) in std::mem::take(&mut t.window) {
                         let s = t.staged_spans.entry(p).or_insert((first, last));
                         *s = (s.0.min(first), s.1.max(last));

@@ -358,3 +358,48 @@ async fn a_zombie_writers_commit_makes_the_new_owner_rewind_not_duplicate() {
     assert_eq!(txn(dir.path(), 0).await, Some(14));
     assert_eq!(rows(dir.path()).await.len(), 15);
 }
+
+/// Whether each data file's `seq` column has a dictionary, by the file's first `seq`.
+fn seq_dictionaries(dir: &std::path::Path) -> Vec<(i64, bool)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.join("events")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).expect("open")).expect("pq");
+                let seq = b.metadata().file_metadata().schema_descr().columns().iter().position(|c| c.name() == "seq");
+                let seq = seq.expect("seq column");
+                let dict = b.metadata().row_groups().iter().all(|rg| rg.column(seq).dictionary_page_offset().is_some());
+                let first = b.build().expect("reader").next().expect("a batch").expect("batch");
+                let first = first
+                    .column_by_name("seq")
+                    .expect("seq")
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("i64")
+                    .value(0);
+                out.push((first, dict));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn distinct_columns_lose_their_dictionary_after_the_first_commit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut t, _) = task(dir.path(), &[("flush.size", "2000")], &[0]).await;
+    let s = schema(false);
+    // One hour, so one data file per commit; seq and ts distinct, kind three values.
+    let recs: Vec<SinkRecord> = (0..6000).map(|o| rec(0, o, BASE + o, &s)).collect();
+    for chunk in recs.chunks(2000) {
+        t.put(chunk).await.expect("put");
+    }
+    assert_eq!(txn(dir.path(), 0).await, Some(5999));
+    assert_eq!(seq_dictionaries(dir.path()), vec![(0, true), (2000, false), (4000, false)]);
+    assert_eq!(rows(dir.path()).await.len(), 6000);
+}

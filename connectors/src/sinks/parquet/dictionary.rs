@@ -33,10 +33,15 @@ pub struct Advice {
 }
 
 impl Advice {
+    /// Whether the next file tries a dictionary on every column.
+    pub fn next_is_probe(&self) -> bool {
+        self.files.is_multiple_of(PROBE_EVERY)
+    }
+
     /// Writer properties for the next file: plain for the columns whose dictionary did not pay,
     /// except in a probe file.
     pub fn apply(&mut self, mut props: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
-        let probe = self.files.is_multiple_of(PROBE_EVERY);
+        let probe = self.next_is_probe();
         self.files += 1;
         if !probe {
             for col in &self.plain {

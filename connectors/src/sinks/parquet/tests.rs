@@ -101,6 +101,44 @@ mod local {
         out
     }
 
+    /// Per file under `dir` (sorted by path): whether its `seq` column chunks have a dictionary.
+    fn seq_dictionaries(dir: &std::path::Path) -> Vec<bool> {
+        let mut paths = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "parquet") {
+                    paths.push(p);
+                }
+            }
+        }
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| {
+                let f = std::fs::File::open(p).expect("open");
+                let meta = ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet").metadata().clone();
+                meta.row_groups().iter().all(|rg| rg.column(0).dictionary_page_offset().is_some())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn distinct_columns_lose_their_dictionary_after_the_first_file_unless_always() {
+        for (mode, expected) in [("auto", vec![true, false, false]), ("always", vec![true, true, true])] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let mut t = task(dir.path(), &[("flush.size", "2000"), ("parquet.dictionary", mode)]).await;
+            let recs: Vec<SinkRecord> = (0..6000).map(|o| rec(o, BASE + o)).collect();
+            t.put(&recs).await.expect("put");
+            assert_eq!(seq_dictionaries(dir.path()), expected, "parquet.dictionary={mode}");
+            let got: Vec<i64> = files(dir.path()).into_iter().flat_map(|(_, seqs)| seqs).collect();
+            assert_eq!(got, (0..6000).collect::<Vec<i64>>(), "every value, either encoding");
+        }
+    }
+
     #[tokio::test]
     async fn size_rotation_hourly_out_of_order_and_commit_points() {
         let dir = tempfile::tempdir().expect("tmp");
