@@ -210,6 +210,74 @@ async fn parquet_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()>
     Ok(())
 }
 
+/// Latency of the Delta sink into a local table: records produced at `rate`/s for 10 s with
+/// `allowed.latency.ms=1000` (and no record or byte limit), so a commit follows a second after
+/// the first record it holds; a record's latency runs from its send to the first look (every
+/// 20 ms) at the table's `txn` version that shows its offset committed.
+async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
+    let topic = unique("bench-delta-lat");
+    create_topic(bootstrap, &topic).await?;
+    let name = unique("bench-delta-lat");
+    let table = format!("{}/{topic}", dir.join(unique("delta-lat")).display());
+    let connector = format!(
+        "name={name}\nconnector.class=delta\ntopics={topic}\ndelta.table.location={table}\nflush.size=-1\nallowed.latency.ms=1000\n"
+    );
+    let (sink_dir, sink) = start_sink(dir, "delta-lat", bootstrap, connector)?;
+    let committed = || async {
+        sluice_connectors::sinks::delta::committed_offset(&table, &HashMap::new(), &name, &topic, 0)
+            .await
+            .map_err(|e| anyhow!("{e}"))
+    };
+    // One record first waits out the group join and creates the table.
+    super::sinks::produce_docs_at_rate(bootstrap, &topic, 1, 1, 0, event).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while committed().await.ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            bail!("no commit from the latency sink; see {}/sluice.log", sink_dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (b, t) = (bootstrap.to_string(), topic.clone());
+    let mut producing =
+        Some(tokio::spawn(async move { super::sinks::produce_docs_at_rate(&b, &t, rate, 10, 1, event).await }));
+    // (when, committed offset) at each look.
+    let mut looks: Vec<(Instant, i64)> = Vec::new();
+    let mut last_sent = None;
+    let until = loop {
+        if let Some(v) = committed().await? {
+            looks.push((Instant::now(), v));
+        }
+        if let Some(done) = producing.take_if(|p| p.is_finished()) {
+            last_sent = Some(done.await.map_err(|e| anyhow!("producer task: {e}"))??);
+        }
+        if let Some(sent) = &last_sent {
+            if looks.last().is_some_and(|(_, v)| *v >= sent.len() as i64) {
+                break sent;
+            }
+        }
+        if Instant::now() > deadline + Duration::from_secs(60) {
+            bail!("the latency sink did not commit the last record; see {}/sluice.log", sink_dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let rss = sink.peak_rss_mib();
+    sink.stop()?;
+    let mut lat = Vec::with_capacity(until.len());
+    for (i, at) in until.iter().enumerate() {
+        let offset = i as i64 + 1;
+        if let Some((shown, _)) = looks.iter().find(|(_, v)| *v >= offset) {
+            lat.push(shown.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+        }
+    }
+    let n = lat.len();
+    println!(
+        "sluice produce -> Delta commit (local) at {rate} rec/s, allowed.latency.ms=1000: {}  ({n} of {} records)  peak RSS {rss:.1} MiB",
+        super::sinks::summary(&mut lat),
+        until.len()
+    );
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_sink(
     what: &str,
@@ -336,6 +404,7 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     let tables = dir.join("delta");
     let tables = format!("{}/${{topic}}", tables.display());
     run_delta("local", bootstrap, dir, &topic, (n, size), &tables, "", &HashMap::new()).await?;
+    delta_latency(bootstrap, dir, 2000).await?;
 
     if let (Some(endpoint), Some(key), Some(secret)) =
         (vars.get("S3_ENDPOINT"), vars.get("S3_ACCESS_KEY_ID"), vars.get("S3_SECRET_ACCESS_KEY"))
