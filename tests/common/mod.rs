@@ -241,8 +241,22 @@ impl Sluice {
             .stderr(log_file)
             .spawn()
             .expect("spawn");
-        let s = Sluice { child, port, log: log.to_path_buf() };
-        wait_until(Duration::from_secs(60), "a distributed worker's REST API", || s.get("/").is_some());
+        let mut s = Sluice { child, port, log: log.to_path_buf() };
+        // Fails at once when the worker exits, and with the end of its log either way (the log
+        // goes with the test's temporary directory).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.get("/").is_none() {
+            let exited = s.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let text = s.log_text();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+                panic!(
+                    "a distributed worker's REST API on port {port} did not answer within 60 s (exited: {exited:?}); its log ends:\n{}",
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         s
     }
 }
