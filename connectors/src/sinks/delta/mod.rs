@@ -104,24 +104,31 @@ impl Topic {
 /// Reads the footer of the largest of a flush's data files and learns which columns pay for
 /// their dictionary. A footer that cannot be read teaches nothing (the advice stays as it was).
 async fn learn_dictionaries(t: &mut Topic, adds: &[Add]) {
-    let Some(add) = adds.iter().max_by_key(|a| a.size) else { return };
-    let store = t.table.log_store().object_store(None);
     use object_store::ObjectStoreExt;
+    let Some(add) = adds.iter().max_by_key(|a| a.size) else { return t.dictionary.pass() };
+    let store = t.table.log_store().object_store(None);
     let footer = async {
-        let path = object_store::path::Path::parse(&add.path)?;
+        let path = object_store::path::Path::parse(&add.path).map_err(|e| e.to_string())?;
         let size = u64::try_from(add.size).unwrap_or(0);
-        let tail = store.get_range(&path, size.saturating_sub(8)..size).await?;
-        let len = tail.get(..4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) as u64;
-        let meta = store.get_range(&path, size.saturating_sub(8 + len)..size - 8).await?;
-        Ok::<bytes::Bytes, object_store::Error>(meta)
-    };
-    match footer.await.map(|m| parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&m)) {
-        Ok(Ok(meta)) => t.dictionary.learn(&meta),
-        Ok(Err(e)) => {
-            tracing::debug!(table = %t.location, file = %add.path, error = %e, "cannot decode a data file's footer")
+        if size < 12 {
+            return Err(format!("{size} bytes is too short for a Parquet file"));
         }
+        let tail = store.get_range(&path, size - 8..size).await.map_err(|e| e.to_string())?;
+        if tail.len() != 8 || &tail[4..] != b"PAR1" {
+            return Err("no Parquet footer".to_string());
+        }
+        let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+        if len > size - 12 {
+            return Err(format!("footer length {len} does not fit a file of {size} bytes"));
+        }
+        let meta = store.get_range(&path, size - 8 - len..size - 8).await.map_err(|e| e.to_string())?;
+        parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta).map_err(|e| e.to_string())
+    };
+    match footer.await {
+        Ok(meta) => t.dictionary.learn(&meta),
         Err(e) => {
-            tracing::debug!(table = %t.location, file = %add.path, error = %e, "cannot read a data file's footer")
+            tracing::debug!(table = %t.location, file = %add.path, error = %e, "cannot read a data file's footer");
+            t.dictionary.pass();
         }
     }
 }
@@ -350,20 +357,24 @@ impl DeltaSinkTask {
             let Some(w) = t.writer.as_mut() else { return Err(ConnectError::fatal("no writer for a written window")) };
             match w.flush().await {
                 Ok(adds) => {
+                    let always = self.cfg()?.dictionary_always;
                     if t.probing {
                         learn_dictionaries(t, &adds).await;
+                    } else if !always {
+                        t.dictionary.pass();
                     }
                     t.staged.extend(adds);
-                    // The next files with what the advice says now (the writer keeps its properties).
-                    if !self.cfg()?.dictionary_always {
-                        self.new_writer(t)?;
-                    }
                     for (p, (first, last)) in std::mem::take(&mut t.window) {
                         let s = t.staged_spans.entry(p).or_insert((first, last));
                         *s = (s.0.min(first), s.1.max(last));
                     }
                     t.records = 0;
                     t.since = None;
+                    // A writer's properties are fixed: the next files get a new one (the flush
+                    // left the old one empty) with what the advice says now.
+                    if !always {
+                        self.new_writer(t)?;
+                    }
                 }
                 Err(e) => {
                     // The writer dropped the window: read its records again.

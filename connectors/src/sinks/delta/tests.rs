@@ -403,3 +403,20 @@ async fn distinct_columns_lose_their_dictionary_after_the_first_commit() {
     assert_eq!(seq_dictionaries(dir.path()), vec![(0, true), (2000, false), (4000, false)]);
     assert_eq!(rows(dir.path()).await.len(), 6000);
 }
+
+#[tokio::test]
+async fn a_task_on_an_existing_table_probes_its_first_commit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = schema(false);
+    let recs: Vec<SinkRecord> = (0..6000).map(|o| rec(0, o, BASE + o, &s)).collect();
+    let (mut t, _) = task(dir.path(), &[("flush.size", "2000")], &[0]).await;
+    t.put(&recs[..2000]).await.expect("put");
+    t.stop().await.expect("stop");
+    // A new task (a restart, a rebalance) learns again from its own first commit.
+    let (mut t, resume) = task(dir.path(), &[("flush.size", "2000")], &[0]).await;
+    assert_eq!(resume.get(&TopicPartition::new("events", 0)), Some(&2000));
+    for chunk in recs[2000..].chunks(2000) {
+        t.put(chunk).await.expect("put");
+    }
+    assert_eq!(seq_dictionaries(dir.path()), vec![(0, true), (2000, true), (4000, false)]);
+}

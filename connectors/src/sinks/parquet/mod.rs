@@ -287,8 +287,10 @@ impl ParquetSinkTask {
             f.writer.append_key_value_metadata(KeyValue::new(k.to_string(), v));
         }
         let what = || format!("{tp} file at offset {}", f.start);
+        let always = self.cfg()?.dictionary_always;
         match f.writer.finish() {
-            Ok(meta) => self.dictionaries.entry(tp.topic.clone()).or_default().learn(&meta),
+            Ok(meta) if !always => self.dictionaries.entry(tp.topic.clone()).or_default().learn(&meta),
+            Ok(_) => {}
             Err(e) => {
                 f.upload.abort().await;
                 return Err(ConnectError::fatal(format!("{}: Parquet encoding failed: {e}", what())));
