@@ -248,11 +248,14 @@ async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
         Some(tokio::spawn(async move { super::sinks::produce_docs_at_rate(&b, &t, rate, 10, 1, event).await }));
     // (when, committed offset) at each look.
     let mut looks: Vec<(Instant, i64)> = Vec::new();
+    let mut look_time = Duration::ZERO;
     let mut last_sent = None;
     let until = loop {
+        let look = Instant::now();
         if let Some(v) = committed().await? {
             looks.push((Instant::now(), v));
         }
+        look_time += look.elapsed();
         if let Some(done) = producing.take_if(|p| p.is_finished()) {
             last_sent = Some(done.await.map_err(|e| anyhow!("producer task: {e}"))??);
         }
@@ -276,8 +279,10 @@ async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
         }
     }
     let n = lat.len();
+    // A look opens the table and reads its log: its time is the measurement's resolution.
+    let look_ms = look_time.as_secs_f64() * 1000.0 / looks.len().max(1) as f64;
     println!(
-        "sluice produce -> Delta commit (local) at {rate} rec/s, allowed.latency.ms=1000: {}  ({n} of {} records)  peak RSS {rss:.1} MiB",
+        "sluice produce -> Delta commit (local) at {rate} rec/s, allowed.latency.ms=1000: {}  ({n} of {} records; a look takes {look_ms:.0} ms)  peak RSS {rss:.1} MiB",
         super::sinks::summary(&mut lat),
         until.len()
     );

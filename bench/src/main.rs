@@ -288,7 +288,8 @@ impl SluiceProc {
             .arg("standalone")
             .arg(dir.join("worker.properties"))
             .args(&files)
-            .env("RUST_LOG", "warn")
+            // SLUICE_BENCH_LOG: the sluice processes' RUST_LOG (default warn).
+            .env("RUST_LOG", std::env::var("SLUICE_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;

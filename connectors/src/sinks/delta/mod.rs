@@ -353,6 +353,7 @@ impl DeltaSinkTask {
         connector: &str,
         app: &str,
     ) -> Result<(), ConnectError> {
+        let started = Instant::now();
         if !t.window.is_empty() {
             let Some(w) = t.writer.as_mut() else { return Err(ConnectError::fatal("no writer for a written window")) };
             match w.flush().await {
@@ -402,6 +403,7 @@ impl DeltaSinkTask {
             query_id: app.to_string(),
             epoch_id: epoch,
         };
+        let flushed_ms = started.elapsed().as_millis() as u64;
         let snapshot = t.table.snapshot().map_err(|e| delta_err(format!("{}: no table state", t.location), e))?;
         let result =
             CommitBuilder::from(props).with_actions(actions).build(Some(snapshot), t.table.log_store(), op).await;
@@ -414,7 +416,8 @@ impl DeltaSinkTask {
                 }
                 t.staged.clear();
                 self.commits += 1;
-                tracing::debug!(connector, table = %t.location, version, files, "delta commit");
+                let ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(connector, table = %t.location, version, files, flushed_ms, ms, "delta commit");
                 Ok(())
             }
             Err(e) if is_conflict(&e) => {
