@@ -75,34 +75,8 @@ mod local {
         t
     }
 
-    /// Every file under `dir`: (path relative to dir, seq values).
-    fn files(dir: &std::path::Path) -> Vec<(String, Vec<i64>)> {
-        let mut out = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "parquet") {
-                    let f = std::fs::File::open(&p).expect("open");
-                    let reader = ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet").build().expect("reader");
-                    let mut seqs = Vec::new();
-                    for b in reader {
-                        let b = b.expect("batch");
-                        let col = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().expect("int64");
-                        seqs.extend(col.values().iter().copied());
-                    }
-                    out.push((p.strip_prefix(dir).expect("rel").display().to_string(), seqs));
-                }
-            }
-        }
-        out.sort();
-        out
-    }
-
-    /// Per file under `dir` (sorted by path): whether its `seq` column chunks have a dictionary.
-    fn seq_dictionaries(dir: &std::path::Path) -> Vec<bool> {
+    /// Every Parquet file under `dir`, sorted.
+    fn parquet_paths(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let mut paths = Vec::new();
         let mut stack = vec![dir.to_path_buf()];
         while let Some(d) = stack.pop() {
@@ -117,6 +91,29 @@ mod local {
         }
         paths.sort();
         paths
+    }
+
+    /// Every file under `dir`: (path relative to dir, seq values).
+    fn files(dir: &std::path::Path) -> Vec<(String, Vec<i64>)> {
+        let mut out = Vec::new();
+        for p in parquet_paths(dir) {
+            let f = std::fs::File::open(&p).expect("open");
+            let reader = ParquetRecordBatchReaderBuilder::try_new(f).expect("parquet").build().expect("reader");
+            let mut seqs = Vec::new();
+            for b in reader {
+                let b = b.expect("batch");
+                let col = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().expect("int64");
+                seqs.extend(col.values().iter().copied());
+            }
+            out.push((p.strip_prefix(dir).expect("rel").display().to_string(), seqs));
+        }
+        out.sort();
+        out
+    }
+
+    /// Per file under `dir` (sorted by path): whether its `seq` column chunks have a dictionary.
+    fn seq_dictionaries(dir: &std::path::Path) -> Vec<bool> {
+        parquet_paths(dir)
             .iter()
             .map(|p| {
                 let f = std::fs::File::open(p).expect("open");
