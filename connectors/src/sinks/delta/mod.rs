@@ -85,8 +85,6 @@ struct Topic {
     /// Which columns get a dictionary (see `parquet::dictionary`); learned from the data files of
     /// the commits that try every dictionary.
     dictionary: Advice,
-    /// Whether the writer's files try every dictionary.
-    probing: bool,
 }
 
 impl Topic {
@@ -228,23 +226,21 @@ impl DeltaSinkTask {
         format!("{}-{topic}-{partition}", self.app_id)
     }
 
-    /// A writer for the table as it is now, with the dictionaries the topic's advice gives.
-    fn new_writer(&self, t: &mut Topic) -> Result<(), ConnectError> {
-        let c = self.cfg()?;
+    /// Properties of the topic's next data files, with the dictionaries its advice gives.
+    fn writer_properties(c: &DeltaSinkConfig, t: &Topic) -> WriterProperties {
         let props = WriterProperties::builder()
             .set_compression(c.codec.compression())
             .set_max_row_group_bytes(Some(c.row_group_bytes))
             .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")));
-        let (props, probing) = if c.dictionary_always {
-            (props, false)
-        } else {
-            let probing = t.dictionary.next_is_probe();
-            (t.dictionary.apply(props), probing)
-        };
-        t.probing = probing;
+        if c.dictionary_always { props } else { t.dictionary.apply(props) }.build()
+    }
+
+    /// A writer for the table as it is now.
+    fn new_writer(&self, t: &mut Topic) -> Result<(), ConnectError> {
+        let c = self.cfg()?;
         let w = RecordBatchWriter::for_table(&t.table)
             .map_err(|e| delta_err(format!("{}: cannot write to the table", t.location), e))?
-            .with_writer_properties(props.build())
+            .with_writer_properties(Self::writer_properties(c, t))
             .with_target_file_size(c.target_file_size);
         t.schema = Some(w.arrow_schema());
         t.writer = Some(w);
@@ -269,7 +265,6 @@ impl DeltaSinkTask {
                 staged: Vec::new(),
                 staged_spans: BTreeMap::new(),
                 dictionary: Advice::default(),
-                probing: false,
             };
             if t.table.version().is_some() {
                 self.new_writer(&mut t)?;
@@ -358,11 +353,15 @@ impl DeltaSinkTask {
             let Some(w) = t.writer.as_mut() else { return Err(ConnectError::fatal("no writer for a written window")) };
             match w.flush().await {
                 Ok(adds) => {
-                    let always = self.cfg()?.dictionary_always;
-                    if t.probing {
-                        learn_dictionaries(t, &adds).await;
-                    } else if !always {
-                        t.dictionary.pass();
+                    if !self.cfg()?.dictionary_always {
+                        if t.dictionary.next_is_probe() {
+                            learn_dictionaries(t, &adds).await;
+                        } else {
+                            t.dictionary.pass();
+                        }
+                        // The next files (the flush left none open) with what the advice says now.
+                        let props = Self::writer_properties(self.cfg()?, t);
+                        t.writer = t.writer.take().map(|w| w.with_writer_properties(props));
                     }
                     t.staged.extend(adds);
                     for (p, (first, last)) in std::mem::take(&mut t.window) {
@@ -371,11 +370,6 @@ impl DeltaSinkTask {
                     }
                     t.records = 0;
                     t.since = None;
-                    // A writer's properties are fixed: the next files get a new one (the flush
-                    // left the old one empty) with what the advice says now.
-                    if !always {
-                        self.new_writer(t)?;
-                    }
                 }
                 Err(e) => {
                     // The writer dropped the window: read its records again.
