@@ -362,28 +362,15 @@ async fn a_zombie_writers_commit_makes_the_new_owner_rewind_not_duplicate() {
 /// Whether each data file's `seq` column has a dictionary, by the file's first `seq`.
 fn seq_dictionaries(dir: &std::path::Path) -> Vec<(i64, bool)> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.join("events")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).expect("open")).expect("pq");
-                let seq = b.metadata().file_metadata().schema_descr().columns().iter().position(|c| c.name() == "seq");
-                let seq = seq.expect("seq column");
-                let dict = b.metadata().row_groups().iter().all(|rg| rg.column(seq).dictionary_page_offset().is_some());
-                let first = b.build().expect("reader").next().expect("a batch").expect("batch");
-                let first = first
-                    .column_by_name("seq")
-                    .expect("seq")
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .expect("i64")
-                    .value(0);
-                out.push((first, dict));
-            }
-        }
+    for p in crate::sinks::parquet::tests::parquet_paths(&dir.join("events")) {
+        let b = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&p).expect("open")).expect("pq");
+        let seq = b.metadata().file_metadata().schema_descr().columns().iter().position(|c| c.name() == "seq");
+        let seq = seq.expect("seq column");
+        let dict = b.metadata().row_groups().iter().all(|rg| rg.column(seq).dictionary_page_offset().is_some());
+        let first = b.build().expect("reader").next().expect("a batch").expect("batch");
+        let first =
+            first.column_by_name("seq").expect("seq").as_any().downcast_ref::<Int64Array>().expect("i64").value(0);
+        out.push((first, dict));
     }
     out.sort();
     out

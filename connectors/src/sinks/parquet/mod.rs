@@ -567,7 +567,7 @@ impl SinkTask for ParquetSinkTask {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// The complete files of `topic` in the lake a sink config points at: (path, first offset, last
 /// offset from the footer), sorted by path. For tests and tools that check a lake (HDFS, where no

@@ -5,6 +5,24 @@ fn cfg(pairs: &[(&str, &str)]) -> ParquetSinkConfig {
     ParquetSinkConfig::parse(&m).expect("valid config")
 }
 
+/// Every Parquet file under `dir`, sorted (for the lake sinks' tests).
+pub(crate) fn parquet_paths(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut paths = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                paths.push(p);
+            }
+        }
+    }
+    paths.sort();
+    paths
+}
+
 #[test]
 fn file_names_follow_confluent() {
     let c = cfg(&[("store.url", "/tmp/x"), ("flush.size", "10")]);
@@ -73,24 +91,6 @@ mod local {
         t.start(&m, SinkTaskContext { connector: "lake".into(), task: 0, errant: None }).await.expect("start");
         t.open(&[TopicPartition::new("events", 0)]).await.expect("open");
         t
-    }
-
-    /// Every Parquet file under `dir`, sorted.
-    fn parquet_paths(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut paths = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "parquet") {
-                    paths.push(p);
-                }
-            }
-        }
-        paths.sort();
-        paths
     }
 
     /// Every file under `dir`: (path relative to dir, seq values).
