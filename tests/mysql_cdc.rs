@@ -261,8 +261,14 @@ fn snapshot_then_stream_every_type_ddl_and_deletes() {
         "USE {database}; BEGIN; INSERT INTO orders (customer, total) VALUES ('new', 1.00);
          UPDATE orders SET total = 99.99 WHERE id = 2; DELETE FROM orders WHERE id = 3; COMMIT;
          ALTER TABLE orders ADD COLUMN note VARCHAR(20) NULL;
-         INSERT INTO orders (customer, total, note) VALUES ('after-ddl', 2.00, 'hi');
-         ALTER TABLE orders DROP COLUMN note;
+         INSERT INTO orders (customer, total, note) VALUES ('after-ddl', 2.00, 'hi');"
+    ));
+    // The stream reads a DDL's table definition when it reaches it (no DDL parser): the second
+    // ALTER waits until the first has been streamed, or the first could be recorded with the
+    // second's columns (a documented limitation, not what this test checks).
+    wait_records(&kafka, &orders_topic, 25, Duration::from_secs(30));
+    db.sql(&format!(
+        "USE {database}; ALTER TABLE orders DROP COLUMN note;
          UPDATE orders SET customer = 'dropped' WHERE id = 1;"
     ));
     let all = wait_records(&kafka, &orders_topic, 26, Duration::from_secs(30));
