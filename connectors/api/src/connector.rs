@@ -190,7 +190,8 @@ pub trait SinkTask: Send {
     }
 
     /// Writes (or buffers) a batch, in Kafka order per partition. On a retriable error the runtime
-    /// backs off and passes the same batch again.
+    /// backs off and passes the same batch again. While no records arrive the batch is empty, every
+    /// 100 ms or so (as in Kafka Connect): the moment for time-based flushes.
     async fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError>;
 
     /// Makes everything passed to `put` so far durable.

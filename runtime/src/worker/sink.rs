@@ -34,6 +34,11 @@ use crate::transforms::Parts;
 const MAX_BATCH_RECORDS: usize = 10_000;
 /// How long to wait for more records to fill a batch.
 const FILL_WAIT: Duration = Duration::from_millis(50);
+/// With no records, the task's `put` is called with an empty batch this often (as Kafka Connect
+/// calls it after a poll that returned nothing), so that time-based flushes (`allowed.latency.ms`,
+/// `rotate.schedule.interval.ms`) happen on time when a topic goes quiet, not at the next record
+/// or offset commit.
+const IDLE_PUT: Duration = Duration::from_millis(100);
 
 /// What a sink consumes: `topics` or `topics.regex`.
 pub(crate) enum Subscription {
@@ -173,8 +178,9 @@ impl SinkRunner {
                 biased;
                 _ = cancel.cancelled() => return Ok(()),
                 m = self.consumer.recv() => Some(m),
-                _ = tokio::time::sleep(until_commit) => None,
+                _ = tokio::time::sleep(until_commit.min(IDLE_PUT)) => None,
             };
+            let idle = first.is_none();
             let mut batch = Vec::new();
             let mut skipped: Vec<(TopicPartition, i64)> = Vec::new();
             let mut bytes = 0usize;
@@ -229,7 +235,8 @@ impl SinkRunner {
                 self.assigned.contains(&tp) && !below_floor(&self.floor, &tp, r.kafka_offset)
             });
             skipped.retain(|(tp, offset)| !below_floor(&self.floor, tp, *offset));
-            if !batch.is_empty() {
+            // An idle round puts an empty batch (see IDLE_PUT).
+            if idle || !batch.is_empty() {
                 self.put(&batch, cancel).await?;
                 self.dead_letter_errant().await?;
                 // Where the sink holds its own offsets, records fetched before the seek to them
