@@ -278,6 +278,20 @@ async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
             lat.push(shown.saturating_duration_since(*at).as_secs_f64() * 1000.0);
         }
     }
+    // SLUICE_BENCH_DUMP: a file for each record's offset, send time and latency (investigations).
+    if let Ok(path) = std::env::var("SLUICE_BENCH_DUMP") {
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let wall_ms = |t: Instant| {
+            (wall - now.saturating_duration_since(t)).duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+        };
+        let mut out = String::new();
+        for (i, at) in until.iter().enumerate() {
+            if let Some((shown, v)) = looks.iter().find(|(_, v)| *v >= i as i64 + 1) {
+                out.push_str(&format!("{} {} {} {v}\n", i + 1, wall_ms(*at), wall_ms(*shown)));
+            }
+        }
+        std::fs::write(path, out)?;
+    }
     let n = lat.len();
     // A look opens the table and reads its log: its time is the measurement's resolution.
     let look_ms = look_time.as_secs_f64() * 1000.0 / looks.len().max(1) as f64;
@@ -384,7 +398,21 @@ async fn run_delta(
     Ok(())
 }
 
-pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, n: usize) -> Result<()> {
+/// The lake benchmark; `phases` picks some of `raw` (raw consume and encode), `parquet` (local,
+/// A-B-A), `latency`, `delta`, `delta-latency` and `s3` (all when empty). The topic is always
+/// produced: the raw consume is the reference the sink rates are read against.
+pub async fn bench(
+    bootstrap: &str,
+    vars: &HashMap<String, String>,
+    dir: &Path,
+    n: usize,
+    phases: &[String],
+) -> Result<()> {
+    let known = ["raw", "parquet", "latency", "delta", "delta-latency", "s3"];
+    if let Some(p) = phases.iter().find(|p| !known.contains(&p.as_str())) {
+        bail!("unknown phase {p}; phases are {}", known.join(","));
+    }
+    let run = |p: &str| phases.is_empty() || phases.iter().any(|x| x == p);
     let n = n.max(10) / 10 * 10;
     println!(
         "sluice-bench parquet/delta: {n} tracking events (JSON with schema), broker {bootstrap} (single partition)\n"
@@ -397,10 +425,12 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     let consumed = raw_consume(bootstrap, &topic, n, size).await?;
     let cpu = cpu_per_record(super::cpu_seconds(std::process::id()) - cpu_before, n);
     println!("raw rdkafka consume                                {consumed}  {cpu} (consumer start included)");
-    let (decode, every, learned) = raw_encode(n, size)?;
-    println!("raw JSON converter decode (1 thread)               {decode}");
-    println!("raw Parquet encode, Connect values -> snappy file  {every}  (a dictionary on every column)");
-    println!("raw Parquet encode, Connect values -> snappy file  {learned}  (dictionaries where they pay)");
+    if run("raw") {
+        let (decode, every, learned) = raw_encode(n, size)?;
+        println!("raw JSON converter decode (1 thread)               {decode}");
+        println!("raw Parquet encode, Connect values -> snappy file  {every}  (a dictionary on every column)");
+        println!("raw Parquet encode, Connect values -> snappy file  {learned}  (dictionaries where they pay)");
+    }
 
     let local = dir.join("lake");
     std::fs::create_dir_all(&local)?;
@@ -409,16 +439,27 @@ pub async fn bench(bootstrap: &str, vars: &HashMap<String, String>, dir: &Path, 
     // of the default (`parquet.dictionary=auto`): A-B-A, so that drift favours neither.
     let always = format!("store.url=file://{}\ntopics.dir=always\nparquet.dictionary=always", local.display());
     let again = format!("store.url=file://{}\ntopics.dir=again", local.display());
-    run_sink("local", bootstrap, dir, &topic, n, size, &format!("store.url=file://{}", local.display()), fs.clone())
-        .await?;
-    run_sink("local, parquet.dictionary=always (A/B)", bootstrap, dir, &topic, n, size, &always, fs.clone()).await?;
-    run_sink("local, again (A/B)", bootstrap, dir, &topic, n, size, &again, fs.clone()).await?;
-    parquet_latency(bootstrap, dir, 2000).await?;
+    if run("parquet") {
+        let first = format!("store.url=file://{}", local.display());
+        run_sink("local", bootstrap, dir, &topic, n, size, &first, fs.clone()).await?;
+        run_sink("local, parquet.dictionary=always (A/B)", bootstrap, dir, &topic, n, size, &always, fs.clone())
+            .await?;
+        run_sink("local, again (A/B)", bootstrap, dir, &topic, n, size, &again, fs.clone()).await?;
+    }
+    if run("latency") {
+        parquet_latency(bootstrap, dir, 2000).await?;
+    }
     let tables = dir.join("delta");
     let tables = format!("{}/${{topic}}", tables.display());
-    run_delta("local", bootstrap, dir, &topic, (n, size), &tables, "", &HashMap::new()).await?;
-    delta_latency(bootstrap, dir, 2000).await?;
-
+    if run("delta") {
+        run_delta("local", bootstrap, dir, &topic, (n, size), &tables, "", &HashMap::new()).await?;
+    }
+    if run("delta-latency") {
+        delta_latency(bootstrap, dir, 2000).await?;
+    }
+    if !run("s3") {
+        return Ok(());
+    }
     if let (Some(endpoint), Some(key), Some(secret)) =
         (vars.get("S3_ENDPOINT"), vars.get("S3_ACCESS_KEY_ID"), vars.get("S3_SECRET_ACCESS_KEY"))
     {

@@ -53,6 +53,8 @@ struct Args {
     schemas: bool,
     threads: usize,
     seconds: u64,
+    /// `parquet`/`delta`: the phases to run (all when empty).
+    phases: Vec<String>,
 }
 
 fn parse_args() -> Result<Args> {
@@ -66,6 +68,7 @@ fn parse_args() -> Result<Args> {
         schemas: false,
         threads: 1,
         seconds: 5,
+        phases: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     match it.next().as_deref() {
@@ -84,10 +87,15 @@ fn parse_args() -> Result<Args> {
              \x20      sluice-bench mysql [--records ROWS] [--tables T] [--threads SNAPSHOT_THREADS] [--rate ROWS_PER_SEC] [--schemas 0|1]\n\
              \x20      sluice-bench tracking [--seconds S] [--rate EVENTS_PER_SEC]\n\
              \x20      sluice-bench redis|elasticsearch [--records N] [--rate RECORDS_PER_SEC]\n\
-             \x20      sluice-bench parquet|delta [--records N]"
+             \x20      sluice-bench parquet|delta [--records N] [--phases raw,parquet,latency,delta,delta-latency,s3]"
         ),
     }
     while let Some(flag) = it.next() {
+        if flag == "--phases" {
+            let list = it.next().ok_or_else(|| anyhow!("--phases needs a value"))?;
+            args.phases = list.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+            continue;
+        }
         let v: usize = it.next().ok_or_else(|| anyhow!("{flag} needs a value"))?.parse()?;
         match flag.as_str() {
             "--records" => args.records = v,
@@ -154,12 +162,18 @@ fn producer(bootstrap: &str) -> Result<FutureProducer> {
 }
 
 fn consumer(bootstrap: &str, topic: &str) -> Result<StreamConsumer> {
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
         .set("group.id", unique("bench"))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
+        .set("fetch.wait.max.ms", "10");
+    // SLUICE_BENCH_RAW_CONSUMER: extra client properties, `k=v;k=v` (experiments).
+    for kv in std::env::var("SLUICE_BENCH_RAW_CONSUMER").unwrap_or_default().split(';') {
+        if let Some((k, v)) = kv.split_once('=') {
+            c.set(k.trim(), v.trim());
+        }
+    }
+    let c: StreamConsumer = c.create()?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
     c.assign(&tpl)?;
@@ -273,8 +287,10 @@ impl SluiceProc {
             format!(
                 "bootstrap.servers={bootstrap}\nlisteners=http://127.0.0.1:{port}\noffset.storage.file.filename={}\n\
                  offset.flush.interval.ms=1000\n{converters}\
-                 consumer.session.timeout.ms=6000\nconsumer.heartbeat.interval.ms=1000\n",
-                dir.join("offsets.json").display()
+                 consumer.session.timeout.ms=6000\nconsumer.heartbeat.interval.ms=1000\n{}",
+                dir.join("offsets.json").display(),
+                // SLUICE_BENCH_WORKER: extra worker properties, `;`-separated (experiments).
+                std::env::var("SLUICE_BENCH_WORKER").unwrap_or_default().replace(';', "\n")
             ),
         )?;
         let mut files = Vec::new();
@@ -470,7 +486,7 @@ async fn main() -> Result<()> {
             return Ok(());
         }
         Bench::Parquet => {
-            lake::bench(&bootstrap, &vars, &dir, args.records).await?;
+            lake::bench(&bootstrap, &vars, &dir, args.records, &args.phases).await?;
             let _ = std::fs::remove_dir_all(&dir);
             return Ok(());
         }
