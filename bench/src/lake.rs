@@ -166,7 +166,9 @@ async fn parquet_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()>
     let (sink_dir, sink) = start_sink(dir, "parquet-lat", bootstrap, connector)?;
     let prefix = format!("topics/{topic}");
     let mut seen = std::collections::BTreeMap::new();
-    super::sinks::produce_docs_at_rate(bootstrap, &topic, 1, 1, 0, event).await?;
+    // One record first waits out the group join; the producer that sent it sends the rest.
+    let p = super::producer(bootstrap)?;
+    super::sinks::produce_docs_at_rate_with(&p, &topic, 1, 1, 0, event).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while seen.is_empty() {
         if Instant::now() > deadline {
@@ -175,10 +177,10 @@ async fn parquet_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()>
         seen_files(&store, &prefix, &mut seen).await?;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (b, t) = (bootstrap.to_string(), topic.clone());
+    let t = topic.clone();
     let producing = tokio::spawn(async move {
-        let measured = super::sinks::produce_docs_at_rate(&b, &t, rate, 10, 1, event).await?;
-        super::sinks::produce_docs_at_rate(&b, &t, rate, 2, 1 + measured.len(), event).await?;
+        let measured = super::sinks::produce_docs_at_rate_with(&p, &t, rate, 10, 1, event).await?;
+        super::sinks::produce_docs_at_rate_with(&p, &t, rate, 2, 1 + measured.len(), event).await?;
         Ok::<_, anyhow::Error>(measured)
     });
     while !producing.is_finished() {
@@ -234,8 +236,10 @@ async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
             .await
             .map_err(|e| anyhow!("{e}"))
     };
-    // One record first waits out the group join and creates the table.
-    super::sinks::produce_docs_at_rate(bootstrap, &topic, 1, 1, 0, event).await?;
+    // One record first waits out the group join and creates the table; the producer that sent it
+    // sends the rest.
+    let p = super::producer(bootstrap)?;
+    super::sinks::produce_docs_at_rate_with(&p, &topic, 1, 1, 0, event).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while committed().await.ok().flatten().is_none() {
         if Instant::now() > deadline {
@@ -243,9 +247,9 @@ async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (b, t) = (bootstrap.to_string(), topic.clone());
+    let t = topic.clone();
     let mut producing =
-        Some(tokio::spawn(async move { super::sinks::produce_docs_at_rate(&b, &t, rate, 10, 1, event).await }));
+        Some(tokio::spawn(async move { super::sinks::produce_docs_at_rate_with(&p, &t, rate, 10, 1, event).await }));
     // (when, committed offset) at each look.
     let mut looks: Vec<(Instant, i64)> = Vec::new();
     let mut look_time = Duration::ZERO;

@@ -152,7 +152,7 @@ async fn create_topic(bootstrap: &str, topic: &str) -> Result<()> {
     Ok(())
 }
 
-fn producer(bootstrap: &str) -> Result<FutureProducer> {
+pub(crate) fn producer(bootstrap: &str) -> Result<FutureProducer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("enable.idempotence", "true")

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::StreamExt;
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -98,7 +98,19 @@ pub(crate) async fn produce_docs_at_rate(
     first: usize,
     doc: fn(usize) -> String,
 ) -> Result<Vec<Instant>> {
-    let p = producer(bootstrap)?;
+    produce_docs_at_rate_with(&producer(bootstrap)?, topic, rate, seconds, first, doc).await
+}
+
+/// [`produce_docs_at_rate`] with a given producer: one that has already sent (its connection and
+/// idempotent producer id in place) puts no start-up time into the first records' latency.
+pub(crate) async fn produce_docs_at_rate_with(
+    p: &FutureProducer,
+    topic: &str,
+    rate: usize,
+    seconds: u64,
+    first: usize,
+    doc: fn(usize) -> String,
+) -> Result<Vec<Instant>> {
     let total = rate * seconds as usize;
     let mut sent = Vec::with_capacity(total);
     let tick = Duration::from_millis(5);
