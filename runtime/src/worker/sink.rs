@@ -230,26 +230,35 @@ impl SinkRunner {
             self.handle_rebalances().await?;
             let below_floor =
                 |floor: &Offsets, tp: &TopicPartition, offset: i64| floor.get(tp).is_some_and(|f| offset < *f);
-            batch.retain(|r: &SinkRecord| {
-                let tp = r.topic_partition();
-                self.assigned.contains(&tp) && !below_floor(&self.floor, &tp, r.kafka_offset)
-            });
+            // Per-partition bookkeeping happens once per run of a partition, not once per record.
+            let mut keep = Vec::with_capacity(batch.len());
+            for (tp, run) in partition_runs(&batch) {
+                let assigned = self.assigned.contains(&tp);
+                keep.extend(batch[run].iter().map(|r| assigned && !below_floor(&self.floor, &tp, r.kafka_offset)));
+            }
+            let mut keep = keep.into_iter();
+            batch.retain(|_| keep.next().unwrap_or(false));
             skipped.retain(|(tp, offset)| !below_floor(&self.floor, tp, *offset));
+            let runs = partition_runs(&batch);
             // An idle round puts an empty batch (see IDLE_PUT).
             if idle || !batch.is_empty() {
                 self.put(&batch, cancel).await?;
                 self.dead_letter_errant().await?;
                 // Where the sink holds its own offsets, records fetched before the seek to them
                 // come again after it: what was put is never put again.
-                for r in &batch {
-                    let tp = r.topic_partition();
-                    if let Some(f) = self.floor.get_mut(&tp) {
-                        *f = (*f).max(r.kafka_offset + 1);
+                for (tp, run) in &runs {
+                    if let (Some(f), Some(last)) =
+                        (self.floor.get_mut(tp), batch[run.clone()].iter().map(|r| r.kafka_offset).max())
+                    {
+                        *f = (*f).max(last + 1);
                     }
                 }
             }
             // Skipped records count as consumed once they are in the DLQ (or logged, without one).
-            let done = batch.iter().map(|r| (r.topic_partition(), r.kafka_offset)).chain(skipped);
+            let done = runs
+                .into_iter()
+                .filter_map(|(tp, run)| batch[run].iter().map(|r| r.kafka_offset).max().map(|last| (tp, last)))
+                .chain(skipped);
             for (tp, offset) in done {
                 if self.assigned.contains(&tp) {
                     let next = self.consumed.entry(tp).or_insert(0);
@@ -554,6 +563,20 @@ impl RebalanceRetry {
     }
 }
 
+/// The batch's runs of one partition, in order, with their index ranges: a batch comes in runs (a
+/// fetch returns a partition's records together), so work per partition is done once per run.
+fn partition_runs(batch: &[SinkRecord]) -> Vec<(TopicPartition, std::ops::Range<usize>)> {
+    let mut runs: Vec<(TopicPartition, std::ops::Range<usize>)> = Vec::new();
+    for (i, r) in batch.iter().enumerate() {
+        let topic = r.original_topic.as_deref().unwrap_or(&r.topic);
+        match runs.last_mut() {
+            Some((tp, run)) if tp.partition == r.kafka_partition && tp.topic == topic => run.end = i + 1,
+            _ => runs.push((r.topic_partition(), i..i + 1)),
+        }
+    }
+    runs
+}
+
 /// What a fetched message counts against `task.buffer.max.bytes`.
 fn message_bytes(m: &BorrowedMessage<'_>) -> usize {
     m.payload_len() + m.key().map_or(0, <[u8]>::len) + 64
@@ -705,4 +728,45 @@ fn convert<'a>(s: &'a TaskSettings, m: &BorrowedMessage<'_>) -> Result<SinkRecor
         value,
         headers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(topic: &str, original: Option<&str>, partition: i32, offset: i64) -> SinkRecord {
+        SinkRecord {
+            topic: topic.into(),
+            original_topic: original.map(Into::into),
+            kafka_partition: partition,
+            kafka_offset: offset,
+            timestamp: None,
+            timestamp_type: TimestampType::NoTimestampType,
+            key_schema: None,
+            key: Value::Null,
+            value_schema: None,
+            value: Value::Null,
+            headers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn runs_follow_the_partition_the_offsets_belong_to() {
+        let batch = [
+            record("a", None, 0, 1),
+            record("a", None, 0, 2),
+            record("a", None, 1, 7),
+            record("a", None, 0, 3),
+            // Routed by a transform: still a's partition 0 for offsets.
+            record("b", Some("a"), 0, 4),
+            record("b", None, 0, 9),
+        ];
+        let runs: Vec<(String, i32, std::ops::Range<usize>)> =
+            partition_runs(&batch).into_iter().map(|(tp, r)| (tp.topic, tp.partition, r)).collect();
+        assert_eq!(
+            runs,
+            vec![("a".into(), 0, 0..2), ("a".into(), 1, 2..3), ("a".into(), 0, 3..5), ("b".into(), 0, 5..6)]
+        );
+        assert!(partition_runs(&[]).is_empty());
+    }
 }

@@ -372,13 +372,28 @@ impl ParquetSinkTask {
         let now = now_ms();
         // Rows per open file, in order, not yet appended.
         let mut pending: HashMap<FileKey, Vec<&SinkRecord>> = HashMap::new();
+        // The partition and the file of the previous record: records come in runs, and their keys
+        // are built once per run, not once per record.
+        let mut run: Option<TopicPartition> = None;
+        let mut last_key: Option<FileKey> = None;
         for r in records {
-            let tp = r.topic_partition();
+            let topic = r.original_topic.as_deref().unwrap_or(&r.topic);
+            let tp = match run.take() {
+                Some(tp) if tp.partition == r.kafka_partition && tp.topic == topic => tp,
+                _ => r.topic_partition(),
+            };
+            let tp = &*run.insert(tp);
             // A partition to be read again, or a record an earlier attempt of this batch handled.
-            if self.rewind.contains_key(&tp) || self.seen.get(&tp).is_some_and(|s| r.kafka_offset < *s) {
+            if self.rewind.contains_key(tp) {
                 continue;
             }
-            self.seen.insert(tp.clone(), r.kafka_offset + 1);
+            match self.seen.get_mut(tp) {
+                Some(next) if r.kafka_offset < *next => continue,
+                Some(next) => *next = r.kafka_offset + 1,
+                None => {
+                    self.seen.insert(tp.clone(), r.kafka_offset + 1);
+                }
+            }
             // A record that cannot be placed: the DLQ's where allowed, else the task's error.
             let placed = if matches!(r.value, Value::Null) && c.null_values == NullValues::Ignore {
                 continue;
@@ -396,31 +411,43 @@ impl ParquetSinkTask {
                 }
                 (Err(e), None) => return Err(err_at(r, e)),
             };
-            let key = (tp, encoded);
-            if self.in_lake(&key, r.kafka_offset).await? {
+            let key = match last_key.take() {
+                Some(k) if k.1 == encoded && k.0 == *tp => k,
+                _ => (tp.clone(), encoded),
+            };
+            let key = &*last_key.insert(key);
+            if self.in_lake(key, r.kafka_offset).await? {
                 continue;
             }
             let shape = RowShape::of(r.value_schema.as_ref());
-            let must_rotate = self
+            let open = self
                 .files
-                .get(&key)
-                .is_some_and(|f| !f.shape.same(&shape) || c.rotate_interval_ms.is_some_and(|iv| ts - f.first_ts >= iv));
-            if must_rotate {
-                let rows = pending.remove(&key).unwrap_or_default();
-                self.append(&key, &rows).await?;
-                self.complete(&key).await?;
+                .get(key)
+                .map(|f| !f.shape.same(&shape) || c.rotate_interval_ms.is_some_and(|iv| ts - f.first_ts >= iv));
+            if open == Some(true) {
+                let rows = pending.remove(key).unwrap_or_default();
+                self.append(key, &rows).await?;
+                self.complete(key).await?;
             }
-            if !self.files.contains_key(&key) {
-                let f = self.new_file(&key, shape, r, ts)?;
+            if open != Some(false) {
+                let f = self.new_file(key, shape, r, ts)?;
                 self.files.insert(key.clone(), f);
             }
-            let rows = pending.entry(key.clone()).or_default();
-            rows.push(r);
-            let full = self.files.get(&key).is_some_and(|f| f.count + rows.len() as u64 >= c.flush_size);
+            let held = match pending.get_mut(key) {
+                Some(rows) => {
+                    rows.push(r);
+                    rows.len()
+                }
+                None => {
+                    pending.insert(key.clone(), vec![r]);
+                    1
+                }
+            };
+            let full = self.files.get(key).is_some_and(|f| f.count + held as u64 >= c.flush_size);
             if full {
-                let rows = pending.remove(&key).unwrap_or_default();
-                self.append(&key, &rows).await?;
-                self.complete(&key).await?;
+                let rows = pending.remove(key).unwrap_or_default();
+                self.append(key, &rows).await?;
+                self.complete(key).await?;
             }
         }
         for (key, rows) in pending {

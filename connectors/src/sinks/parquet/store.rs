@@ -79,6 +79,7 @@ pub fn open_store(c: &ParquetSinkConfig) -> Result<Arc<dyn ObjectStore>, Connect
 
 /// `hdfs://nn:8020/data/lake` -> (`hdfs://nn:8020`, `data/lake`): the namenode (or nameservice)
 /// URL, and the path under which the sink writes.
+#[cfg(any(feature = "hdfs", test))]
 pub fn split_hdfs_url(url: &str) -> (String, String) {
     let (scheme, rest) = url.split_once("://").unwrap_or(("hdfs", url));
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
