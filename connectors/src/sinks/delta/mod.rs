@@ -729,15 +729,25 @@ impl SinkTask for DeltaSinkTask {
         };
         // Runs of records of one topic and one value schema, in order.
         let mut run: Vec<&SinkRecord> = Vec::new();
+        // The previous record's partition: records come in runs, its key is built once per run.
+        let mut part: Option<TopicPartition> = None;
         for r in records {
-            let tp = r.topic_partition();
-            if self.rewind.contains_key(&tp)
-                || self.seen.get(&tp).is_some_and(|s| r.kafka_offset < *s)
-                || self.durable.get(&tp).is_some_and(|d| r.kafka_offset <= *d)
-            {
+            let topic = r.original_topic.as_deref().unwrap_or(&r.topic);
+            let tp = match part.take() {
+                Some(tp) if tp.partition == r.kafka_partition && tp.topic == topic => tp,
+                _ => r.topic_partition(),
+            };
+            let tp = &*part.insert(tp);
+            if self.rewind.contains_key(tp) || self.durable.get(tp).is_some_and(|d| r.kafka_offset <= *d) {
                 continue;
             }
-            self.seen.insert(tp, r.kafka_offset + 1);
+            match self.seen.get_mut(tp) {
+                Some(next) if r.kafka_offset < *next => continue,
+                Some(next) => *next = r.kafka_offset + 1,
+                None => {
+                    self.seen.insert(tp.clone(), r.kafka_offset + 1);
+                }
+            }
             if matches!(r.value, Value::Null) {
                 match null_values {
                     NullValues::Ignore => continue,
