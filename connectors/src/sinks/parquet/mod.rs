@@ -300,6 +300,9 @@ impl ParquetSinkTask {
         let bytes = std::mem::take(f.writer.inner_mut());
         if let Err(e) = f.upload.write(&bytes).await {
             f.upload.abort().await;
+            // The file's records are in no file now: read them again, or a retried (or empty)
+            // put would let the offsets past them be committed.
+            self.read_again(tp, f.start).await;
             return Err(e);
         }
         let (start, end) = (f.start, f.end);
