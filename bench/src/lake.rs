@@ -290,7 +290,7 @@ async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
         };
         let mut out = String::new();
         for (i, at) in until.iter().enumerate() {
-            if let Some((shown, v)) = looks.iter().find(|(_, v)| *v >= i as i64 + 1) {
+            if let Some((shown, v)) = looks.iter().find(|(_, v)| *v > i as i64) {
                 out.push_str(&format!("{} {} {} {v}\n", i + 1, wall_ms(*at), wall_ms(*shown)));
             }
         }

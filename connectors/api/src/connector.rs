@@ -190,8 +190,9 @@ pub trait SinkTask: Send {
     }
 
     /// Writes (or buffers) a batch, in Kafka order per partition. On a retriable error the runtime
-    /// backs off and passes the same batch again. While no records arrive the batch is empty, every
-    /// 100 ms or so (as in Kafka Connect): the moment for time-based flushes.
+    /// backs off and passes the same batch again. While there are no records to write (none
+    /// arrived, or the task is paused) the batch is empty, every 100 ms or so (Kafka Connect also
+    /// puts empty batches): the moment for time-based flushes.
     async fn put(&mut self, records: &[SinkRecord]) -> Result<(), ConnectError>;
 
     /// Makes everything passed to `put` so far durable.

@@ -92,6 +92,8 @@ pub(crate) struct SinkRunner {
     /// Records the sink reported as unwritable (`errors.tolerance=all` only).
     errant: Option<ErrantRecordReporter>,
     admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
+    /// After a retriable failure of an empty `put`: no other before this, and the next back-off.
+    idle_backoff: Option<(Instant, Duration)>,
 }
 
 impl SinkRunner {
@@ -117,6 +119,7 @@ impl SinkRunner {
             s,
             dlq,
             admin,
+            idle_backoff: None,
         }
     }
 
@@ -180,7 +183,6 @@ impl SinkRunner {
                 m = self.consumer.recv() => Some(m),
                 _ = tokio::time::sleep(until_commit.min(IDLE_PUT)) => None,
             };
-            let idle = first.is_none();
             let mut batch = Vec::new();
             let mut skipped: Vec<(TopicPartition, i64)> = Vec::new();
             let mut bytes = 0usize;
@@ -240,8 +242,10 @@ impl SinkRunner {
             batch.retain(|_| keep.next().unwrap_or(false));
             skipped.retain(|(tp, offset)| !below_floor(&self.floor, tp, *offset));
             let runs = partition_runs(&batch);
-            // An idle round puts an empty batch (see IDLE_PUT).
-            if idle || !batch.is_empty() {
+            if batch.is_empty() {
+                // Nothing to write (no records, or all skipped): the empty batch of IDLE_PUT.
+                self.idle_put().await?;
+            } else {
                 self.put(&batch, cancel).await?;
                 self.dead_letter_errant().await?;
                 // Where the sink holds its own offsets, records fetched before the seek to them
@@ -314,11 +318,39 @@ impl SinkRunner {
                     }
                 }
             }
-            _ = tokio::time::sleep(until_commit) => {}
+            _ = tokio::time::sleep(until_commit.min(IDLE_PUT)) => {}
         }
         self.handle_rebalances().await?;
         self.set_consumer_paused(true);
+        // A paused task still gets its empty batches (Kafka Connect's do too): time-based
+        // flushes of what it holds happen while it is paused.
+        if !cancel.is_cancelled() && *paused.borrow() {
+            self.idle_put().await?;
+        }
         self.commit_if_due(last_commit).await
+    }
+
+    /// The empty `put` of a round without records (see IDLE_PUT). Not retried in place: a
+    /// retriable failure (the store briefly unreachable) is logged and tried again after a
+    /// back-off, while the loop goes on polling, committing and handling pauses and rebalances.
+    async fn idle_put(&mut self) -> Result<(), ConnectError> {
+        if self.idle_backoff.is_some_and(|(until, _)| Instant::now() < until) {
+            return Ok(());
+        }
+        match self.task.put(&[]).await {
+            Ok(()) => {
+                self.idle_backoff = None;
+                self.dead_letter_errant().await
+            }
+            Err(e) if e.kind() == ErrorKind::Retriable => {
+                let backoff = self.idle_backoff.map_or(Duration::from_millis(100), |(_, b)| b * 2);
+                let backoff = backoff.min(self.s.retry_delay_max);
+                tracing::warn!(task = %self.s.id, error = %e, backoff_ms = backoff.as_millis() as u64, "empty put failed, trying again later");
+                self.idle_backoff = Some((Instant::now() + backoff, backoff));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Commits once `offset.flush.interval.ms` has passed; a retriable failure is retried next interval.

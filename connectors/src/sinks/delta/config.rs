@@ -115,7 +115,7 @@ impl DeltaSinkConfig {
                 .default("300000")
                 .importance(Importance::High)
                 .validator(Validator::at_least(1))
-                .doc("A commit at most this long after the first uncommitted record (kafka-delta-ingest's allowed_latency); checked on every batch and at every offset.flush.interval.ms."), "Commit"))
+                .doc("A commit at most this long after the first uncommitted record (kafka-delta-ingest's allowed_latency); checked on every batch, and every 100 ms while no records arrive."), "Commit"))
             .define(g(ConfigKey::new("delta.target.file.size", ConfigType::Long)
                 .default("134217728")
                 .importance(Importance::Medium)
