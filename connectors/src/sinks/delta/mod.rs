@@ -733,6 +733,16 @@ impl SinkTask for DeltaSinkTask {
         let mut part: Option<TopicPartition> = None;
         for r in records {
             let topic = r.original_topic.as_deref().unwrap_or(&r.topic);
+            if topic != r.topic {
+                // Tables, commit windows and `txn` app ids are per topic: a record a transform sent
+                // to another topic would have its offsets committed while it is only buffered.
+                return Err(ConnectError::fatal(format!(
+                    "{topic}-{} offset {}: a transform renamed the topic to {}; the Delta sink keys its tables and \
+                     its exactly-once offsets by the topic read, so it takes no topic-renaming transforms \
+                     (name the table with delta.table.location, e.g. s3://lake/${{topic}})",
+                    r.kafka_partition, r.kafka_offset, r.topic
+                )));
+            }
             let tp = match part.take() {
                 Some(tp) if tp.partition == r.kafka_partition && tp.topic == topic => tp,
                 _ => r.topic_partition(),

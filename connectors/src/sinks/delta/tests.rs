@@ -3,7 +3,7 @@
 use super::*;
 use arrow_array::{Array, Int64Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sluice_api::{Schema, Struct};
+use sluice_api::{ErrorKind, Schema, Struct};
 
 const HOUR: i64 = 3_600_000;
 // 2024-03-10T22:00:00Z
@@ -135,6 +135,24 @@ async fn commits_with_txn_offsets_and_resumes_after_them() {
     let seqs: Vec<i64> = rows(dir.path()).await.into_iter().filter(|r| r.0 >= 4).map(|r| r.0).collect();
     assert_eq!(seqs, vec![4, 5, 6, 7, 8, 9], "partition 0's 4 and 5 once, 1's 0 and 1 do not reach 4");
     assert_eq!(txn(dir.path(), 0).await, Some(9));
+}
+
+#[tokio::test]
+async fn a_topic_renamed_by_a_transform_fails_the_task_and_commits_nothing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut t, _) = task(dir.path(), &[], &[0]).await;
+    let s = schema(false);
+    t.put(&[rec(0, 0, BASE, &s)]).await.expect("put");
+    let mut renamed = rec(0, 1, BASE, &s);
+    renamed.original_topic = Some("events".into());
+    renamed.topic = "events-routed".into();
+    let err = t.put(&[renamed]).await.expect_err("renamed topic");
+    assert_eq!(err.kind(), ErrorKind::Fatal, "{err}");
+    assert!(err.to_string().contains("renamed the topic to events-routed"), "{err}");
+    // The record before it is only buffered: its offset is not safe to commit.
+    let tp = TopicPartition::new("events", 0);
+    let safe = t.pre_commit(&[(tp.clone(), 2)].into()).await.expect("pre_commit");
+    assert!(safe.get(&tp).is_some_and(|o| *o <= 1), "{safe:?}");
 }
 
 #[tokio::test]
