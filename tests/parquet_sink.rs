@@ -4,7 +4,7 @@
 //! file larger than one upload part (multipart, then moved to its name only if it is free), and
 //! 64 partitions with a file open each staying under a stated memory bound. HDFS: the same
 //! exactly-once check against a namenode when `HDFS_URL` is set (none runs on these machines, so it
-//! is reported as skipped otherwise).
+//! is reported as skipped otherwise). A quiet topic still gets its scheduled file on time.
 
 mod common;
 
@@ -325,4 +325,66 @@ fn hdfs_files_exactly_once_across_a_kill_9() {
         next = last + 1;
     }
     assert_eq!(next, N, "every offset once: {files:?}");
+}
+
+/// The completed Parquet files under `dir` (staging excluded).
+fn local_parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") && !p.to_string_lossy().contains("+tmp") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// `rotate.schedule.interval.ms` holds when the topic goes quiet: while no records arrive the
+/// runtime calls `put` with an empty batch, as Kafka Connect does. The offset flush (Kafka
+/// Connect's default, 60 s, here) is not what completes the last file.
+#[test]
+fn a_quiet_topic_gets_its_scheduled_file() {
+    let services = Services::load();
+    let kafka = services.kafka();
+    let topic = unique("quiet");
+    create_topic(&kafka, &topic);
+    let dir = tempfile::tempdir().expect("tmp");
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).expect("lake dir");
+    let port = free_port();
+    let worker = worker_properties(
+        dir.path(),
+        &kafka,
+        port,
+        "value.converter=org.apache.kafka.connect.json.JsonConverter\noffset.flush.interval.ms=60000",
+    );
+    let connector = dir.path().join("quiet.json");
+    std::fs::write(
+        &connector,
+        json!({"name": "quiet", "config": {
+            "connector.class": "parquet", "topics": topic,
+            "store.url": format!("file://{}", lake.display()),
+            "flush.size": "100000", "rotate.schedule.interval.ms": "1000"}})
+        .to_string(),
+    )
+    .expect("write");
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    // The first record waits out start-up and the group join.
+    produce(&kafka, &topic, &[("0", Some(event(0)))]);
+    wait_until(Duration::from_secs(45), "the first record's file", || local_parquet_files(&lake).len() == 1);
+    let sent = Instant::now();
+    let more: Vec<(String, Option<String>)> = (1..=10).map(|s| (s.to_string(), Some(event(s)))).collect();
+    produce(&kafka, &topic, &more);
+    wait_until(Duration::from_secs(30), "the next file", || local_parquet_files(&lake).len() == 2);
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_millis(3000),
+        "the file of the last records was completed {took:?} after they were sent (rotate.schedule.interval.ms=1000)\n{}",
+        sluice.log_text()
+    );
 }
