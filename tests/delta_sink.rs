@@ -210,42 +210,20 @@ fn local_txn_version(table: &std::path::Path, app: &str) -> Option<i64> {
 /// (Kafka Connect's default, 60 s, here) is not what commits the last records.
 #[test]
 fn a_quiet_topic_is_committed_within_allowed_latency() {
-    let services = Services::load();
-    let kafka = services.kafka();
-    let topic = unique("quiet");
-    create_topic_with(&kafka, &topic, 1);
-    let dir = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let worker = worker_properties(
-        dir.path(),
-        &kafka,
-        port,
-        "value.converter=org.apache.kafka.connect.json.JsonConverter\noffset.flush.interval.ms=60000",
-    );
-    let lake = dir.path().join("lake");
-    let connector = dir.path().join("quiet.json");
-    std::fs::write(
-        &connector,
-        json!({"name": "quiet", "config": {
-            "connector.class": "delta", "topics": topic,
+    let quiet = QuietSink::start(|topic, lake| {
+        json!({"connector.class": "delta", "topics": topic,
             "delta.table.location": format!("{}/${{topic}}", lake.display()),
-            "flush.size": "-1", "allowed.latency.ms": "1000"}})
-        .to_string(),
-    )
-    .expect("write");
-    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
-    let (table, app) = (lake.join(&topic), format!("quiet-{topic}-0"));
-    // The first record waits out start-up and the group join, and creates the table.
-    produce_to(&kafka, &topic, 0, &[("0", Some(event(0)))]);
-    wait_until(Duration::from_secs(45), "the first record committed", || local_txn_version(&table, &app) == Some(0));
-    let sent = Instant::now();
-    let more: Vec<(String, Option<String>)> = (1..=10).map(|s| (s.to_string(), Some(event(s)))).collect();
-    produce_to(&kafka, &topic, 0, &more);
-    wait_until(Duration::from_secs(30), "ten more records committed", || local_txn_version(&table, &app) == Some(10));
-    let took = sent.elapsed();
+            "flush.size": "-1", "allowed.latency.ms": "1000"})
+    });
+    let (table, app) = (quiet.lake().join(&quiet.topic), format!("quiet-{}-0", quiet.topic));
+    let took = quiet.flush_time(
+        event,
+        || local_txn_version(&table, &app) == Some(0),
+        || local_txn_version(&table, &app) == Some(10),
+    );
     assert!(
         took < Duration::from_millis(3000),
         "the last records were committed {took:?} after they were sent (allowed.latency.ms=1000)\n{}",
-        sluice.log_text()
+        quiet.sluice.log_text()
     );
 }

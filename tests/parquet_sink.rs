@@ -349,42 +349,17 @@ fn local_parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// Connect's default, 60 s, here) is not what completes the last file.
 #[test]
 fn a_quiet_topic_gets_its_scheduled_file() {
-    let services = Services::load();
-    let kafka = services.kafka();
-    let topic = unique("quiet");
-    create_topic(&kafka, &topic);
-    let dir = tempfile::tempdir().expect("tmp");
-    let lake = dir.path().join("lake");
-    std::fs::create_dir_all(&lake).expect("lake dir");
-    let port = free_port();
-    let worker = worker_properties(
-        dir.path(),
-        &kafka,
-        port,
-        "value.converter=org.apache.kafka.connect.json.JsonConverter\noffset.flush.interval.ms=60000",
-    );
-    let connector = dir.path().join("quiet.json");
-    std::fs::write(
-        &connector,
-        json!({"name": "quiet", "config": {
-            "connector.class": "parquet", "topics": topic,
+    let quiet = QuietSink::start(|topic, lake| {
+        json!({"connector.class": "parquet", "topics": topic,
             "store.url": format!("file://{}", lake.display()),
-            "flush.size": "100000", "rotate.schedule.interval.ms": "1000"}})
-        .to_string(),
-    )
-    .expect("write");
-    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
-    // The first record waits out start-up and the group join.
-    produce(&kafka, &topic, &[("0", Some(event(0)))]);
-    wait_until(Duration::from_secs(45), "the first record's file", || local_parquet_files(&lake).len() == 1);
-    let sent = Instant::now();
-    let more: Vec<(String, Option<String>)> = (1..=10).map(|s| (s.to_string(), Some(event(s)))).collect();
-    produce(&kafka, &topic, &more);
-    wait_until(Duration::from_secs(30), "the next file", || local_parquet_files(&lake).len() == 2);
-    let took = sent.elapsed();
+            "flush.size": "100000", "rotate.schedule.interval.ms": "1000"})
+    });
+    let lake = quiet.lake();
+    let took =
+        quiet.flush_time(event, || local_parquet_files(&lake).len() == 1, || local_parquet_files(&lake).len() == 2);
     assert!(
         took < Duration::from_millis(3000),
         "the file of the last records was completed {took:?} after they were sent (rotate.schedule.interval.ms=1000)\n{}",
-        sluice.log_text()
+        quiet.sluice.log_text()
     );
 }

@@ -618,3 +618,62 @@ pub fn leader_and_follower(ports: &[u16]) -> (usize, usize) {
     });
     roles
 }
+
+/// One sink on a fresh one-partition topic, in a standalone worker with JSON values and Kafka
+/// Connect's default offset flush (60 s): for the tests that a topic gone quiet is still flushed
+/// on time (the runtime's empty puts), not at the offset flush.
+pub struct QuietSink {
+    pub kafka: String,
+    pub topic: String,
+    /// Holds the worker's files and, under `lake/`, the sink's output.
+    pub dir: tempfile::TempDir,
+    pub sluice: Sluice,
+}
+
+impl QuietSink {
+    /// Starts the sink; `config` gets the topic and the lake directory and returns the
+    /// connector's config.
+    pub fn start(config: impl FnOnce(&str, &Path) -> serde_json::Value) -> QuietSink {
+        let services = Services::load();
+        let kafka = services.kafka();
+        let topic = unique("quiet");
+        create_topic_with(&kafka, &topic, 1);
+        let dir = tempfile::tempdir().expect("tmp");
+        let lake = dir.path().join("lake");
+        std::fs::create_dir_all(&lake).expect("lake dir");
+        let port = free_port();
+        let worker = worker_properties(
+            dir.path(),
+            &kafka,
+            port,
+            "value.converter=org.apache.kafka.connect.json.JsonConverter\noffset.flush.interval.ms=60000",
+        );
+        let connector = dir.path().join("quiet.json");
+        let body = serde_json::json!({"name": "quiet", "config": config(&topic, &lake)});
+        std::fs::write(&connector, body.to_string()).expect("write");
+        let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+        QuietSink { kafka, topic, dir, sluice }
+    }
+
+    /// The lake directory given to `start`'s config.
+    pub fn lake(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    /// Sends record 0 and waits for `first` (start-up and the group join included), then sends
+    /// records 1..=10 and returns how long after their send `rest` held.
+    pub fn flush_time(
+        &self,
+        event: fn(i64) -> String,
+        first: impl FnMut() -> bool,
+        rest: impl FnMut() -> bool,
+    ) -> Duration {
+        produce_to(&self.kafka, &self.topic, 0, &[("0", Some(event(0)))]);
+        wait_until(Duration::from_secs(45), "the first record flushed", first);
+        let sent = Instant::now();
+        let more: Vec<(String, Option<String>)> = (1..=10).map(|s| (s.to_string(), Some(event(s)))).collect();
+        produce_to(&self.kafka, &self.topic, 0, &more);
+        wait_until(Duration::from_secs(30), "ten more records flushed", rest);
+        sent.elapsed()
+    }
+}
