@@ -34,8 +34,9 @@ use crate::transforms::Parts;
 const MAX_BATCH_RECORDS: usize = 10_000;
 /// How long to wait for more records to fill a batch.
 const FILL_WAIT: Duration = Duration::from_millis(50);
-/// With no records, the task's `put` is called with an empty batch this often (as Kafka Connect
-/// calls it after a poll that returned nothing), so that time-based flushes (`allowed.latency.ms`,
+/// With nothing to write (no records, all skipped, or the task paused), the task's `put` is called
+/// with an empty batch this often (as Kafka Connect calls it after a poll that returned nothing),
+/// so that time-based flushes (`allowed.latency.ms`,
 /// `rotate.schedule.interval.ms`) happen on time when a topic goes quiet, not at the next record
 /// or offset commit.
 const IDLE_PUT: Duration = Duration::from_millis(100);
