@@ -39,8 +39,12 @@ pub struct JsonConverter {
     parsed_cache: Mutex<HashMap<Box<str>, SchemaRef>>,
     /// The schema text of the last envelope decoded and its schema: a record that starts with
     /// exactly `{"schema":<that text>,"payload":` needs neither the schema scanned nor hashed.
-    last_schema: Mutex<Option<(Box<[u8]>, SchemaRef)>>,
+    /// Shared, so the lock is held for a clone, not for comparing the text (two threads convert).
+    last_schema: Mutex<Option<Arc<KnownSchema>>>,
 }
+
+/// A schema's JSON text and the schema read from it.
+type KnownSchema = (Box<[u8]>, SchemaRef);
 
 /// The envelope, with both parts left as raw JSON text so the schema can be looked up by its text.
 #[derive(serde::Deserialize)]
@@ -130,8 +134,8 @@ impl JsonConverter {
 
     fn remember(&self, raw: &str, schema: &SchemaRef) {
         if let Ok(mut last) = self.last_schema.lock() {
-            if last.as_ref().is_none_or(|(text, _)| **text != *raw.as_bytes()) {
-                *last = Some((raw.as_bytes().into(), schema.clone()));
+            if last.as_ref().is_none_or(|known| *known.0 != *raw.as_bytes()) {
+                *last = Some(Arc::new((raw.as_bytes().into(), schema.clone())));
             }
         }
     }
@@ -142,8 +146,8 @@ impl JsonConverter {
     /// whole, so anything else (an extra field, a truncated record) takes the full path.
     fn known_envelope<'b>(&self, bytes: &'b [u8]) -> Option<(SchemaRef, &'b [u8])> {
         let rest = bytes.strip_prefix(b"{\"schema\":")?;
-        let last = self.last_schema.lock().ok()?;
-        let (text, schema) = last.as_ref()?;
+        let last = self.last_schema.lock().ok()?.clone()?;
+        let (text, schema) = &*last;
         let rest = rest.strip_prefix(&text[..])?.strip_prefix(b",\"payload\":")?;
         let end = rest.iter().rposition(|b| !b.is_ascii_whitespace())?;
         (rest[end] == b'}').then(|| (schema.clone(), &rest[..end]))

@@ -21,7 +21,8 @@ use super::json::JsonConverter;
 /// Decodes `payload` (JSON text, consumed whole) as a value of `schema`; `None` when the
 /// reference path must decide.
 pub(super) fn decode(converter: &JsonConverter, schema: &SchemaRef, payload: &[u8]) -> Option<Value> {
-    let mut de = serde_json::Deserializer::from_slice(payload);
+    // One UTF-8 check of the whole payload (SIMD), not one per string.
+    let mut de = serde_json::Deserializer::from_str(simdutf8::basic::from_utf8(payload).ok()?);
     let value = Seed { converter, schema }.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(value)
@@ -160,26 +161,46 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let schema = self.schema;
         match schema.schema_type {
             SchemaType::Struct => {
-                let mut slots: Vec<Option<Value>> = vec![None; schema.fields.len()];
+                let fields = &schema.fields;
+                // Fields in schema order (as Kafka Connect writes them) are pushed as they come;
+                // any other order (or a repeated field) switches to slots.
+                let mut values: Vec<Value> = Vec::with_capacity(fields.len());
+                let mut slots: Option<Vec<Option<Value>>> = None;
                 let mut next = 0usize;
                 while let Some(index) = map.next_key_seed(FieldIndex { schema, hint: next })? {
-                    match index {
-                        Some(i) => {
-                            let seed = Seed { converter: self.converter, schema: &schema.fields[i].schema };
-                            slots[i] = Some(map.next_value_seed(seed)?);
-                            next = i + 1;
-                        }
+                    let Some(i) = index else {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    };
+                    let v = map.next_value_seed(Seed { converter: self.converter, schema: &fields[i].schema })?;
+                    match slots.as_mut() {
+                        None if i == values.len() => values.push(v),
+                        Some(slots) => slots[i] = Some(v),
                         None => {
-                            map.next_value::<IgnoredAny>()?;
+                            let mut s: Vec<Option<Value>> = values.drain(..).map(Some).collect();
+                            s.resize(fields.len(), None);
+                            s[i] = Some(v);
+                            slots = Some(s);
                         }
                     }
+                    next = i + 1;
                 }
-                let mut values = Vec::with_capacity(slots.len());
-                for (slot, field) in slots.into_iter().zip(&schema.fields) {
-                    values.push(match slot {
-                        Some(v) => v,
-                        None => Seed { converter: self.converter, schema: &field.schema }.null()?,
-                    });
+                let missing =
+                    |field: &sluice_api::Field| Seed { converter: self.converter, schema: &field.schema }.null();
+                match slots {
+                    Some(slots) => {
+                        for (slot, field) in slots.into_iter().zip(fields) {
+                            values.push(match slot {
+                                Some(v) => v,
+                                None => missing(field)?,
+                            });
+                        }
+                    }
+                    None => {
+                        for field in &fields[values.len()..] {
+                            values.push(missing(field)?);
+                        }
+                    }
                 }
                 // The struct shares the schema, as the reference path does.
                 Ok(Value::Struct(Struct { schema: schema.clone(), values }))
@@ -288,6 +309,11 @@ mod tests {
             r#"{"i8":-5,"b":true,"i64":9007199254740993,"f":1.5,"f32":2,"s":"h\u00e9 \"q\"","zz":{"a":[1,2]},
                "bytes":"AQID","arr":[1,2,3],"m":{"z":1,"a":2,"z":3},"nested":{"y":null,"x":7}}"#,
             r#"{"b":false,"i8":127,"i64":-1,"f":-0.0,"f32":1e3,"s":"","opt":"o","nested":{"x":-2147483648}}"#,
+            // Every field, in schema order.
+            r#"{"b":true,"i8":1,"i64":2,"f":3,"f32":4,"s":"x","opt":null,"bytes":"AQ==","arr":[],"m":{},"nested":{"x":1,"y":"y"}}"#,
+            // In schema order, then a field again (the last value wins), optional fields left out.
+            r#"{"b":true,"i8":1,"i64":2,"f":3,"f32":4,"s":"x","opt":"o","b":false,"nested":{"x":1,"y":"y"}}"#,
+            r#"{"b":true,"i8":1,"i64":2,"f":3,"f32":4,"s":"x","nested":{"x":1}}"#,
         ];
         for p in payloads {
             let (fast, reference) = both(&c, &schema, p);
