@@ -242,6 +242,146 @@ mod local {
         assert!(files(dir.path()).len() >= 6);
     }
 
+    /// The local store, except that uploads fail while `fail` is set: starting a multipart upload
+    /// (a file larger than one part) and a single put (a smaller file's only request).
+    #[derive(Debug)]
+    struct FailingStore {
+        inner: Arc<dyn ObjectStore>,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl FailingStore {
+        fn check(&self) -> object_store::Result<()> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(object_store::Error::Generic {
+                    store: "failing",
+                    source: "injected upload failure".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl std::fmt::Display for FailingStore {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "FailingStore({})", self.inner)
+        }
+    }
+
+    #[async_trait]
+    impl ObjectStore for FailingStore {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: object_store::PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.check()?;
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.check()?;
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+
+        async fn rename_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::RenameOptions,
+        ) -> object_store::Result<()> {
+            self.inner.rename_opts(from, to, options).await
+        }
+    }
+
+    /// A file completed outside a put of records (an empty put or `pre_commit` completing it on
+    /// schedule) whose last part cannot be uploaded (after the store's own retries): its records
+    /// are in no file, so they are read again and nothing past them is committed meanwhile; the
+    /// lake then holds each record once. (A failing put of records reads its partitions again
+    /// in `put`.)
+    #[tokio::test]
+    async fn a_file_that_fails_to_upload_outside_a_put_is_read_again() {
+        let tp = TopicPartition::new("events", 0);
+        let cases = [
+            ("an empty put, the last part of a multipart upload", true),
+            ("pre_commit, the last part of a multipart upload", true),
+            ("an empty put, a file sent in one request", false),
+        ];
+        for (case, multipart) in cases {
+            let dir = tempfile::tempdir().expect("tmp");
+            let mut t = task(dir.path(), &[("flush.size", "100")]).await;
+            let store = Arc::new(FailingStore { inner: t.store().expect("store"), fail: false.into() });
+            t.store = Some(store.clone());
+            if multipart {
+                // Parts of 64 bytes: the file is a multipart upload, its last part sent on completing.
+                t.config.as_mut().expect("started").part_size = 64;
+            }
+            let recs: Vec<SinkRecord> = (0..3).map(|o| rec(o, BASE + o)).collect();
+            t.put(&recs).await.expect("put");
+            let all: Offsets = [(tp.clone(), 3)].into();
+            store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+            // The file is due (as rotate.schedule.interval.ms would make it).
+            t.files.values_mut().for_each(|f| f.deadline = Some(0));
+            let e = if case.starts_with("pre_commit") {
+                t.pre_commit(&all).await.expect_err(case)
+            } else {
+                t.put(&[]).await.expect_err(case)
+            };
+            assert_eq!(e.kind(), sluice_api::ErrorKind::Retriable, "{case}: {e}");
+            let safe = t.pre_commit(&all).await.expect("pre_commit");
+            assert_eq!(safe[&tp], 0, "{case}: nothing may be committed past the lost file");
+            assert_eq!(t.rewind(), [(tp.clone(), 0)].into(), "{case}");
+            // The store is back; the worker delivers the partition again from 0.
+            store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+            t.put(&recs).await.expect("put again");
+            t.files.values_mut().for_each(|f| f.deadline = Some(0));
+            t.put(&[]).await.expect("empty put");
+            let got: Vec<Vec<i64>> = files(dir.path()).into_iter().map(|(_, s)| s).collect();
+            assert_eq!(got, vec![vec![0, 1, 2]], "{case}");
+            assert_eq!(t.pre_commit(&all).await.expect("pre_commit")[&tp], 3, "{case}");
+        }
+    }
+
     #[tokio::test]
     async fn lake_files_lists_complete_files_with_their_footer_offsets() {
         let dir = tempfile::tempdir().expect("tmp");
