@@ -38,8 +38,8 @@ use deltalake_core::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake_core::{DeltaTable, DeltaTableError, TableProperty};
 use parquet::file::properties::WriterProperties;
 use sluice_api::{
-    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, ErrantRecordReporter, Offsets,
-    PluginInfo, SinkRecord, SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
+    ConfigConnector, ConfigMap, ConnectError, ConnectorInstance, ConnectorType, ErrantRecordReporter, ErrorKind,
+    Offsets, PluginInfo, SinkRecord, SinkTask, SinkTaskContext, TaskSplit, TopicPartition, Value,
 };
 
 use crate::sinks::parquet::arrow::RowShape;
@@ -423,16 +423,28 @@ impl DeltaSinkTask {
                 if let Some(w) = t.writer.as_mut() {
                     w.reset();
                 }
-                t.table.update_state().await.map_err(|e| delta_err(format!("{}: cannot reload", t.location), e))?;
-                self.new_writer(t)?;
+                // The staged records are dropped whatever happens next: each partition is read
+                // again, from after what the table holds when it can be reloaded, else from its
+                // first staged record (a later commit then conflicts and reloads again).
+                let mut reloaded = match t.table.update_state().await {
+                    Ok(()) => self.new_writer(t),
+                    Err(e) => Err(delta_err(format!("{}: cannot reload", t.location), e)),
+                };
                 for (p, (first, _)) in spans {
                     let tp = TopicPartition::new(topic, p);
-                    let held = table_offset(&t.table, self.app_id(topic, p)).await?;
+                    let mut held = None;
+                    if reloaded.is_ok() {
+                        match table_offset(&t.table, self.app_id(topic, p)).await {
+                            Ok(v) => held = v,
+                            Err(e) => reloaded = Err(e),
+                        }
+                    }
                     if let Some(v) = held {
                         self.durable.insert(tp.clone(), v);
                     }
                     self.read_again(&tp, held.map_or(first, |v| first.max(v + 1)));
                 }
+                reloaded?;
                 Err(ConnectError::retriable(format!("{}: commit conflict with another writer", t.location)))
             }
             Err(e) => Err(delta_err(format!("{}: commit failed (kept for the next attempt)", t.location), e)),
@@ -647,7 +659,7 @@ impl DeltaSinkTask {
     async fn write_or_report(&mut self, topic: &str, rows: &[&SinkRecord]) -> Result<(), ConnectError> {
         let e = match self.write(topic, rows).await {
             Ok(()) => return Ok(()),
-            Err(WriteError::Failed(e)) => return Err(e),
+            Err(WriteError::Failed(e)) => return Err(self.unwritten(topic, rows, e)),
             Err(WriteError::Rejected(e)) => e,
         };
         let Some(errant) = self.errant.clone() else { return Err(e) };
@@ -655,14 +667,31 @@ impl DeltaSinkTask {
             errant.report(only, e);
             return Ok(());
         }
-        for r in rows {
+        for (i, r) in rows.iter().enumerate() {
             match self.write(topic, &[r]).await {
                 Ok(()) => {}
                 Err(WriteError::Rejected(e)) => errant.report(r, e),
-                Err(WriteError::Failed(e)) => return Err(e),
+                Err(WriteError::Failed(e)) => return Err(self.unwritten(topic, &rows[i..], e)),
             }
         }
         Ok(())
+    }
+
+    /// Records `put` let past `seen` but that are in no window, because writing them failed
+    /// (creating the table, adding columns, loading it): on a retriable failure their partitions
+    /// are read again from their first such record, or the worker's retry of the batch would
+    /// skip them and a later commit would move the `txn` past them.
+    fn unwritten(&mut self, topic: &str, rows: &[&SinkRecord], e: ConnectError) -> ConnectError {
+        if e.kind() == ErrorKind::Retriable {
+            let mut from: BTreeMap<i32, i64> = BTreeMap::new();
+            for r in rows {
+                from.entry(r.kafka_partition).or_insert(r.kafka_offset);
+            }
+            for (p, o) in from {
+                self.read_again(&TopicPartition::new(topic, p), o);
+            }
+        }
+        e
     }
 
     async fn commit_due(&mut self) -> Result<(), ConnectError> {
@@ -811,8 +840,10 @@ impl SinkTask for DeltaSinkTask {
         let mut safe = Offsets::new();
         for (tp, consumed) in offsets {
             let pending = self.topics.get(&tp.topic).and_then(|t| t.pending(tp.partition));
+            // Buffered records before a partition's rewind point hold the commit back too.
             let at = match (self.rewind.get(tp), pending) {
-                (Some(r), _) => *r,
+                (Some(r), Some(first)) => (*r).min(first),
+                (Some(r), None) => *r,
                 (None, Some(first)) => first,
                 (None, None) => *consumed,
             };

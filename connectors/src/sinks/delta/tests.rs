@@ -155,6 +155,35 @@ async fn a_topic_renamed_by_a_transform_fails_the_task_and_commits_nothing() {
     assert!(safe.get(&tp).is_some_and(|o| *o <= 1), "{safe:?}");
 }
 
+/// Records `put` took whose write failed before reaching the writer (here: the table cannot be
+/// created, a file stands where its log goes) are read again, not skipped by the worker's retry of the
+/// batch, and nothing past them is committed meanwhile.
+#[tokio::test]
+async fn records_whose_table_cannot_be_created_yet_are_read_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut t, _) = task(dir.path(), &[("flush.size", "100")], &[0, 1]).await;
+    let blocker = dir.path().join("events").join("_delta_log");
+    std::fs::write(&blocker, b"not a log").expect("file");
+    let s = schema(false);
+    let recs: Vec<SinkRecord> = (0..3).flat_map(|o| [rec(0, o, BASE + o, &s), rec(1, o, BASE + o, &s)]).collect();
+    let err = t.put(&recs).await.expect_err("no table can be created");
+    assert_eq!(err.kind(), ErrorKind::Retriable, "{err}");
+    // The worker retries the same batch: the partitions wait for their rewind.
+    t.put(&recs).await.expect("retried put");
+    let (tp0, tp1) = (TopicPartition::new("events", 0), TopicPartition::new("events", 1));
+    let consumed: Offsets = [(tp0.clone(), 3), (tp1.clone(), 3)].into();
+    let safe = t.pre_commit(&consumed).await.expect("pre_commit");
+    assert_eq!((safe[&tp0], safe[&tp1]), (0, 0), "nothing is in the table");
+    assert_eq!(t.rewind(), consumed.keys().map(|tp| (tp.clone(), 0)).collect::<Offsets>());
+    // The way is clear; the worker delivers both partitions again from 0.
+    std::fs::remove_file(&blocker).expect("rm");
+    t.put(&recs).await.expect("put again");
+    t.stop().await.expect("stop commits");
+    let seqs: Vec<i64> = rows(dir.path()).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(seqs, vec![0, 0, 1, 1, 2, 2], "each record of both partitions once");
+    assert_eq!((txn(dir.path(), 0).await, txn(dir.path(), 1).await), (Some(2), Some(2)));
+}
+
 #[tokio::test]
 async fn flush_size_is_exact_within_one_batch() {
     let dir = tempfile::tempdir().expect("tmp");
