@@ -455,6 +455,12 @@ impl JsonConverter {
                         .get("field")
                         .and_then(Json::as_str)
                         .ok_or_else(|| DataError::new("Struct schema's field name not specified properly"))?;
+                    // As Kafka Connect's SchemaBuilder: a struct's field names are unique.
+                    if parsed.iter().any(|(n, _)| n == name) {
+                        return Err(DataError::new(format!(
+                            "Cannot create field because of field name duplication {name}"
+                        )));
+                    }
                     let fs = self
                         .schema_from_json(f)?
                         .ok_or_else(|| DataError::new("Struct schema's field schema is null"))?;

@@ -316,3 +316,12 @@ fn pre_serialized_json_is_written_as_the_json_it_is() {
     assert_eq!(StringConverter.to_bytes("t", None, &value).expect("string").as_deref(), Some(doc.as_bytes()));
     assert_eq!(ByteArrayConverter.to_bytes("t", None, &value).expect("bytes").as_deref(), Some(doc.as_bytes()));
 }
+
+#[test]
+fn a_struct_schema_with_a_repeated_field_name_is_refused() {
+    // As Kafka Connect's SchemaBuilder; taking it would make a field's value depend on the path.
+    let c = json(&[]);
+    let record = r#"{"schema":{"type":"struct","fields":[{"field":"a","type":"int32"},{"field":"a","type":"int32","optional":true}]},"payload":{"a":1}}"#;
+    let e = c.to_connect("t", Some(record.as_bytes())).expect_err("duplicate field");
+    assert!(e.to_string().contains("field name duplication a"), "{e}");
+}
