@@ -728,7 +728,11 @@ impl SinkTask for DeltaSinkTask {
             }
             let mut t = self.topics.remove(topic).ok_or_else(|| ConnectError::fatal("table vanished"))?;
             if t.table.version().is_some() && t.is_idle() {
-                self.new_writer(&mut t)?;
+                if let Err(e) = self.new_writer(&mut t) {
+                    // Keep the loaded table (and its dictionary advice) for the next attempt.
+                    self.topics.insert(topic.to_string(), t);
+                    return Err(e);
+                }
             }
             let mut found = Vec::new();
             for tp in partitions.iter().filter(|tp| tp.topic == topic) {
