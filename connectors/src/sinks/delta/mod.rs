@@ -426,17 +426,26 @@ impl DeltaSinkTask {
                 // The staged records are dropped whatever happens next: each partition is read
                 // again, from after what the table holds when it can be reloaded, else from its
                 // first staged record (a later commit then conflicts and reloads again).
-                let mut reloaded = match t.table.update_state().await {
-                    Ok(()) => self.new_writer(t),
-                    Err(e) => Err(delta_err(format!("{}: cannot reload", t.location), e)),
+                let mut failed = None;
+                let fresh = match t.table.update_state().await {
+                    Ok(()) => {
+                        failed = self.new_writer(t).err();
+                        true
+                    }
+                    Err(e) => {
+                        failed = Some(delta_err(format!("{}: cannot reload", t.location), e));
+                        false
+                    }
                 };
                 for (p, (first, _)) in spans {
                     let tp = TopicPartition::new(topic, p);
                     let mut held = None;
-                    if reloaded.is_ok() {
+                    // The reloaded table's offsets, even if its writer could not be made: the
+                    // next commit will not conflict, so what the table holds must not come again.
+                    if fresh {
                         match table_offset(&t.table, self.app_id(topic, p)).await {
                             Ok(v) => held = v,
-                            Err(e) => reloaded = Err(e),
+                            Err(e) => failed = failed.or(Some(e)),
                         }
                     }
                     if let Some(v) = held {
@@ -444,8 +453,9 @@ impl DeltaSinkTask {
                     }
                     self.read_again(&tp, held.map_or(first, |v| first.max(v + 1)));
                 }
-                reloaded?;
-                Err(ConnectError::retriable(format!("{}: commit conflict with another writer", t.location)))
+                Err(failed.unwrap_or_else(|| {
+                    ConnectError::retriable(format!("{}: commit conflict with another writer", t.location))
+                }))
             }
             Err(e) => Err(delta_err(format!("{}: commit failed (kept for the next attempt)", t.location), e)),
         }
@@ -819,7 +829,10 @@ impl SinkTask for DeltaSinkTask {
             });
             if !same && !run.is_empty() {
                 let topic = run[0].topic.clone();
-                self.write_or_report(&topic, &run).await?;
+                if let Err(e) = self.write_or_report(&topic, &run).await {
+                    // `seen` is past this record too, and it is in no run yet.
+                    return Err(self.unwritten(&r.topic, &[r], e));
+                }
                 run.clear();
             }
             run.push(r);

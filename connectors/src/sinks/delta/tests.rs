@@ -164,8 +164,10 @@ async fn records_whose_table_cannot_be_created_yet_are_read_again() {
     let (mut t, _) = task(dir.path(), &[("flush.size", "100")], &[0, 1]).await;
     let blocker = dir.path().join("events").join("_delta_log");
     std::fs::write(&blocker, b"not a log").expect("file");
-    let s = schema(false);
-    let recs: Vec<SinkRecord> = (0..3).flat_map(|o| [rec(0, o, BASE + o, &s), rec(1, o, BASE + o, &s)]).collect();
+    // The partitions' value schemas differ, so each record is a run of its own: the run written
+    // when the next record comes is not the only record `put` has taken.
+    let (s0, s1) = (schema(false), schema(true));
+    let recs: Vec<SinkRecord> = (0..3).flat_map(|o| [rec(0, o, BASE + o, &s0), rec(1, o, BASE + o, &s1)]).collect();
     let err = t.put(&recs).await.expect_err("no table can be created");
     assert_eq!(err.kind(), ErrorKind::Retriable, "{err}");
     // The worker retries the same batch: the partitions wait for their rewind.
