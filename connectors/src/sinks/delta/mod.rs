@@ -426,16 +426,9 @@ impl DeltaSinkTask {
                 // The staged records are dropped whatever happens next: each partition is read
                 // again, from after what the table holds when it can be reloaded, else from its
                 // first staged record (a later commit then conflicts and reloads again).
-                let mut failed = None;
-                let fresh = match t.table.update_state().await {
-                    Ok(()) => {
-                        failed = self.new_writer(t).err();
-                        true
-                    }
-                    Err(e) => {
-                        failed = Some(delta_err(format!("{}: cannot reload", t.location), e));
-                        false
-                    }
+                let (fresh, mut failed) = match t.table.update_state().await {
+                    Ok(()) => (true, self.new_writer(t).err()),
+                    Err(e) => (false, Some(delta_err(format!("{}: cannot reload", t.location), e))),
                 };
                 for (p, (first, _)) in spans {
                     let tp = TopicPartition::new(topic, p);
