@@ -4,8 +4,15 @@
 //! Delivery (at-least-once, or exactly-once for sinks that keep offsets with their data): a Kafka
 //! offset is committed only after the sink said the data before it is durable. On revocation, the
 //! consumer context commits the durable offsets of the revoked partitions before they move.
+//! Pipelining: a round fetches a batch, then puts the batch converted in the last round while
+//! converting this one on other threads (decoding overlaps the sink's encoding and I/O). Rebalance
+//! events are handled before each `put`, and records of partitions revoked or sought back in
+//! between are dropped from the converted batch, so the sink sees exactly what the loop without
+//! pipelining would give it.
+//!
 //! Memory: librdkafka's prefetch queue is capped (`queued.max.messages.kbytes`) and a batch holds at
-//! most `task.buffer.max.bytes`; a slow `put` stops consumption, it never grows a buffer.
+//! most `task.buffer.max.bytes`, two batches at a time (one being put, one being converted); a slow
+//! `put` stops consumption, it never grows a buffer.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -77,10 +84,25 @@ impl Subscription {
     }
 }
 
+/// Records converted in one round and put in the next (see `main_loop`), with the offsets of
+/// records skipped among them (DLQ'd or dropped by a transform), which count as consumed only
+/// once the batch is put.
+#[derive(Default)]
+struct Pending {
+    batch: Vec<SinkRecord>,
+    skipped: Vec<(TopicPartition, i64)>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.skipped.is_empty()
+    }
+}
+
 pub(crate) struct SinkRunner {
     s: TaskSettings,
     task: Box<dyn SinkTask>,
-    consumer: StreamConsumer<SinkConsumerContext>,
+    consumer: std::sync::Arc<StreamConsumer<SinkConsumerContext>>,
     events: SinkEvents,
     subscription: Subscription,
     assigned: HashSet<TopicPartition>,
@@ -95,6 +117,8 @@ pub(crate) struct SinkRunner {
     admin: std::sync::Arc<rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext>>,
     /// After a retriable failure of an empty `put`: no other before this, and the next back-off.
     idle_backoff: Option<(Instant, Duration)>,
+    /// Converted in the last round, put in the next.
+    pending: Pending,
 }
 
 impl SinkRunner {
@@ -109,7 +133,7 @@ impl SinkRunner {
     ) -> SinkRunner {
         SinkRunner {
             task,
-            consumer,
+            consumer: std::sync::Arc::new(consumer),
             events,
             subscription,
             assigned: HashSet::new(),
@@ -121,6 +145,7 @@ impl SinkRunner {
             dlq,
             admin,
             idle_backoff: None,
+            pending: Pending::default(),
         }
     }
 
@@ -169,6 +194,13 @@ impl SinkRunner {
                 self.set_consumer_paused(is_paused);
             }
             if is_paused {
+                // What was fetched before the pause is put first: a paused task gets no records.
+                if !self.pending.is_empty() {
+                    self.handle_rebalances().await?;
+                    let pending = self.admit_pending();
+                    self.put_or_idle(&pending, cancel).await?;
+                    self.after_put(&pending).await?;
+                }
                 self.paused_round(cancel, paused, &mut last_commit).await?;
                 // Stopping a paused task: it returns here, not in the round (which would spin on
                 // the cancelled token until the shutdown timeout aborted the task uncommitted).
@@ -177,116 +209,155 @@ impl SinkRunner {
                 }
                 continue;
             }
+            let consumer = std::sync::Arc::clone(&self.consumer);
             let until_commit = self.s.flush_interval.saturating_sub(last_commit.elapsed());
-            let first = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Ok(()),
-                m = self.consumer.recv() => Some(m),
-                _ = tokio::time::sleep(until_commit.min(IDLE_PUT)) => None,
-            };
-            let mut batch = Vec::new();
-            let mut skipped: Vec<(TopicPartition, i64)> = Vec::new();
-            let mut bytes = 0usize;
-            let mut messages = Vec::new();
-            if let Some(first) = first {
-                let msg =
-                    first.map_err(|e| ConnectError::retriable_from(format!("task {} consume failed", self.s.id), e));
-                match msg {
-                    Ok(m) => {
-                        bytes += message_bytes(&m);
-                        messages.push(m);
-                    }
-                    Err(e) => tracing::warn!(task = %self.s.id, error = %e, "consumer error"),
-                }
-                let fill_deadline = Instant::now() + FILL_WAIT;
-                while messages.len() < MAX_BATCH_RECORDS && bytes < self.s.buffer_max_bytes {
-                    let next = match self.consumer.recv().now_or_never() {
-                        Some(m) => m,
-                        None if Instant::now() < fill_deadline && messages.len() < 64 => {
-                            match tokio::time::timeout_at(fill_deadline, self.consumer.recv()).await {
-                                Ok(m) => m,
-                                Err(_) => break,
+            let wait = self.pending.is_empty();
+            let fetched = fetch(&self.s, &consumer, &self.events.events, cancel, wait, until_commit).await;
+            let Some(Fetched { messages, before_events, .. }) = fetched else { return Ok(()) };
+            // Rebalance events from this fetch are handled before anything more is put.
+            let revoked = self.handle_rebalances().await?;
+            let had_pending = !self.pending.is_empty();
+            let pending = self.admit_pending();
+            // The batch fetched in the last round is put while this round's is converted (on
+            // other threads): the sink's encoding and I/O overlap the decoding of the next batch.
+            let overlap = !pending.batch.is_empty() && messages.len() >= PARALLEL_CONVERT_MIN && !cancel.is_cancelled();
+            let converted = if overlap {
+                let (task, s) = (&mut self.task, &self.s);
+                let (converted, put) = tokio::task::block_in_place(|| {
+                    std::thread::scope(|scope| {
+                        // One converting thread next to the putting one: two busy threads for
+                        // two cores measured faster than splitting the conversion again.
+                        let other = scope.spawn(|| messages.iter().map(|m| convert(s, m)).collect::<Vec<_>>());
+                        // A task abort cannot stop a blocked thread: when the worker would abort
+                        // the task (the shutdown timeout after the stop), the put is dropped here.
+                        let stopped = async {
+                            cancel.cancelled().await;
+                            tokio::time::sleep(s.shutdown_timeout).await;
+                        };
+                        let put = tokio::runtime::Handle::current().block_on(async {
+                            tokio::select! {
+                                r = put_batch(task.as_mut(), s, &pending.batch, cancel) => r,
+                                _ = stopped => Err(ConnectError::retriable(format!("task {} stopped during put", s.id))),
                             }
-                        }
-                        None => break,
-                    };
-                    match next {
-                        Ok(m) => {
-                            bytes += message_bytes(&m);
-                            messages.push(m);
-                        }
-                        Err(e) => {
-                            tracing::warn!(task = %self.s.id, error = %e, "consumer error");
-                            break;
-                        }
-                    }
+                        });
+                        (other.join(), put)
+                    })
+                });
+                let converted = converted.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                put?;
+                converted
+            } else {
+                // The empty put is for rounds without records to write, not the first of a burst.
+                if !pending.batch.is_empty() || messages.is_empty() || had_pending {
+                    self.put_or_idle(&pending, cancel).await?;
                 }
-            }
-            let converted = convert_all(&self.s, &messages);
-            for (m, record) in messages.iter().zip(converted) {
-                collect(&self.s, &mut self.dlq, m, record, &mut batch, &mut skipped)?;
+                convert_all(&self.s, &messages)
+            };
+            let rewound = self.after_put(&pending).await?;
+            drop(pending);
+            let mut next = Pending::default();
+            // Whether to keep a partition's messages: assigned now, not sought back by the sink
+            // (they come again from where it asked), and, before the events, not revoked (what
+            // was fetched before a revocation comes again after a new assignment). Decided once
+            // per run of a partition.
+            let mut last: Option<(&str, i32, bool, bool)> = None;
+            for (i, (m, record)) in messages.iter().zip(converted).enumerate() {
+                let (keep, was_revoked) = match last {
+                    Some((t, p, keep, was_revoked)) if p == m.partition() && t == m.topic() => (keep, was_revoked),
+                    _ => {
+                        let tp = TopicPartition::new(m.topic(), m.partition());
+                        let keep = self.assigned.contains(&tp) && !rewound.contains(&tp);
+                        let was_revoked = revoked.contains(&tp);
+                        last = Some((m.topic(), m.partition(), keep, was_revoked));
+                        (keep, was_revoked)
+                    }
+                };
+                if keep && !(was_revoked && i < before_events) {
+                    collect(&self.s, &mut self.dlq, m, record, &mut next.batch, &mut next.skipped)?;
+                }
             }
             drop(messages);
             if let Some(dlq) = self.dlq.as_mut() {
                 dlq.flush().await?;
             }
-            self.handle_rebalances().await?;
-            let below_floor =
-                |floor: &Offsets, tp: &TopicPartition, offset: i64| floor.get(tp).is_some_and(|f| offset < *f);
-            // Per-partition bookkeeping happens once per run of a partition, not once per record.
-            let mut keep = Vec::with_capacity(batch.len());
-            for (tp, run) in partition_runs(&batch) {
-                let assigned = self.assigned.contains(&tp);
-                keep.extend(batch[run].iter().map(|r| assigned && !below_floor(&self.floor, &tp, r.kafka_offset)));
-            }
-            let mut keep = keep.into_iter();
-            batch.retain(|_| keep.next().unwrap_or(false));
-            skipped.retain(|(tp, offset)| !below_floor(&self.floor, tp, *offset));
-            let runs = partition_runs(&batch);
-            if batch.is_empty() {
-                // Nothing to write (no records, or all skipped): the empty batch of IDLE_PUT.
-                self.idle_put().await?;
-            } else {
-                self.put(&batch, cancel).await?;
-                self.dead_letter_errant().await?;
-                // Where the sink holds its own offsets, records fetched before the seek to them
-                // come again after it: what was put is never put again.
-                for (tp, run) in &runs {
-                    if let (Some(f), Some(last)) =
-                        (self.floor.get_mut(tp), batch[run.clone()].iter().map(|r| r.kafka_offset).max())
-                    {
-                        *f = (*f).max(last + 1);
-                    }
-                }
-            }
-            // Skipped records count as consumed once they are in the DLQ (or logged, without one).
-            let done = runs
-                .into_iter()
-                .filter_map(|(tp, run)| batch[run].iter().map(|r| r.kafka_offset).max().map(|last| (tp, last)))
-                .chain(skipped);
-            for (tp, offset) in done {
-                if self.assigned.contains(&tp) {
-                    let next = self.consumed.entry(tp).or_insert(0);
-                    *next = (*next).max(offset + 1);
-                }
-            }
-            // The sink asked to read some partitions again (a file it could not complete).
-            for (tp, offset) in self.task.rewind() {
-                if !self.assigned.contains(&tp) {
-                    continue;
-                }
-                seek_retrying(&self.consumer, &tp, offset).await.map_err(|e| {
-                    ConnectError::retriable_from(
-                        format!("task {} could not seek {tp} back to {offset} as the sink asked", self.s.id),
-                        e,
-                    )
-                })?;
-                tracing::info!(task = %self.s.id, partition = %tp, offset, "reading again from the offset the sink asked for");
-                self.consumed.insert(tp.clone(), offset);
-                self.floor.insert(tp, offset);
-            }
+            self.pending = next;
             self.commit_if_due(&mut last_commit).await?;
         }
+    }
+
+    /// Takes the pending batch, without the records of partitions no longer assigned and those
+    /// below a partition's floor (already durable in a sink that keeps its own offsets).
+    fn admit_pending(&mut self) -> Pending {
+        let mut pending = std::mem::take(&mut self.pending);
+        let below_floor =
+            |floor: &Offsets, tp: &TopicPartition, offset: i64| floor.get(tp).is_some_and(|f| offset < *f);
+        // Per-partition bookkeeping happens once per run of a partition, not once per record.
+        let mut keep = Vec::with_capacity(pending.batch.len());
+        for (tp, run) in partition_runs(&pending.batch) {
+            let assigned = self.assigned.contains(&tp);
+            keep.extend(pending.batch[run].iter().map(|r| assigned && !below_floor(&self.floor, &tp, r.kafka_offset)));
+        }
+        let mut keep = keep.into_iter();
+        pending.batch.retain(|_| keep.next().unwrap_or(false));
+        pending.skipped.retain(|(tp, offset)| !below_floor(&self.floor, tp, *offset));
+        pending
+    }
+
+    /// Puts the batch, or with no records calls the empty `put` (see IDLE_PUT).
+    async fn put_or_idle(&mut self, pending: &Pending, cancel: &CancellationToken) -> Result<(), ConnectError> {
+        if pending.batch.is_empty() {
+            self.idle_put().await
+        } else {
+            put_batch(self.task.as_mut(), &self.s, &pending.batch, cancel).await
+        }
+    }
+
+    /// After a `put` (or the empty one): what the sink reported unwritable goes to the DLQ, the put
+    /// and skipped records count as consumed, and partitions the sink asked to read again are
+    /// sought back. Returns those partitions.
+    async fn after_put(&mut self, pending: &Pending) -> Result<HashSet<TopicPartition>, ConnectError> {
+        let runs = partition_runs(&pending.batch);
+        if !pending.batch.is_empty() {
+            self.dead_letter_errant().await?;
+            // Where the sink holds its own offsets, records fetched before the seek to them
+            // come again after it: what was put is never put again.
+            for (tp, run) in &runs {
+                if let (Some(f), Some(last)) =
+                    (self.floor.get_mut(tp), pending.batch[run.clone()].iter().map(|r| r.kafka_offset).max())
+                {
+                    *f = (*f).max(last + 1);
+                }
+            }
+        }
+        // Skipped records count as consumed once they are in the DLQ (or logged, without one).
+        let done = runs
+            .into_iter()
+            .filter_map(|(tp, run)| pending.batch[run].iter().map(|r| r.kafka_offset).max().map(|last| (tp, last)))
+            .chain(pending.skipped.iter().cloned());
+        for (tp, offset) in done {
+            if self.assigned.contains(&tp) {
+                let next = self.consumed.entry(tp).or_insert(0);
+                *next = (*next).max(offset + 1);
+            }
+        }
+        // The sink asked to read some partitions again (a file it could not complete).
+        let mut rewound = HashSet::new();
+        for (tp, offset) in self.task.rewind() {
+            if !self.assigned.contains(&tp) {
+                continue;
+            }
+            seek_retrying(&self.consumer, &tp, offset).await.map_err(|e| {
+                ConnectError::retriable_from(
+                    format!("task {} could not seek {tp} back to {offset} as the sink asked", self.s.id),
+                    e,
+                )
+            })?;
+            tracing::info!(task = %self.s.id, partition = %tp, offset, "reading again from the offset the sink asked for");
+            self.consumed.insert(tp.clone(), offset);
+            self.floor.insert(tp.clone(), offset);
+            rewound.insert(tp);
+        }
+        Ok(rewound)
     }
 
     /// Pauses or resumes fetching on the whole assignment.
@@ -369,11 +440,18 @@ impl SinkRunner {
         Ok(())
     }
 
-    async fn handle_rebalances(&mut self) -> Result<(), ConnectError> {
+    /// Closes revoked partitions and opens assigned ones (seeking to where the sink resumes);
+    /// returns the partitions revoked.
+    async fn handle_rebalances(&mut self) -> Result<HashSet<TopicPartition>, ConnectError> {
+        let mut revoked = HashSet::new();
         while let Ok(event) = self.events.events.try_recv() {
             match event {
                 RebalanceEvent::Revoked(parts) => {
+                    revoked.extend(parts.iter().cloned());
                     tracing::info!(task = %self.s.id, ?parts, "partitions revoked");
+                    // Records fetched before the revocation are not put (nor counted) after it.
+                    self.pending.batch.retain(|r| !parts.contains(&r.topic_partition()));
+                    self.pending.skipped.retain(|(tp, _)| !parts.contains(tp));
                     for tp in &parts {
                         self.assigned.remove(tp);
                         self.consumed.remove(tp);
@@ -433,36 +511,7 @@ impl SinkRunner {
                 }
             }
         }
-        Ok(())
-    }
-
-    async fn put(&mut self, batch: &[SinkRecord], cancel: &CancellationToken) -> Result<(), ConnectError> {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.task.put(batch).await {
-                Ok(()) => {
-                    TaskMetrics::add(&self.s.metrics.sink_record_send_total, batch.len());
-                    // Active topics (once per batch and topic; the store ignores repeats).
-                    let mut last: Option<&str> = None;
-                    for r in batch {
-                        if last != Some(r.topic.as_str()) {
-                            self.s.topic_active(&r.topic);
-                            last = Some(r.topic.as_str());
-                        }
-                    }
-                    return Ok(());
-                }
-                Err(e) if e.kind() == ErrorKind::Retriable => {
-                    tracing::warn!(task = %self.s.id, error = %e, backoff_ms = backoff.as_millis() as u64, "put failed, retrying the same batch");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Err(ConnectError::retriable(format!("task {} stopped while retrying put", self.s.id))),
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(self.s.retry_delay_max);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        Ok(revoked)
     }
 
     /// Sends what the sink reported as unwritable during `put` to the DLQ (or logs it, without
@@ -552,6 +601,135 @@ impl SinkRunner {
     }
 }
 
+/// The next batch of messages: with nothing pending, waits for the first (up to the next idle
+/// `put` or commit) and then briefly for more; with a batch pending, takes only what is already
+/// fetched, so the pending batch is not held back. `None` when the task is stopping.
+///
+/// A fetch ends at the first rebalance event (they are served inside `recv`): the messages before
+/// `Fetched::before_events` were fetched before it, possibly for partitions it revoked.
+async fn fetch<'c>(
+    s: &TaskSettings,
+    consumer: &'c StreamConsumer<SinkConsumerContext>,
+    events: &tokio::sync::mpsc::UnboundedReceiver<RebalanceEvent>,
+    cancel: &CancellationToken,
+    wait: bool,
+    until_commit: Duration,
+) -> Option<Fetched<'c>> {
+    let mut f = Fetched { messages: Vec::new(), before_events: usize::MAX, bytes: 0 };
+    let first = if wait {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return None,
+            m = consumer.recv() => Some(m),
+            _ = tokio::time::sleep(until_commit.min(IDLE_PUT)) => None,
+        }
+    } else if cancel.is_cancelled() {
+        return None;
+    } else {
+        consumer.recv().now_or_never()
+    };
+    let Some(first) = first else {
+        f.event_seen(events);
+        return Some(f);
+    };
+    if f.take(s, first, events) {
+        return Some(f);
+    }
+    let fill_deadline = Instant::now() + FILL_WAIT;
+    while f.messages.len() < MAX_BATCH_RECORDS && f.bytes < s.buffer_max_bytes {
+        let next = match consumer.recv().now_or_never() {
+            Some(m) => m,
+            None if wait && Instant::now() < fill_deadline && f.messages.len() < 64 => {
+                match tokio::time::timeout_at(fill_deadline, consumer.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => break,
+                }
+            }
+            None => break,
+        };
+        if f.take(s, next, events) {
+            break;
+        }
+    }
+    f.event_seen(events);
+    Some(f)
+}
+
+/// One round's messages (see [`fetch`]).
+struct Fetched<'c> {
+    messages: Vec<BorrowedMessage<'c>>,
+    /// How many of `messages` were fetched before a rebalance event (`usize::MAX`: no event).
+    before_events: usize,
+    bytes: usize,
+}
+
+impl<'c> Fetched<'c> {
+    /// Notes where the first rebalance event came; whether there was one.
+    fn event_seen(&mut self, events: &tokio::sync::mpsc::UnboundedReceiver<RebalanceEvent>) -> bool {
+        if self.before_events == usize::MAX && !events.is_empty() {
+            self.before_events = self.messages.len();
+        }
+        self.before_events != usize::MAX
+    }
+
+    /// Adds what a `recv` returned; whether the fetch ends here (a rebalance event was served in
+    /// that `recv`, before the message it returned, or a consumer error).
+    fn take(
+        &mut self,
+        s: &TaskSettings,
+        next: Result<BorrowedMessage<'c>, rdkafka::error::KafkaError>,
+        events: &tokio::sync::mpsc::UnboundedReceiver<RebalanceEvent>,
+    ) -> bool {
+        let event = self.event_seen(events);
+        match next {
+            Ok(m) => {
+                self.bytes += message_bytes(&m);
+                self.messages.push(m);
+                event
+            }
+            Err(e) => {
+                tracing::warn!(task = %s.id, error = %e, "consumer error");
+                true
+            }
+        }
+    }
+}
+
+/// Puts a batch, retrying it in place after a retriable failure (with back-off, until stopped).
+async fn put_batch(
+    task: &mut dyn SinkTask,
+    s: &TaskSettings,
+    batch: &[SinkRecord],
+    cancel: &CancellationToken,
+) -> Result<(), ConnectError> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match task.put(batch).await {
+            Ok(()) => {
+                TaskMetrics::add(&s.metrics.sink_record_send_total, batch.len());
+                // Active topics (once per batch and topic; the store ignores repeats).
+                let mut last: Option<&str> = None;
+                for r in batch {
+                    if last != Some(r.topic.as_str()) {
+                        s.topic_active(&r.topic);
+                        last = Some(r.topic.as_str());
+                    }
+                }
+                return Ok(());
+            }
+            Err(e) if e.kind() == ErrorKind::Retriable => {
+                tracing::warn!(task = %s.id, error = %e, backoff_ms = backoff.as_millis() as u64, "put failed, retrying the same batch");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Err(ConnectError::retriable(format!("task {} stopped while retrying put", s.id))),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(s.retry_delay_max);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Seeks a partition. Right after an assignment librdkafka may refuse ("Erroneous state")
 /// until the partition's fetcher has started, so a refusal is tried again, ten times in all.
 async fn seek_retrying(
@@ -621,7 +799,7 @@ const PARALLEL_CONVERT_MIN: usize = 256;
 /// Converts a batch of messages with the task's converters. Conversion (JSON or Avro decoding) is
 /// most of the runtime's CPU per record, so a large batch is split in two and one half is
 /// converted on a second thread while this one converts the other; results keep the batch order.
-fn convert_all<'a>(s: &'a TaskSettings, messages: &[BorrowedMessage<'_>]) -> Vec<Result<SinkRecord, ConvertError<'a>>> {
+fn convert_all(s: &TaskSettings, messages: &[BorrowedMessage<'_>]) -> Vec<Result<SinkRecord, ConvertError>> {
     if messages.len() < PARALLEL_CONVERT_MIN {
         return messages.iter().map(|m| convert(s, m)).collect();
     }
@@ -640,16 +818,16 @@ fn convert_all<'a>(s: &'a TaskSettings, messages: &[BorrowedMessage<'_>]) -> Vec
 /// Puts one converted message (after the transforms, in batch order) into the batch, or (with
 /// `errors.tolerance=all`) skips it: logged, and sent to the dead-letter topic when one is
 /// configured. Never a silent drop.
-fn collect<'a>(
-    s: &'a TaskSettings,
+fn collect(
+    s: &TaskSettings,
     dlq: &mut Option<DeadLetterQueue>,
     m: &BorrowedMessage<'_>,
-    converted: Result<SinkRecord, ConvertError<'a>>,
+    converted: Result<SinkRecord, ConvertError>,
     batch: &mut Vec<SinkRecord>,
     skipped: &mut Vec<(TopicPartition, i64)>,
 ) -> Result<(), ConnectError> {
     TaskMetrics::add(&s.metrics.sink_record_read_total, 1);
-    let (stage, class, error) = match converted.and_then(|r| transform(s, r)) {
+    let (stage, error) = match converted.and_then(|r| transform(s, r)) {
         Ok(Some(r)) => {
             batch.push(r);
             return Ok(());
@@ -661,6 +839,7 @@ fn collect<'a>(
         }
         Err(e) => e,
     };
+    let class = stage_class(s, stage);
     let msg = format!(
         "task {} could not convert the record at {}-{} offset {} ({stage}): {error}",
         s.id,
@@ -700,10 +879,21 @@ fn header_bytes(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
-type ConvertError<'a> = (&'static str, &'a str, String);
+/// Why a record could not be converted: the stage (`KEY_CONVERTER`, `VALUE_CONVERTER`,
+/// `TRANSFORMATION`) and the message.
+type ConvertError = (&'static str, String);
+
+/// The class reported for a failure at `stage`.
+fn stage_class<'a>(s: &'a TaskSettings, stage: &str) -> &'a str {
+    match stage {
+        "KEY_CONVERTER" => &s.key_converter_class,
+        "VALUE_CONVERTER" => &s.value_converter_class,
+        _ => "transforms",
+    }
+}
 
 /// The connector's transforms; `None` when one dropped the record.
-fn transform<'a>(s: &'a TaskSettings, r: SinkRecord) -> Result<Option<SinkRecord>, ConvertError<'a>> {
+fn transform(s: &TaskSettings, r: SinkRecord) -> Result<Option<SinkRecord>, ConvertError> {
     if s.transforms.is_empty() {
         return Ok(Some(r));
     }
@@ -711,20 +901,15 @@ fn transform<'a>(s: &'a TaskSettings, r: SinkRecord) -> Result<Option<SinkRecord
     match s.transforms.apply(parts) {
         Ok(Some(p)) => Ok(Some(p.into_sink(original))),
         Ok(None) => Ok(None),
-        Err(e) => Err(("TRANSFORMATION", "transforms", e)),
+        Err(e) => Err(("TRANSFORMATION", e)),
     }
 }
 
-fn convert<'a>(s: &'a TaskSettings, m: &BorrowedMessage<'_>) -> Result<SinkRecord, ConvertError<'a>> {
+fn convert(s: &TaskSettings, m: &BorrowedMessage<'_>) -> Result<SinkRecord, ConvertError> {
     let topic = m.topic();
-    let (key_schema, key) = s
-        .key_converter
-        .to_connect(topic, m.key())
-        .map_err(|e| ("KEY_CONVERTER", s.key_converter_class.as_str(), e.to_string()))?;
-    let (value_schema, value) = s
-        .value_converter
-        .to_connect(topic, m.payload())
-        .map_err(|e| ("VALUE_CONVERTER", s.value_converter_class.as_str(), e.to_string()))?;
+    let (key_schema, key) = s.key_converter.to_connect(topic, m.key()).map_err(|e| ("KEY_CONVERTER", e.to_string()))?;
+    let (value_schema, value) =
+        s.value_converter.to_connect(topic, m.payload()).map_err(|e| ("VALUE_CONVERTER", e.to_string()))?;
     let (timestamp, timestamp_type) = match m.timestamp() {
         rdkafka::Timestamp::NotAvailable => (None, TimestampType::NoTimestampType),
         rdkafka::Timestamp::CreateTime(t) => (Some(t), TimestampType::CreateTime),
