@@ -100,6 +100,10 @@ pub struct ParquetSinkConfig {
     pub row_group_bytes: usize,
     /// `s3.part.size`: bytes per multipart part.
     pub part_size: usize,
+    /// `s3.part.retries`: retries of a failed S3 request before the sink sees the error.
+    pub s3_retries: usize,
+    /// `s3.retry.backoff.ms`: the wait before the first retry (doubling after each).
+    pub s3_retry_backoff_ms: u64,
 }
 
 const PARQUET_FORMATS: &[&str] = &[
@@ -161,6 +165,16 @@ impl ParquetSinkConfig {
                 .importance(Importance::High)
                 .validator(Validator::between(5 * 1024 * 1024, i32::MAX))
                 .doc("Bytes per multipart-upload part; a file smaller than this is sent in one conditional PUT."), "Storage"))
+            .define(g(ConfigKey::new("s3.part.retries", ConfigType::Int)
+                .default("3")
+                .importance(Importance::Medium)
+                .validator(Validator::at_least(0))
+                .doc("Retries of a failed S3 request (as Confluent's S3 sink) before the sink sees the error; then the file's partition is read again from the file's first offset."), "Storage"))
+            .define(g(ConfigKey::new("s3.retry.backoff.ms", ConfigType::Long)
+                .default("200")
+                .importance(Importance::Low)
+                .validator(Validator::at_least(0))
+                .doc("Wait before the first retry of a failed S3 request; each further retry waits twice as long (at most 30 s)."), "Storage"))
             .define(g(ConfigKey::new("hdfs.url", ConfigType::String)
                 .default("")
                 .importance(Importance::High)
@@ -353,6 +367,8 @@ impl ParquetSinkConfig {
             buffer_max_bytes: p.long("buffer.max.bytes").max(1 << 20) as usize,
             row_group_bytes: p.int("parquet.row.group.bytes").max(65536) as usize,
             part_size: p.int("s3.part.size").max(5 << 20) as usize,
+            s3_retries: p.int("s3.part.retries").max(0) as usize,
+            s3_retry_backoff_ms: p.long("s3.retry.backoff.ms").max(0) as u64,
         })
     }
 }
@@ -452,6 +468,23 @@ mod tests {
         assert_eq!(c.codec, Codec::Snappy);
         assert_eq!(c.topics_dir, "topics");
         assert_eq!(c.aws_credentials, Some(("a".into(), "b".into())));
+        // Confluent's retry defaults, and the keys honoured.
+        assert_eq!((c.s3_retries, c.s3_retry_backoff_ms), (3, 200));
+        let c = ParquetSinkConfig::parse(&m(&[
+            ("store.url", "s3://lake"),
+            ("flush.size", "10"),
+            ("s3.part.retries", "0"),
+            ("s3.retry.backoff.ms", "50"),
+        ]))
+        .expect("valid");
+        assert_eq!((c.s3_retries, c.s3_retry_backoff_ms), (0, 50));
+        let err = ParquetSinkConfig::parse(&m(&[
+            ("store.url", "s3://lake"),
+            ("flush.size", "10"),
+            ("s3.part.retries", "-1"),
+        ]))
+        .expect_err("negative retries");
+        assert!(err.to_string().contains("s3.part.retries"), "{err}");
     }
 
     #[test]

@@ -8,13 +8,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    BackoffConfig, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
 use parquet::file::metadata::ParquetMetaDataReader;
 use sluice_api::ConnectError;
 
@@ -52,6 +55,16 @@ pub fn open_store(c: &ParquetSinkConfig) -> Result<Arc<dyn ObjectStore>, Connect
             if let Some((id, secret)) = &c.aws_credentials {
                 b = b.with_access_key_id(id).with_secret_access_key(secret);
             }
+            let backoff = BackoffConfig {
+                init_backoff: Duration::from_millis(c.s3_retry_backoff_ms),
+                max_backoff: Duration::from_secs(30),
+                base: 2.0,
+            };
+            b = b.with_retry(RetryConfig {
+                backoff,
+                max_retries: c.s3_retries,
+                retry_timeout: Duration::from_secs(180),
+            });
             let s3 =
                 b.build().map_err(|e| ConnectError::fatal_from(format!("cannot use the S3 bucket {bucket}"), e))?;
             Ok(Arc::new(s3))
