@@ -197,6 +197,7 @@ impl CuttableProxy {
                         (flag.clone(), (client.try_clone().expect("clone"), server.try_clone().expect("clone")));
                     std::thread::spawn(move || {
                         let _ = from.set_read_timeout(Some(Duration::from_millis(100)));
+                        let _ = to.set_write_timeout(Some(Duration::from_secs(1)));
                         let mut buf = vec![0u8; 64 * 1024];
                         loop {
                             if flag.load(Ordering::SeqCst) {
@@ -261,12 +262,18 @@ fn s3_outages_during_writes_lose_and_duplicate_nothing() {
             "aws.access.key.id": s3.key, "aws.secret.access.key": s3.secret,
             "format.class": "io.confluent.connect.s3.format.parquet.ParquetFormat",
             "flush.size": "500",
+            "rotate.schedule.interval.ms": "3000",
             "partitioner.class": "io.confluent.connect.storage.partitioner.HourlyPartitioner",
             "timestamp.extractor": "RecordField", "timestamp.field": "ts",
             "timezone": "UTC", "locale": "en-US"}})
         .to_string(),
     )
     .expect("write");
+    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
+    wait_until(Duration::from_secs(60), "the partition assigned", || {
+        sluice.log_text().contains("files already in the lake")
+    });
+    // Records keep coming from before the first outage to after the second.
     const N: i64 = 20_000;
     let producer = {
         let (kafka, topic) = (kafka.clone(), topic.clone());
@@ -279,10 +286,6 @@ fn s3_outages_during_writes_lose_and_duplicate_nothing() {
             }
         })
     };
-    let sluice = Sluice::standalone(&worker, &[&connector], port, dir.path().join("sluice.log"));
-    wait_until(Duration::from_secs(60), "the partition assigned", || {
-        sluice.log_text().contains("files already in the lake")
-    });
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(1000));
         proxy.down.store(true, Ordering::SeqCst);
@@ -292,14 +295,15 @@ fn s3_outages_during_writes_lose_and_duplicate_nothing() {
     producer.join().expect("producer");
     let base = format!("{bucket}/topics/{topic}");
     let deadline = Instant::now() + Duration::from_secs(120);
-    let view = loop {
-        let view = s3.read_parquet(&base, "seq");
-        if seqs(&view).len() >= N as usize || Instant::now() > deadline {
-            break view;
+    loop {
+        if seqs(&s3.read_parquet(&base, "seq")).len() >= N as usize || Instant::now() > deadline {
+            break;
         }
         std::thread::sleep(Duration::from_secs(3));
-    };
-    let all = seqs(&view);
+    }
+    // A file written late (a duplicate) would land within a scheduled rotation or two.
+    std::thread::sleep(Duration::from_secs(7));
+    let all = seqs(&s3.read_parquet(&base, "seq"));
     let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
     for s in &all {
         *counts.entry(*s).or_default() += 1;

@@ -450,8 +450,9 @@ impl SinkRunner {
                     revoked.extend(parts.iter().cloned());
                     tracing::info!(task = %self.s.id, ?parts, "partitions revoked");
                     // Records fetched before the revocation are not put (nor counted) after it.
-                    self.pending.batch.retain(|r| !parts.contains(&r.topic_partition()));
-                    self.pending.skipped.retain(|(tp, _)| !parts.contains(tp));
+                    let gone: HashSet<&TopicPartition> = parts.iter().collect();
+                    self.pending.batch.retain(|r| !gone.contains(&r.topic_partition()));
+                    self.pending.skipped.retain(|(tp, _)| !gone.contains(tp));
                     for tp in &parts {
                         self.assigned.remove(tp);
                         self.consumed.remove(tp);

@@ -174,7 +174,7 @@ impl ParquetSinkConfig {
                 .default("200")
                 .importance(Importance::Low)
                 .validator(Validator::at_least(0))
-                .doc("Wait before the first retry of a failed S3 request; each further retry waits twice as long (at most 30 s)."), "Storage"))
+                .doc("Wait before the first retry of a failed S3 request; each further retry waits up to twice as long (with jitter; at most 30 s, or this wait when it is longer)."), "Storage"))
             .define(g(ConfigKey::new("hdfs.url", ConfigType::String)
                 .default("")
                 .importance(Importance::High)

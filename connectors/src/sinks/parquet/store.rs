@@ -55,11 +55,11 @@ pub fn open_store(c: &ParquetSinkConfig) -> Result<Arc<dyn ObjectStore>, Connect
             if let Some((id, secret)) = &c.aws_credentials {
                 b = b.with_access_key_id(id).with_secret_access_key(secret);
             }
-            let backoff = BackoffConfig {
-                init_backoff: Duration::from_millis(c.s3_retry_backoff_ms),
-                max_backoff: Duration::from_secs(30),
-                base: 2.0,
-            };
+            // object_store draws each wait between the first and twice the last (jitter): the
+            // range must not be empty, so the first wait is at least 1 ms and at most the cap.
+            let init_backoff = Duration::from_millis(c.s3_retry_backoff_ms.max(1));
+            let backoff =
+                BackoffConfig { init_backoff, max_backoff: init_backoff.max(Duration::from_secs(30)), base: 2.0 };
             b = b.with_retry(RetryConfig {
                 backoff,
                 max_retries: c.s3_retries,
