@@ -462,6 +462,12 @@ pub async fn bench(
     let tables = dir.join("delta");
     let tables = format!("{}/${{topic}}", tables.display());
     if run("delta") {
+        if run("parquet") || run("latency") {
+            // The broker after the phases above (it keeps their groups and offsets): the Delta
+            // sink's own raw limit, measured again right before it.
+            let consumed = raw_consume(bootstrap, &topic, n, size).await?;
+            println!("raw rdkafka consume, again before Delta            {consumed}");
+        }
         run_delta("local", bootstrap, dir, &topic, (n, size), &tables, "", &HashMap::new()).await?;
     }
     if run("delta-latency") {
