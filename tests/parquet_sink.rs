@@ -39,6 +39,17 @@ fn event(seq: i64) -> String {
     .to_string()
 }
 
+/// The first ten of `0..n` absent from `all`, and the first ten present more than once.
+fn missing_and_duplicated(all: &[i64], n: i64) -> (Vec<i64>, Vec<(i64, usize)>) {
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for s in all {
+        *counts.entry(*s).or_default() += 1;
+    }
+    let missing = (0..n).filter(|s| !counts.contains_key(s)).take(10).collect();
+    let dups = counts.into_iter().filter(|(_, c)| *c > 1).take(10).collect();
+    (missing, dups)
+}
+
 fn seqs(view: &Value) -> Vec<i64> {
     let mut all: Vec<i64> = view["files"]
         .as_array()
@@ -120,12 +131,7 @@ fn s3_hourly_files_exactly_once_across_five_kill_9() {
         std::thread::sleep(Duration::from_secs(3));
     };
     let all = seqs(&view);
-    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
-    for s in &all {
-        *counts.entry(*s).or_default() += 1;
-    }
-    let missing: Vec<i64> = (0..N).filter(|s| !counts.contains_key(s)).take(10).collect();
-    let dups: Vec<(&i64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    let (missing, dups) = missing_and_duplicated(&all, N);
     assert!(
         missing.is_empty() && dups.is_empty(),
         "{} rows; missing {missing:?}; duplicated {dups:?}\n{}",
@@ -304,12 +310,7 @@ fn s3_outages_during_writes_lose_and_duplicate_nothing() {
     // A file written late (a duplicate) would land within a scheduled rotation or two.
     std::thread::sleep(Duration::from_secs(7));
     let all = seqs(&s3.read_parquet(&base, "seq"));
-    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
-    for s in &all {
-        *counts.entry(*s).or_default() += 1;
-    }
-    let missing: Vec<i64> = (0..N).filter(|s| !counts.contains_key(s)).take(10).collect();
-    let dups: Vec<(&i64, &usize)> = counts.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    let (missing, dups) = missing_and_duplicated(&all, N);
     let log = sluice.log_text();
     assert!(
         missing.is_empty() && dups.is_empty(),
