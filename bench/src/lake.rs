@@ -10,7 +10,8 @@
 //! time per record. The local Parquet run is repeated with `parquet.dictionary=always` (an A/B in
 //! the same run). Then the latency of the Parquet sink into a local directory at 2,000 records/s
 //! with files rotated every second, and of the Delta sink's commits at 2,000 records/s with
-//! `allowed.latency.ms=1000`.
+//! `allowed.latency.ms=1000`. Before the S3 sinks, the files of the first local Parquet run are
+//! put to the server one by one: its raw write rate for the same bytes, on the same two cores.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 use futures::StreamExt;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use sluice_api::Value;
 use sluice_runtime::converters::create_converter;
 
@@ -109,6 +110,69 @@ async fn count_files(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<usize
         }
     }
     Ok(n)
+}
+
+/// The `txn` version of `app_id` in a Delta table's newest commit (`None`: no commit holds one
+/// yet), read straight from `<table>/_delta_log/`: a listing and one small file, where opening
+/// the table replays its whole log. The benchmark's looks cost the machine the sink shares
+/// almost nothing this way (opening the table took about 4 ms a look). Each commit of the sink
+/// carries the `txn` of every partition it covers; the benchmark topics have one partition.
+async fn delta_txn(store: &Arc<dyn ObjectStore>, table: &str, app_id: &str) -> Result<Option<i64>> {
+    let log = object_store::path::Path::from(format!("{table}/_delta_log"));
+    let mut newest: Option<(u64, object_store::path::Path)> = None;
+    let mut s = store.list(Some(&log));
+    while let Some(m) = s.next().await {
+        let m = match m {
+            Ok(m) => m,
+            Err(object_store::Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let version = m.location.filename().and_then(|f| f.strip_suffix(".json")).and_then(|v| v.parse::<u64>().ok());
+        if let Some(v) = version.filter(|v| newest.as_ref().is_none_or(|(n, _)| v > n)) {
+            newest = Some((v, m.location));
+        }
+    }
+    let Some((_, path)) = newest else { return Ok(None) };
+    let bytes = store.get(&path).await?.bytes().await?;
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let action: serde_json::Value = serde_json::from_slice(line)?;
+        let txn = &action["txn"];
+        if txn["appId"].as_str() == Some(app_id) {
+            return Ok(txn["version"].as_i64());
+        }
+    }
+    Ok(None)
+}
+
+/// The S3 server's own write rate for the same bytes, as the raw limit next to the S3 sink rates:
+/// the Parquet files of the first local run (`n` records), put one after another, as the sink's
+/// single partition writes them. The rate is in records of those files per second.
+async fn raw_s3_put(
+    local: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    s3: &Arc<dyn ObjectStore>,
+    n: usize,
+    size: usize,
+) -> Result<(Rate, f64)> {
+    let mut files = Vec::new();
+    let mut s = local.list(Some(&object_store::path::Path::from(prefix)));
+    while let Some(m) = s.next().await {
+        let m = m?;
+        if m.location.as_ref().ends_with(".parquet") {
+            let bytes = local.get(&m.location).await?.bytes().await?;
+            files.push((object_store::path::Path::from(format!("raw-put/{}", m.location)), bytes));
+        }
+    }
+    if files.is_empty() {
+        bail!("no Parquet files under {prefix} to put");
+    }
+    let total: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let start = Instant::now();
+    for (path, bytes) in files {
+        s3.put(&path, bytes.into()).await?;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok((Rate { records: n, seconds, bytes: n * size }, total as f64 / 1e6))
 }
 
 async fn records_put(port: u16) -> usize {
@@ -232,16 +296,16 @@ async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
     let topic = unique("bench-delta-lat");
     create_topic(bootstrap, &topic).await?;
     let name = unique("bench-delta-lat");
-    let table = format!("{}/{topic}", dir.join(unique("delta-lat")).display());
+    let tables = dir.join(unique("delta-lat"));
+    std::fs::create_dir_all(&tables)?;
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&tables)?);
+    let table = format!("{}/{topic}", tables.display());
     let connector = format!(
         "name={name}\nconnector.class=delta\ntopics={topic}\ndelta.table.location={table}\nflush.size=-1\nallowed.latency.ms=1000\n"
     );
     let (sink_dir, sink) = start_sink(dir, "delta-lat", bootstrap, connector)?;
-    let committed = || async {
-        sluice_connectors::sinks::delta::committed_offset(&table, &HashMap::new(), &name, &topic, 0)
-            .await
-            .map_err(|e| anyhow!("{e}"))
-    };
+    let app_id = format!("{name}-{topic}-0");
+    let committed = || delta_txn(&store, &topic, &app_id);
     // One record first waits out the group join and creates the table; the producer that sent it
     // sends the rest.
     let p = super::producer(bootstrap)?;
@@ -303,7 +367,7 @@ async fn delta_latency(bootstrap: &str, dir: &Path, rate: usize) -> Result<()> {
         std::fs::write(path, out)?;
     }
     let n = lat.len();
-    // A look opens the table and reads its log: its time is the measurement's resolution.
+    // A look lists the table's log and reads its newest commit: its time adds to the resolution.
     let look_ms = look_time.as_secs_f64() * 1000.0 / looks.len().max(1) as f64;
     println!(
         "sluice produce -> Delta commit (local) at {rate} rec/s, allowed.latency.ms=1000: {}  ({n} of {} records; a look takes {look_ms:.0} ms)  peak RSS {rss:.1} MiB",
@@ -369,7 +433,7 @@ async fn run_delta(
     (n, size): (usize, usize),
     location: &str,
     extra: &str,
-    storage: &HashMap<String, String>,
+    (store, tables): (Arc<dyn ObjectStore>, &str),
 ) -> Result<()> {
     let name = unique("bench-delta");
     let connector = format!(
@@ -378,7 +442,8 @@ async fn run_delta(
     );
     let launched = Instant::now();
     let (sink_dir, sink) = start_sink(dir, "delta-sink", bootstrap, connector)?;
-    let table = location.replace("${topic}", topic);
+    let table = if tables.is_empty() { topic.to_string() } else { format!("{tables}/{topic}") };
+    let app_id = format!("{name}-{topic}-0");
     let last = n as i64 - 1;
     let mut first = None;
     let mut cpu_at_first = 0.0;
@@ -387,16 +452,13 @@ async fn run_delta(
             first = Some(Instant::now());
             cpu_at_first = sink.cpu_seconds();
         }
-        let done = sluice_connectors::sinks::delta::committed_offset(&table, storage, &name, topic, 0)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
-        if done == Some(last) {
+        if delta_txn(&store, &table, &app_id).await? == Some(last) {
             break;
         }
         if launched.elapsed() > Duration::from_secs(600) {
             bail!("the delta sink did not finish; see {}/sluice.log", sink_dir.display());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let join = first.map_or(0.0, |f| (f - launched).as_secs_f64());
     let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64());
@@ -460,6 +522,8 @@ pub async fn bench(
         parquet_latency(bootstrap, dir, 2000).await?;
     }
     let tables = dir.join("delta");
+    std::fs::create_dir_all(&tables)?;
+    let delta_fs: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&tables)?);
     let tables = format!("{}/${{topic}}", tables.display());
     if run("delta") {
         if run("parquet") || run("latency") {
@@ -468,7 +532,7 @@ pub async fn bench(
             let consumed = raw_consume(bootstrap, &topic, n, size).await?;
             println!("raw rdkafka consume, again before Delta            {consumed}");
         }
-        run_delta("local", bootstrap, dir, &topic, (n, size), &tables, "", &HashMap::new()).await?;
+        run_delta("local", bootstrap, dir, &topic, (n, size), &tables, "", (delta_fs, "")).await?;
     }
     if run("delta-latency") {
         delta_latency(bootstrap, dir, 2000).await?;
@@ -503,17 +567,11 @@ pub async fn bench(
         let location = format!(
             "s3.bucket.name={bucket}\nstore.url={endpoint}\ns3.region=us-east-1\naws.access.key.id={key}\naws.secret.access.key={secret}"
         );
-        run_sink("s3", bootstrap, dir, &topic, n, size, &location, s3).await?;
-        let storage: HashMap<String, String> = [
-            ("aws_endpoint", endpoint.as_str()),
-            ("aws_allow_http", "true"),
-            ("aws_region", "us-east-1"),
-            ("aws_access_key_id", key.as_str()),
-            ("aws_secret_access_key", secret.as_str()),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        if run("parquet") {
+            let (rate, mb) = raw_s3_put(&fs, &format!("topics/{topic}"), &s3, n, size).await?;
+            println!("raw S3 put of the local run's files, one by one    {rate}  ({mb:.1} MB of Parquet)");
+        }
+        run_sink("s3", bootstrap, dir, &topic, n, size, &location, s3.clone()).await?;
         let extra = format!(
             "store.url={endpoint}\ns3.region=us-east-1\naws.access.key.id={key}\naws.secret.access.key={secret}"
         );
@@ -525,7 +583,7 @@ pub async fn bench(
             (n, size),
             &format!("s3://{bucket}/delta/${{topic}}"),
             &extra,
-            &storage,
+            (s3, "delta"),
         )
         .await?;
     } else {
