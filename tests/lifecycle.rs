@@ -58,8 +58,13 @@ fn pause_resume_stop_restart_and_offsets() {
     assert_eq!(code, 202, "{body}");
     assert_eq!(body["connector"]["state"], "RESTARTING", "{body}");
     assert_eq!(body["tasks"][0]["state"], "RESTARTING", "{body}");
+    // Nothing failed, so nothing is marked RESTARTING. (The task may still be coming back from the
+    // restart above, UNASSIGNED for a moment: its state is shown as it is.)
     let (code, body) = call(port, "POST", "/connectors/seq/restart?includeTasks=true&onlyFailed=true", None);
-    assert_eq!((code, body["tasks"][0]["state"].clone()), (202, json!("RUNNING")), "nothing failed: {body}");
+    assert_eq!(code, 202, "{body}");
+    assert_ne!(body["connector"]["state"], "RESTARTING", "nothing failed: {body}");
+    assert_ne!(body["tasks"][0]["state"], "RESTARTING", "nothing failed: {body}");
+    assert_ne!(body["tasks"][0]["state"], "FAILED", "nothing failed: {body}");
     assert_eq!(http(port, "POST", "/connectors/seq/tasks/0/restart", None).map(|r| r.0), Some(204));
     assert_eq!(call(port, "POST", "/connectors/seq/tasks/7/restart", None).0, 404);
     assert_eq!(call(port, "POST", "/connectors/nope/restart", None).0, 404);
