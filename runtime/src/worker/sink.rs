@@ -677,8 +677,8 @@ impl<'c> Fetched<'c> {
         self.before_events != usize::MAX
     }
 
-    /// Adds what a `recv` returned; whether the fetch ends here (a rebalance event was served in
-    /// that `recv`, before the message it returned, or a consumer error).
+    /// Adds what the stream returned; whether the fetch ends here (a rebalance event was served in
+    /// that poll, before the message it returned, or a consumer error).
     fn take(
         &mut self,
         s: &TaskSettings,
