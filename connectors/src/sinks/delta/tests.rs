@@ -186,6 +186,32 @@ async fn records_whose_table_cannot_be_created_yet_are_read_again() {
     assert_eq!((txn(dir.path(), 0).await, txn(dir.path(), 1).await), (Some(2), Some(2)));
 }
 
+/// Records written but not committed hold the partition's commit back even when a later record
+/// of it is to be read again: `pre_commit` answers the lower of the two, so no committed offset
+/// passes records that are not in the table yet.
+#[tokio::test]
+async fn buffered_records_hold_the_commit_back_below_a_later_rewind() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut t, _) = task(dir.path(), &[("flush.size", "100"), ("allowed.latency.ms", "600000")], &[0]).await;
+    let s = schema(false);
+    let first: Vec<SinkRecord> = (0..3).map(|o| rec(0, o, BASE + o, &s)).collect();
+    t.put(&first).await.expect("put");
+    let tp = TopicPartition::new("events", 0);
+    // As after a retriable failure of a later run of the partition (see `unwritten`): record 3 is
+    // to be read again while 0..=2 wait in the writer.
+    t.read_again(&tp, 3);
+    let safe = t.pre_commit(&[(tp.clone(), 6)].into()).await.expect("pre_commit");
+    assert_eq!(safe.get(&tp), Some(&0), "offsets 0..=2 are not in the table");
+    assert_eq!(t.rewind(), [(tp.clone(), 3)].into());
+    // The worker delivers from 3 again; a commit then covers all six.
+    let more: Vec<SinkRecord> = (3..6).map(|o| rec(0, o, BASE + o, &s)).collect();
+    t.put(&more).await.expect("put again");
+    t.stop().await.expect("stop commits");
+    let seqs: Vec<i64> = rows(dir.path()).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(seqs, (0..6).collect::<Vec<i64>>(), "each record once");
+    assert_eq!(txn(dir.path(), 0).await, Some(5));
+}
+
 #[tokio::test]
 async fn flush_size_is_exact_within_one_batch() {
     let dir = tempfile::tempdir().expect("tmp");
