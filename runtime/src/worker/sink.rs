@@ -606,8 +606,9 @@ impl SinkRunner {
 /// `put` or commit) and then briefly for more; with a batch pending, takes only what is already
 /// fetched, so the pending batch is not held back. `None` when the task is stopping.
 ///
-/// A fetch ends at the first rebalance event (they are served inside the consumer's poll): the messages before
-/// `Fetched::before_events` were fetched before it, possibly for partitions it revoked.
+/// A fetch ends at the first rebalance event (they are served inside the consumer's poll): the
+/// messages before `Fetched::before_events` were fetched before it, possibly for partitions it
+/// revoked.
 async fn fetch<'c>(
     s: &TaskSettings,
     consumer: &'c StreamConsumer<SinkConsumerContext>,
